@@ -1,0 +1,57 @@
+"""The private, I/O-free hot core: mailbox, write sets, framing, batch dispatch.
+
+Each part is compiled from Cython (``<name>.pyx`` + ``.pxd``) and has a
+pure-Python twin (``<name>_py.py``) with the same behaviour.
+``DNA_NO_EXTENSIONS=1`` in the environment selects the twins at import;
+``COMPILED`` tells which build is running. Nothing here imports asyncio or a
+database driver.
+"""
+
+from __future__ import annotations
+
+import os
+
+NO_EXTENSIONS = bool(os.environ.get("DNA_NO_EXTENSIONS"))
+
+if not NO_EXTENSIONS:
+    from .dispatch import Dispatcher
+    from .framing import (
+        FrameDecoder,
+        copy_packable,
+        encode_frame,
+        encode_frames,
+        pack,
+        unpack,
+    )
+    from .mailbox import Mailbox
+    from .writeset import MISSING, WriteSet
+
+    COMPILED = True
+else:
+    from .dispatch_py import Dispatcher  # type: ignore[assignment]
+    from .framing_py import (  # type: ignore[assignment]
+        FrameDecoder,
+        copy_packable,
+        encode_frame,
+        encode_frames,
+        pack,
+        unpack,
+    )
+    from .mailbox_py import Mailbox  # type: ignore[assignment]
+    from .writeset_py import MISSING, WriteSet  # type: ignore[assignment]
+
+    COMPILED = False
+
+__all__ = [
+    "COMPILED",
+    "MISSING",
+    "Dispatcher",
+    "FrameDecoder",
+    "Mailbox",
+    "WriteSet",
+    "copy_packable",
+    "encode_frame",
+    "encode_frames",
+    "pack",
+    "unpack",
+]

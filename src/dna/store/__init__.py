@@ -1,0 +1,7 @@
+"""Stores: the only package that imports a database driver."""
+
+from __future__ import annotations
+
+from .base import ActorId, Claim, NodeRecord, Row, Store
+
+__all__ = ["ActorId", "Claim", "NodeRecord", "Row", "Store"]
