@@ -1,0 +1,1 @@
+"""Batch dispatch (pure-Python twin). Work in progress by the runtime author."""
