@@ -17,6 +17,7 @@ if not NO_EXTENSIONS:
     from .dispatch import Dispatcher
     from .framing import (
         FrameDecoder,
+        copy_args,
         copy_packable,
         encode_frame,
         encode_frames,
@@ -31,6 +32,7 @@ else:
     from .dispatch_py import Dispatcher  # type: ignore[assignment]
     from .framing_py import (  # type: ignore[assignment]
         FrameDecoder,
+        copy_args,
         copy_packable,
         encode_frame,
         encode_frames,
@@ -49,6 +51,7 @@ __all__ = [
     "FrameDecoder",
     "Mailbox",
     "WriteSet",
+    "copy_args",
     "copy_packable",
     "encode_frame",
     "encode_frames",

@@ -1,1 +1,134 @@
-"""Batch dispatch (pure-Python twin). Work in progress by the runtime author."""
+"""Batch dispatch: run a drained batch of messages on one actor instance.
+
+Pure-Python twin of ``dispatch.pyx``; both must behave identically.
+
+A message is the tuple ``(handler_index, args, kwargs_or_None, reply_or_None)``.
+``reply`` is anything with ``done()``, ``set_result()`` and ``set_exception()``
+(an asyncio future locally, a wire reply for remote callers); None for casts.
+
+Per message: ``ws.begin()``; call the handler; an ``async def`` handler is
+driven with ``send(None)`` and, if it never suspends, costs no Task. On
+success the result is checked (msgpack-serialisable, copied like the wire
+would) and the reply released now or parked until the writes it follows are
+durable. On failure the message's writes are rolled back and the caller gets
+an error built by ``make_error``; a failing cast goes to ``on_cast_error``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .framing_py import copy_packable
+
+
+class Dispatcher:
+    """Shared by every activation of one actor class."""
+
+    __slots__ = ("fns", "gated", "is_async", "make_error", "on_cast_error")
+
+    def __init__(
+        self,
+        table: list[Any],
+        make_error: Callable[[BaseException], BaseException],
+        on_cast_error: Callable[[Any, BaseException], None],
+    ) -> None:
+        self.fns = [spec.fn for spec in table]  # handler functions by index
+        self.gated = [bool(spec.gated) for spec in table]  # reply waits for durability
+        self.is_async = [bool(spec.is_async) for spec in table]  # drive with send(None)
+        self.make_error = make_error  # handler exception -> exception for the caller
+        self.on_cast_error = on_cast_error  # report a failed cast (logging)
+
+    def run(
+        self,
+        instance: Any,
+        batch: list[Any],
+        start: int,
+        ws: Any,
+        gated: list[Any],
+        inflight: list[Any],
+    ) -> tuple[int, Any, Any] | None:
+        """Run ``batch[start:]``. None when done, else ``(i, coro, yielded)``.
+
+        When message ``i`` suspends, the caller drives ``coro`` to its end, then
+        calls ``complete`` for it and ``run`` again from ``i + 1``.
+        Parked replies go to ``gated`` (waiting for the current write set) or
+        ``inflight`` (waiting only for the commit already under way).
+        """
+        fns = self.fns
+        n = len(batch)
+        i = start
+        while i < n:
+            msg = batch[i]
+            reply = msg[3]
+            if reply is not None and reply.done():  # caller gave up: do not run it
+                i += 1
+                continue
+            idx = msg[0]
+            ws.begin()
+            try:
+                kwargs = msg[2]
+                if kwargs is None:
+                    result = fns[idx](instance, *msg[1])
+                else:
+                    result = fns[idx](instance, *msg[1], **kwargs)
+                if self.is_async[idx]:
+                    try:
+                        yielded = result.send(None)
+                    except StopIteration as stop:
+                        result = stop.value
+                    else:
+                        return (i, result, yielded)
+                if reply is not None:
+                    result = copy_packable(result)
+            except Exception as exc:
+                self._failed(msg, exc, ws)
+            else:
+                if reply is not None:
+                    self._reply(reply, self.gated[idx], result, ws, gated, inflight)
+            i += 1
+        return None
+
+    def complete(
+        self,
+        msg: Any,
+        ok: bool,
+        value: Any,
+        ws: Any,
+        gated: list[Any],
+        inflight: list[Any],
+    ) -> None:
+        """Finish a message whose handler suspended: ``value`` is its result or exception."""
+        reply = msg[3]
+        if ok:
+            if reply is None:
+                return
+            try:
+                value = copy_packable(value)
+            except Exception as exc:
+                self._failed(msg, exc, ws)
+                return
+            self._reply(reply, self.gated[msg[0]], value, ws, gated, inflight)
+        else:
+            self._failed(msg, value, ws)
+
+    def _reply(
+        self, reply: Any, gate: bool, result: Any, ws: Any, gated: list[Any], inflight: list[Any]
+    ) -> None:
+        if gate:
+            if len(ws):
+                gated.append((reply, result))
+                return
+            if ws.has_committing:
+                inflight.append((reply, result))
+                return
+        if not reply.done():
+            reply.set_result(result)
+
+    def _failed(self, msg: Any, exc: BaseException, ws: Any) -> None:
+        ws.rollback()
+        reply = msg[3]
+        if reply is None:
+            self.on_cast_error(msg, exc)
+        elif not reply.done():
+            reply.set_exception(self.make_error(exc))

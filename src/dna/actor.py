@@ -1,0 +1,212 @@
+"""The ``Actor`` base class users subclass, handler decorators, and ``ActorRef``.
+
+Handlers are methods marked ``@dna.call`` (the caller awaits a reply) or
+``@dna.cast`` (one-way). Both may be ``def`` or ``async def``. A call's reply is
+gated on durability by default: it is released only once every storage write
+made before it in the activation has committed. ``@dna.call(reply_async=True)``
+opts out (the seed's ``reply_async``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+from .errors import InterfaceError, UnknownHandler
+
+if TYPE_CHECKING:
+    from .node import Node
+    from .store import ActorId
+
+__all__ = ["Actor", "ActorRef", "HandlerSpec", "actor_type", "call", "cast"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+KIND_CALL = 0
+KIND_CAST = 1
+
+
+class HandlerSpec:
+    """How one handler is dispatched; shared by every activation of its class."""
+
+    __slots__ = ("fn", "gated", "index", "is_async", "kind", "name")
+
+    def __init__(self, name: str, fn: Callable[..., Any], kind: int, gated: bool) -> None:
+        self.name = name  # method name, also the name remote callers use
+        self.fn = fn  # the plain function; called as fn(instance, *args)
+        self.kind = kind  # KIND_CALL or KIND_CAST
+        self.gated = gated  # reply waits for durability of earlier writes
+        self.is_async = inspect.iscoroutinefunction(fn)  # drive with send(None)
+        self.index = -1  # position in the class's handler table
+
+    def __repr__(self) -> str:
+        kind = "call" if self.kind == KIND_CALL else "cast"
+        return f"<{kind} handler {self.name}>"
+
+
+def _mark(fn: F, kind: int, gated: bool) -> F:
+    if not callable(fn):
+        raise TypeError(f"@dna.{'call' if kind == KIND_CALL else 'cast'} decorates a function")
+    fn.__dna_handler__ = (kind, gated)  # type: ignore[attr-defined]
+    return fn
+
+
+@overload
+def call(fn: F, /) -> F: ...
+@overload
+def call(*, reply_async: bool = False) -> Callable[[F], F]: ...
+def call(fn: Any = None, /, *, reply_async: bool = False) -> Any:
+    """Mark a request/response handler.
+
+    The reply is released once every storage write made before it in this
+    activation is durable, unless ``reply_async=True``.
+    """
+    if fn is None:
+        return lambda f: _mark(f, KIND_CALL, not reply_async)
+    return _mark(fn, KIND_CALL, True)
+
+
+def cast(fn: F) -> F:
+    """Mark a one-way handler: handled in send order, no reply."""
+    return _mark(fn, KIND_CAST, False)
+
+
+class StorageModule:
+    """Base of class-level storage declarations such as ``kv = KV()``.
+
+    Each activation gets its own bound view (``bind``) set on the instance.
+    """
+
+    name: str = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if not self.name:
+            self.name = name
+
+    def bind(self, activation: Any) -> Any:
+        raise NotImplementedError
+
+
+_TYPES: dict[str, type[Actor]] = {}
+
+
+def actor_type(type_name: str) -> type[Actor]:
+    """The actor class registered under ``type_name``; InterfaceError if none."""
+    try:
+        return _TYPES[type_name]
+    except KeyError:
+        raise InterfaceError(f"unknown actor type {type_name!r}") from None
+
+
+class Actor:
+    """Base class of user actors. One activation per name, cluster-wide.
+
+    Subclasses declare handlers with ``@dna.call`` / ``@dna.cast`` and storage
+    modules as class attributes. ``type_name`` defaults to the class name; pin
+    it (``type_name = "Room"``) so that renaming the class keeps its data.
+    Inside handlers: ``self.key``, ``self.namespace``, ``self.node``.
+    """
+
+    type_name: ClassVar[str] = "Actor"
+    _dna_handlers: ClassVar[dict[str, HandlerSpec]] = {}
+    _dna_table: ClassVar[list[HandlerSpec]] = []
+    _dna_modules: ClassVar[dict[str, StorageModule]] = {}
+    _dna_ref_class: ClassVar[type[ActorRef]]
+    _dna_dispatcher: ClassVar[Any] = None
+
+    # set on each activation by the runtime before on_activate
+    key: str
+    namespace: str
+    node: Node
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type_name" not in cls.__dict__:
+            cls.type_name = cls.__name__
+        if not isinstance(cls.type_name, str) or not cls.type_name:
+            raise InterfaceError(f"{cls.__qualname__}.type_name must be a non-empty str")
+        handlers: dict[str, HandlerSpec] = {}
+        modules: dict[str, StorageModule] = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if isinstance(value, StorageModule):
+                    modules[name] = value
+                mark = getattr(value, "__dna_handler__", None)
+                if mark is not None:
+                    handlers[name] = HandlerSpec(name, value, mark[0], mark[1])
+                elif name in handlers:  # overridden without a decorator
+                    del handlers[name]
+        table = list(handlers.values())
+        for i, spec in enumerate(table):
+            spec.index = i
+        cls._dna_handlers = handlers
+        cls._dna_table = table
+        cls._dna_modules = modules
+        cls._dna_dispatcher = None  # built on first activation
+        cls._dna_ref_class = _make_ref_class(cls)
+        _TYPES[cls.type_name] = cls
+
+    async def on_activate(self) -> None:
+        """Called once per activation before its first message: build in-memory state."""
+
+    async def on_passivate(self) -> None:
+        """Called before an idle activation is removed or the node drains."""
+
+
+class ActorRef:
+    """A handle on a named actor; attribute access gives its handlers.
+
+    ``await ref.put("a", b"1")`` calls; ``await ref.put_cast(...)`` casts (waits
+    only while the mailbox is full); ``ref.put_cast.nowait(...)`` raises
+    ``Overloaded`` instead of waiting; ``ref.put.with_timeout(2.0)(...)`` sets a
+    per-call deadline. Refs are cheap; keep them for repeated messaging.
+    """
+
+    __slots__ = ("__dict__", "actor_id", "actor_type", "node")
+
+    actor_type: type[Actor]
+
+    def __init__(self, node: Node, actor_type: type[Actor], actor_id: ActorId) -> None:
+        self.node = node
+        self.actor_type = actor_type
+        self.actor_id = actor_id
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.actor_id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other.actor_id == self.actor_id
+
+    def __hash__(self) -> int:
+        return hash(self.actor_id)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not handlers (handlers are descriptors)
+        raise UnknownHandler(f"{self.actor_type.type_name} has no handler {name!r}")
+
+
+class _HandlerAttr:
+    """Class attribute of a generated ref class: builds and caches the sender."""
+
+    __slots__ = ("index", "name")
+
+    def __init__(self, name: str, index: int) -> None:
+        self.name = name
+        self.index = index
+
+    def __get__(self, ref: ActorRef | None, owner: type) -> Any:
+        if ref is None:
+            return self
+        sender = ref.node._sender(ref, self.index)
+        ref.__dict__[self.name] = sender
+        return sender
+
+
+def _make_ref_class(cls: type[Actor]) -> type[ActorRef]:
+    ns: dict[str, Any] = {"__slots__": ()}
+    for spec in cls._dna_table:
+        if spec.name in ("node", "actor_id", "actor_type") or spec.name.startswith("__"):
+            raise InterfaceError(f"{cls.__qualname__}: handler name {spec.name!r} is reserved")
+        ns[spec.name] = _HandlerAttr(spec.name, spec.index)
+    return type(f"{cls.__name__}Ref", (ActorRef,), ns)
