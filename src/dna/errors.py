@@ -17,6 +17,7 @@ __all__ = [
     "InternalError",
     "NotOwner",
     "Overloaded",
+    "PeerUnavailable",
     "ProtocolError",
     "Retryable",
     "StaleEpoch",
@@ -93,3 +94,10 @@ class StaleEpoch(StoreError, Retryable):
 
 class CommitFailed(StoreError, Retryable):
     """The batch holding this call's writes did not commit; nothing of it is visible."""
+
+
+class PeerUnavailable(InternalError, Retryable):
+    """The peer node cannot be reached, or its connection was lost with the call in flight.
+
+    The call may or may not have run on the peer; sending it again may succeed.
+    """
