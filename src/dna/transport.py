@@ -1,0 +1,279 @@
+"""Inter-node TCP: one authenticated connection per peer, coalesced msgpack frames.
+
+``Transport(node_id, secret, on_request=..., on_message=...)`` listens with
+``await start(host, port)`` and talks to peers by address (``"host:port"``)
+with ``await request(address, msg, timeout)`` and ``send(address, msg)``.
+What callers may rely on:
+
+- **One connection per peer**, opened on first use and shared by every call
+  to that address (concurrent first calls share one connect). An incoming
+  connection from a peer that listens is reused for our own calls to it.
+- **Order.** Frames to one peer arrive in the order ``send``/``request``
+  queued them, and the peer starts its handlers in arrival order.
+- **Calls** carry their deadline (as seconds left, never a wall clock); the
+  receiver drops a call whose deadline passed before it started and drops a
+  reply that is ready too late. Expiry raises ``Timeout`` at the caller. A
+  connection lost with calls in flight fails them with ``PeerUnavailable``
+  (retryable: the call may or may not have run).
+- **Errors.** A handler's ``ActorError`` keeps its remote type and message;
+  a ``dna.errors`` class is raised again by name with its message; anything
+  else becomes ``ActorError(type_name, message)``. Nothing is ever unpickled
+  or imported by name.
+- **Authentication** comes before any frame is decoded: a mutual HMAC-SHA256
+  challenge keyed by the cluster ``secret`` (``transport_auth``). A peer with
+  the wrong secret, garbage, an oversize frame or a stalled handshake gets
+  its connection closed with a warning on the ``dna.transport`` logger; every
+  other connection is unaffected. Idle connections are kept alive with
+  ping/pong and closed after ``idle_timeout`` seconds without any traffic.
+- **TLS**: ``ssl`` is the listener's context (``ssl.PROTOCOL_TLS_SERVER``);
+  ``client_ssl`` is used to dial peers (``ssl.PROTOCOL_TLS_CLIENT``) and
+  defaults to ``ssl``, which then has to be a context valid for both sides.
+  The peer's host name from its address is the TLS server name. The secret
+  handshake runs inside TLS as well.
+- Without a secret, ``start`` refuses a non-loopback address unless
+  ``insecure=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as _ssl
+from collections.abc import Callable
+from typing import Any
+
+from .errors import InterfaceError, PeerUnavailable, Timeout
+from .transport_auth import encode_field
+from .transport_conn import READY, Connection
+from .transport_wire import (
+    MESSAGE,
+    PING,
+    REQUEST,
+    format_address,
+    is_loopback_literal,
+    parse_address,
+)
+
+__all__ = ["Transport"]
+
+log = logging.getLogger("dna.transport")
+
+OnRequest = Callable[[str, Any], Any]  # (peer node id, msg) -> reply or awaitable of it
+OnMessage = Callable[[str, Any], None]  # (peer node id, msg)
+
+_CLOSE_GRACE = 2.0  # seconds close() waits for sockets to finish closing
+
+
+def _expire(fut: asyncio.Future[Any], address: str, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(Timeout(f"no reply from {address} within {timeout} s"))
+
+
+class Transport:
+    """Connections to and from the other nodes of a cluster (see the module docstring).
+
+    ``on_request(peer_node_id, msg)`` answers calls: its return value, or the
+    result of the awaitable it returns, is the reply. While it runs
+    synchronously, ``deadline`` holds the call's deadline in ``loop.time()``
+    terms. ``on_message(peer_node_id, msg)`` receives one-way messages.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        secret: bytes | None,
+        *,
+        on_request: OnRequest,
+        on_message: OnMessage,
+        ssl: _ssl.SSLContext | None = None,
+        client_ssl: _ssl.SSLContext | None = None,
+        max_frame_size: int = 16 * 1024 * 1024,
+        handshake_timeout: float = 5.0,
+        idle_timeout: float = 30.0,
+    ) -> None:
+        encode_field(node_id, "node id")  # raises ValueError when too long
+        if not node_id:
+            raise ValueError("node_id must not be empty")
+        if secret is not None and (not isinstance(secret, bytes) or not secret):
+            raise InterfaceError("secret must be non-empty bytes or None")
+        if max_frame_size <= 0 or handshake_timeout <= 0 or idle_timeout <= 0:
+            raise ValueError("max_frame_size and the timeouts must be positive")
+        self.node_id = node_id
+        self.deadline = 0.0  # loop-time deadline of the call whose handler is starting
+        self._secret = secret
+        self._on_request = on_request
+        self._on_message = on_message
+        self._ssl = ssl
+        self._client_ssl = client_ssl or ssl
+        self._max_frame_size = max_frame_size
+        self._handshake_timeout = handshake_timeout
+        self._idle_timeout = idle_timeout
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # bound on use
+        self._server: asyncio.Server | None = None
+        self._advertise = ""  # our listen address as told to peers
+        self._conns: dict[str, Connection] = {}  # usable connection per peer address
+        self._all: set[Connection] = set()  # every connection with a socket
+        self._dials: set[asyncio.Task[None]] = set()  # connects in progress
+        self._tasks: set[asyncio.Future[Any]] = set()  # handler tasks we created
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def address(self) -> str | None:
+        """Where peers reach this transport (``"host:port"``), once started."""
+        return self._advertise or None
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        if self._closed:
+            raise InterfaceError("the transport is closed")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._schedule_keepalive()
+        return self._loop
+
+    # ------------------------------------------------------------ listening
+
+    async def start(
+        self, host: str, port: int, *, insecure: bool = False, advertise: str | None = None
+    ) -> tuple[str, int]:
+        """Listen on ``host:port`` (port 0 picks one); returns the bound address.
+
+        ``advertise`` is the address peers should use for us (default: the
+        bound one). Without a secret only loopback addresses are allowed,
+        unless ``insecure`` is true.
+        """
+        loop = self._bind_loop()
+        if self._server is not None:
+            raise InterfaceError("the transport is already listening")
+        if self._secret is None and not insecure and not await self._is_loopback(host, port):
+            raise InterfaceError(
+                f"refusing to listen on {host!r} without a cluster secret: set a secret, "
+                "listen on a loopback address, or pass insecure=True"
+            )
+        self._server = await loop.create_server(
+            lambda: Connection(self, True, None), host, port, ssl=self._ssl,
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl else None,
+        )
+        bound = self._server.sockets[0].getsockname()
+        bound_host, bound_port = str(bound[0]), int(bound[1])
+        self._advertise = advertise or format_address(host or bound_host, bound_port)
+        encode_field(self._advertise, "advertised address")
+        return bound_host, bound_port
+
+    async def _is_loopback(self, host: str, port: int) -> bool:
+        known = is_loopback_literal(host)
+        if known is not None:
+            return known
+        infos = await self._loop.getaddrinfo(host, port)
+        return bool(infos) and all(is_loopback_literal(str(i[4][0])) for i in infos)
+
+    # ------------------------------------------------------------ calls
+
+    async def request(self, address: str, msg: Any, timeout: float) -> Any:
+        """Send ``msg`` as a call to the peer at ``address`` and return its reply.
+
+        Raises ``Timeout`` after ``timeout`` seconds, ``PeerUnavailable`` when
+        the peer cannot be reached or the connection is lost in flight, the
+        handler's error otherwise (see the module docstring).
+        """
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        conn = self._conns.get(address) or self._open(address)
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        rid = conn.new_call(fut)
+        conn.queue([REQUEST, rid, timeout, msg])
+        timer = self._loop.call_later(timeout, _expire, fut, address, timeout)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+            conn.pending.pop(rid, None)
+
+    def send(self, address: str, msg: Any) -> None:
+        """Queue a one-way ``msg`` to the peer at ``address`` (at most once, in order)."""
+        conn = self._conns.get(address) or self._open(address)
+        conn.queue([MESSAGE, msg])
+
+    def _open(self, address: str) -> Connection:
+        loop = self._bind_loop()
+        host, port = parse_address(address)
+        conn = Connection(self, False, address)
+        self._conns[address] = conn
+        task = loop.create_task(self._dial(conn, host, port))
+        self._dials.add(task)
+        task.add_done_callback(self._dials.discard)
+        return conn
+
+    async def _dial(self, conn: Connection, host: str, port: int) -> None:
+        ctx = self._client_ssl
+        reason = "cancelled"
+        try:
+            await asyncio.wait_for(
+                self._loop.create_connection(
+                    lambda: conn, host, port, ssl=ctx,
+                    server_hostname=host if ctx is not None else None,
+                    ssl_handshake_timeout=self._handshake_timeout if ctx is not None else None,
+                ),
+                self._handshake_timeout,
+            )
+            reason = ""
+        except (OSError, asyncio.TimeoutError) as e:
+            reason = str(e) or type(e).__name__
+        finally:
+            if reason:
+                conn.dial_failed(reason)
+
+    def _authenticated(self, conn: Connection, peer_address: str) -> None:
+        if conn.server and peer_address and not self._closed and peer_address not in self._conns:
+            conn.address = peer_address  # reuse the peer's connection for our calls to it
+            self._conns[peer_address] = conn
+
+    def _forget(self, conn: Connection) -> None:
+        if conn.address is not None and self._conns.get(conn.address) is conn:
+            del self._conns[conn.address]
+
+    # ------------------------------------------------------------ keepalive
+
+    def _schedule_keepalive(self) -> None:
+        self._keepalive = self._loop.call_later(self._idle_timeout / 4, self._check_idle)
+
+    def _check_idle(self) -> None:
+        now = self._loop.time()
+        quiet = self._idle_timeout / 4
+        for conn in list(self._all):
+            if conn.state != READY:
+                continue
+            idle = now - conn.last_rx
+            if idle >= self._idle_timeout:
+                conn.fail(f"no traffic for {idle:.1f} s", PeerUnavailable)
+            elif idle >= quiet:
+                conn.queue([PING])
+        if not self._closed:
+            self._schedule_keepalive()
+
+    # ------------------------------------------------------------ closing
+
+    async def close(self) -> None:
+        """Stop listening and close every connection; calls in flight raise PeerUnavailable."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._dials):
+            task.cancel()
+        conns = set(self._all) | set(self._conns.values())
+        for conn in conns:
+            conn.close("the transport is closing")
+        for t in list(self._tasks):
+            t.cancel()
+        waits = [c.closed for c in conns] + list(self._dials) + list(self._tasks)
+        if waits:
+            await asyncio.wait(waits, timeout=_CLOSE_GRACE)
+            for conn in conns:
+                if not conn.closed.done() and conn.transport is not None:
+                    conn.transport.abort()
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -1,0 +1,374 @@
+"""One peer connection of the transport: handshake, frame dispatch, coalesced writes.
+
+Private to ``dna.transport``; a ``Connection`` reads its owner's settings and
+tells it when it authenticates or closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ._core import FrameDecoder, encode_frame, encode_frames
+from .errors import InterfaceError, PeerUnavailable, ProtocolError
+from .transport_auth import (
+    MAX_PREAUTH_BUFFER,
+    PROOF_SIZE,
+    Hello,
+    build_hello,
+    check_proof,
+    make_proof,
+    new_nonce,
+    parse_hello,
+)
+from .transport_wire import (
+    ERROR,
+    MESSAGE,
+    PING,
+    PONG,
+    REPLY,
+    REQUEST,
+    error_from_wire,
+    error_to_wire,
+)
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+__all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Connection"]
+
+log = logging.getLogger("dna.transport")
+
+DIALING, HANDSHAKE, READY, CLOSED = range(4)  # connection states, in order
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection to or from a peer: handshake, then frames both ways."""
+
+    def __init__(self, owner: Transport, server: bool, address: str | None) -> None:
+        self.owner = owner  # the Transport this connection belongs to
+        self.loop = owner._loop  # the loop everything runs on
+        self.server = server  # True when the peer dialled us
+        self.address = address  # key in owner._conns (the peer's listen address) or None
+        self.state = DIALING if not server else HANDSHAKE
+        self.transport: asyncio.Transport | None = None  # set in connection_made
+        self.peer_id = ""  # the peer's node id, known after its HELLO
+        self.hello = Hello(owner._secret is not None, new_nonce(), owner.node_id,
+                           owner._advertise)  # what we say about ourselves
+        self.peer_hello: Hello | None = None  # what the peer said, before it proved it
+        self.inbuf = bytearray()  # unauthenticated bytes, at most MAX_PREAUTH_BUFFER
+        self.decoder: Any = None  # FrameDecoder, created once the peer is authenticated
+        self.out: list[Any] = []  # frames waiting for the next flush (kept until READY)
+        self.flush_handle: asyncio.Handle | None = None  # the scheduled flush, if any
+        self.receiving = False  # inside data_received: its end flushes, no call_soon needed
+        self.hs_timer: asyncio.TimerHandle | None = None  # handshake deadline
+        self.pending: dict[int, asyncio.Future[Any]] = {}  # our calls waiting for a reply
+        self.next_rid = 0  # id of our next call on this connection
+        self.last_rx = self.loop.time()  # when the peer last sent anything
+        self.close_error: tuple[type[Exception], str] | None = None  # what pending calls get
+        self.closed: asyncio.Future[None] = self.loop.create_future()  # set once gone
+
+    def describe(self) -> str:
+        peer = f" ({self.peer_id})" if self.peer_id else ""
+        if self.server or self.address is None:
+            name = "?"
+            if self.transport is not None:
+                name = str(self.transport.get_extra_info("peername"))
+            return f"connection from {name}{peer}"
+        return f"connection to {self.address}{peer}"
+
+    # ------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.owner._all.add(self)
+        if self.owner._closed or self.state == CLOSED:
+            transport.abort()
+            return
+        self.state = HANDSHAKE
+        self.hs_timer = self.loop.call_later(self.owner._handshake_timeout, self._hs_expired)
+        h = self.hello
+        transport.write(build_hello(h.has_secret, h.nonce, h.node_id, h.address))
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = self.loop.time()
+        if self.state == READY:
+            self._frames_received(data)
+        elif self.state == HANDSHAKE:
+            self._handshake_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state != CLOSED:
+            reason = f": {exc}" if exc else ""
+            log.info("%s lost%s", self.describe(), reason)
+            self._set_closed(PeerUnavailable, f"{self.describe()} lost{reason}")
+        self.owner._all.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # ------------------------------------------------------------ handshake
+
+    def _handshake_received(self, data: bytes) -> None:
+        buf = self.inbuf
+        buf += data
+        try:
+            while self.state == HANDSHAKE:
+                if self.peer_hello is None:
+                    parsed = parse_hello(buf)
+                    if parsed is None:
+                        break
+                    self._peer_hello_received(parsed[0])
+                    del buf[: parsed[1]]
+                elif len(buf) >= PROOF_SIZE:
+                    proof = bytes(buf[:PROOF_SIZE])
+                    del buf[:PROOF_SIZE]
+                    secret = self.owner._secret
+                    check_proof(secret, self.server, self.hello, self.peer_hello, proof)
+                    self._authenticated()
+                else:
+                    break
+        except ProtocolError as e:
+            self.fail(str(e), ProtocolError)
+            return
+        if self.state == HANDSHAKE and len(buf) > MAX_PREAUTH_BUFFER:
+            self.fail(f"more than {MAX_PREAUTH_BUFFER} bytes before authenticating", ProtocolError)
+        elif self.state == READY and buf:
+            rest = bytes(buf)
+            buf.clear()
+            self._frames_received(rest)
+
+    def _peer_hello_received(self, peer: Hello) -> None:
+        self.peer_hello = peer
+        self.peer_id = peer.node_id
+        proof = make_proof(self.owner._secret, self.server, self.hello, peer)
+        assert self.transport is not None
+        self.transport.write(proof)
+
+    def _authenticated(self) -> None:
+        assert self.peer_hello is not None
+        self.state = READY
+        if self.hs_timer is not None:
+            self.hs_timer.cancel()
+            self.hs_timer = None
+        self.decoder = FrameDecoder(self.owner._max_frame_size)
+        self.inbuf = bytearray()
+        log.debug("%s authenticated", self.describe())
+        self.owner._authenticated(self, self.peer_hello.address)
+        if self.out:
+            self._flush()
+
+    def _hs_expired(self) -> None:
+        self.hs_timer = None
+        if self.state == HANDSHAKE:
+            self.fail(
+                f"handshake not completed within {self.owner._handshake_timeout} s",
+                PeerUnavailable,
+            )
+
+    # ------------------------------------------------------------ frames in
+
+    def _frames_received(self, data: bytes) -> None:
+        self.receiving = True
+        try:
+            decoder = self.decoder
+            decoder.feed(data)
+            for frame in decoder:
+                self._dispatch(frame)
+                if self.state != READY:
+                    return
+        except ProtocolError as e:
+            self.fail(str(e), PeerUnavailable)
+            return
+        finally:
+            self.receiving = False
+        if self.out:
+            self._flush()
+
+    def _dispatch(self, frame: Any) -> None:
+        try:
+            kind = frame[0]
+            if kind == REQUEST:
+                _, rid, left, msg = frame
+                if type(rid) is not int or not isinstance(left, (int, float)):
+                    raise TypeError
+                self._request_received(rid, left, msg)
+            elif kind == REPLY:
+                _, rid, value = frame
+                fut = self.pending.pop(rid, None)
+                if fut is None:
+                    log.debug("%s: reply to unknown or expired call %r", self.describe(), rid)
+                elif not fut.done():
+                    fut.set_result(value)
+            elif kind == ERROR:
+                _, rid, name, message, extra = frame
+                fut = self.pending.pop(rid, None)
+                if fut is None:
+                    log.debug("%s: error for unknown or expired call %r", self.describe(), rid)
+                elif not fut.done():
+                    fut.set_exception(error_from_wire(name, message, extra))
+            elif kind == MESSAGE:
+                _, msg = frame
+                self._message_received(msg)
+            elif kind == PING:
+                self.queue([PONG])
+            elif kind != PONG:
+                raise TypeError
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise ProtocolError(f"malformed frame {frame!r:.80}") from None
+
+    def _message_received(self, msg: Any) -> None:
+        try:
+            self.owner._on_message(self.peer_id, msg)
+        except Exception:
+            log.exception("on_message raised for a message from %s", self.peer_id)
+
+    def _request_received(self, rid: int, left: float, msg: Any) -> None:
+        if left <= 0:
+            log.debug("%s: call %d arrived past its deadline", self.describe(), rid)
+            return
+        owner = self.owner
+        deadline = self.loop.time() + left
+        owner.deadline = deadline
+        try:
+            result = owner._on_request(self.peer_id, msg)
+        except Exception as e:
+            self.queue(error_to_wire(rid, e))
+            return
+        if not inspect.isawaitable(result):
+            self.queue([REPLY, rid, result])
+            return
+        if asyncio.isfuture(result):
+            fut: asyncio.Future[Any] = result
+        else:
+            try:
+                fut = asyncio.ensure_future(result)  # a Task: tasks start in creation order
+            except Exception as e:
+                self.queue(error_to_wire(rid, e))
+                return
+            owner._tasks.add(fut)
+            fut.add_done_callback(owner._tasks.discard)
+        fut.add_done_callback(partial(self._reply_later, rid, deadline))
+
+    def _reply_later(self, rid: int, deadline: float, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            exc: BaseException | None = asyncio.CancelledError("the handler was cancelled")
+        else:
+            exc = fut.exception()
+        if self.state != READY:
+            return  # the caller's connection is gone: nobody to answer
+        if self.loop.time() > deadline:
+            log.debug("%s: reply to call %d ready past its deadline", self.describe(), rid)
+            return
+        self.queue([REPLY, rid, fut.result()] if exc is None else error_to_wire(rid, exc))
+
+    # ------------------------------------------------------------ frames out
+
+    def queue(self, frame: list[Any]) -> None:
+        """Send ``frame`` with the next flush (at the latest on the next loop iteration)."""
+        self.out.append(frame)
+        if self.flush_handle is None and self.state == READY and not self.receiving:
+            self.flush_handle = self.loop.call_soon(self._flush)
+
+    def new_call(self, fut: asyncio.Future[Any]) -> int:
+        rid = self.next_rid
+        self.next_rid = rid + 1
+        self.pending[rid] = fut
+        return rid
+
+    def _flush(self) -> None:
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        out = self.out
+        if not out or self.state != READY:
+            return
+        self.out = []
+        try:
+            data = encode_frames(out)
+        except Exception:
+            data = self._encode_one_by_one(out)
+        else:
+            if len(data) > self.owner._max_frame_size:
+                data = self._encode_one_by_one(out)
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def _encode_one_by_one(self, out: list[Any]) -> bytes:
+        """Slow path: encode each frame alone and refuse, locally, the ones that cannot go."""
+        parts = []
+        limit = self.owner._max_frame_size
+        for frame in out:
+            try:
+                data = encode_frame(frame)
+                if len(data) - 4 > limit:
+                    raise ValueError(f"frame of {len(data) - 4} bytes is over the {limit} limit")
+            except Exception as e:
+                data = self._refuse(frame, e)
+            parts.append(data)
+        return b"".join(parts)
+
+    def _refuse(self, frame: list[Any], exc: Exception) -> bytes:
+        kind = frame[0]
+        reason = f"cannot send to {self.peer_id or self.address}: {exc}"
+        if kind == REQUEST:
+            fut = self.pending.pop(frame[1], None)
+            if fut is not None and not fut.done():
+                fut.set_exception(InterfaceError(reason))
+        elif kind in (REPLY, ERROR):
+            refusal: bytes = encode_frame(
+                error_to_wire(frame[1], InterfaceError(f"reply refused: {exc}"))
+            )
+            return refusal
+        else:
+            log.error("one-way message dropped: %s", reason)
+        return b""
+
+    # ------------------------------------------------------------ closing
+
+    def fail(self, reason: str, error: type[Exception]) -> None:
+        """Close at once because of the peer; pending calls raise ``error``."""
+        if self.state == CLOSED:
+            return
+        log.warning("closing %s: %s", self.describe(), reason)
+        self._set_closed(error, f"{self.describe()} closed: {reason}")
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self, reason: str) -> None:
+        """Close gracefully (queued frames are still written); pending calls fail."""
+        if self.state == CLOSED:
+            return
+        if self.state == READY and self.out:
+            self._flush()
+        self._set_closed(PeerUnavailable, f"{self.describe()} closed: {reason}")
+        if self.transport is not None:
+            self.transport.close()
+
+    def dial_failed(self, reason: str) -> None:
+        if self.state != DIALING:
+            return
+        log.info("cannot connect to %s: %s", self.address, reason)
+        self._set_closed(PeerUnavailable, f"cannot connect to {self.address}: {reason}")
+
+    def _set_closed(self, error: type[Exception], message: str) -> None:
+        self.state = CLOSED
+        self.close_error = (error, message)
+        for handle in (self.hs_timer, self.flush_handle):
+            if handle is not None:
+                handle.cancel()
+        self.hs_timer = self.flush_handle = None
+        self.out = []
+        self.owner._forget(self)
+        if self.transport is None and not self.closed.done():
+            self.closed.set_result(None)  # never had a socket: nothing to wait for
+        pending, self.pending = self.pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(error(message))
