@@ -533,3 +533,17 @@ async def test_tls_round_trip(tmp_path: Path) -> None:
         assert conn.transport.get_extra_info("ssl_object") is not None
         with pytest.raises(PeerUnavailable):  # plaintext peers cannot talk to a TLS node
             await plain.request(addr_b, 3, 2.0)
+
+
+def test_contexts_for_the_wrong_side_are_refused() -> None:
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    with pytest.raises(InterfaceError, match="client_ssl"):
+        make("a", ssl=server)
+    with pytest.raises(InterfaceError):
+        make("a", ssl=client, client_ssl=client)
+    make("a", ssl=server, client_ssl=client)
+    with pytest.raises(InterfaceError):
+        make("a", "not bytes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        make("x" * 300)

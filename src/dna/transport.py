@@ -98,13 +98,20 @@ class Transport:
             raise InterfaceError("secret must be non-empty bytes or None")
         if max_frame_size <= 0 or handshake_timeout <= 0 or idle_timeout <= 0:
             raise ValueError("max_frame_size and the timeouts must be positive")
+        client_ssl = client_ssl or ssl
+        if ssl is not None and ssl.protocol == _ssl.PROTOCOL_TLS_CLIENT:
+            raise InterfaceError("ssl is the listener's context: it cannot be PROTOCOL_TLS_CLIENT")
+        if client_ssl is not None and client_ssl.protocol == _ssl.PROTOCOL_TLS_SERVER:
+            raise InterfaceError(
+                "a PROTOCOL_TLS_SERVER context cannot dial peers: pass client_ssl as well"
+            )
         self.node_id = node_id
         self.deadline = 0.0  # loop-time deadline of the call whose handler is starting
         self._secret = secret
         self._on_request = on_request
         self._on_message = on_message
         self._ssl = ssl
-        self._client_ssl = client_ssl or ssl
+        self._client_ssl = client_ssl
         self._max_frame_size = max_frame_size
         self._handshake_timeout = handshake_timeout
         self._idle_timeout = idle_timeout
@@ -219,6 +226,9 @@ class Transport:
             reason = ""
         except (OSError, asyncio.TimeoutError) as e:
             reason = str(e) or type(e).__name__
+        except Exception as e:  # a bad TLS context, say: the calls fail, the loop hears nothing
+            log.exception("cannot connect to %s", conn.address)
+            reason = f"{type(e).__name__}: {e}"
         finally:
             if reason:
                 conn.dial_failed(reason)

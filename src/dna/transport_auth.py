@@ -3,11 +3,12 @@ before any byte is decoded as a msgpack frame.
 
 Both sides send a HELLO (random nonce, node id, advertised address) as soon
 as the connection is made; on the peer's HELLO each sends a PROOF, an
-HMAC-SHA256 keyed by the cluster secret over its role, both nonces and both
-node ids. A side accepts the connection only when the peer's PROOF verifies
-(constant-time compare). Without a secret the PROOF is all zeros and both
-sides must be secret-less. Every record is bounded (``MAX_HELLO`` bytes), so
-an unauthenticated peer can never make us buffer more than that.
+HMAC-SHA256 keyed by the cluster secret over its role and both HELLOs (so
+both nonces, node ids and addresses). A side accepts the connection only
+when the peer's PROOF verifies (constant-time compare). Without a secret
+the PROOF is all zeros and both sides must be secret-less. Every record is
+bounded (``MAX_HELLO`` bytes), so an unauthenticated peer can never make us
+buffer more than that.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def parse_hello(buf: bytes | bytearray) -> tuple[Hello, int] | None:
 def make_proof(
     secret: bytes | None, server: bool, own: Hello, peer: Hello
 ) -> bytes:
-    """Our PROOF: binds the role, both nonces and both node ids to the secret."""
+    """Our PROOF: binds our role and both HELLOs (nonces, ids, addresses) to the secret."""
     if secret is None:
         return _NO_SECRET_PROOF
     return hmac.new(secret, _proof_input(server, own, peer), hashlib.sha256).digest()
@@ -131,10 +132,6 @@ def check_proof(
 
 
 def _proof_input(server: bool, prover: Hello, verifier: Hello) -> bytes:
+    # both HELLOs whole: nonces, node ids, addresses and flags are all bound to the secret
     role = b"dna-server" if server else b"dna-client"
-    pid = prover.node_id.encode("utf-8")
-    vid = verifier.node_id.encode("utf-8")
-    return b"".join((
-        MAGIC, role, prover.nonce, verifier.nonce,
-        bytes((len(pid),)), pid, bytes((len(vid),)), vid,
-    ))
+    return b"".join((role, build_hello(*prover), build_hello(*verifier)))
