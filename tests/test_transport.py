@@ -271,7 +271,7 @@ async def test_timeout_then_late_reply_is_dropped_silently() -> None:
         t0 = time.monotonic()
         with pytest.raises(errors.Timeout):
             await a.request(addr_b, 1, 0.05)
-        assert time.monotonic() - t0 < 0.15
+        assert time.monotonic() - t0 < 1.0
         await asyncio.sleep(0.3)  # the reply, if any, arrives for a forgotten id
         assert await a.request(addr_b, 2, 1.0) == 2
 
@@ -412,10 +412,10 @@ async def test_half_open_client_is_closed_after_handshake_timeout(
     b = make("b", handshake_timeout=0.2)
     async with started(b) as (addr_b,):
         async with raw(port_of(b)) as (reader, _):
-            assert 0.1 < await closed_by_peer(reader) < 1.5
+            assert 0.1 < await closed_by_peer(reader) < 2.0
         async with raw(port_of(b)) as (reader, writer):
             writer.write(build_hello(True, new_nonce(), "slow", "")[:20])  # and stops
-            assert 0.1 < await closed_by_peer(reader) < 1.5
+            assert 0.1 < await closed_by_peer(reader) < 2.0
         assert warned(caplog, "handshake not completed")
         assert await make_and_call(addr_b) == 1
 
@@ -463,15 +463,15 @@ async def test_reply_to_unknown_request_is_ignored() -> None:
 
 
 async def test_idle_connections_are_kept_alive_or_closed(caplog: pytest.LogCaptureFixture) -> None:
-    a, b = make("a", idle_timeout=0.3), make("b", idle_timeout=0.3)
+    a, b = make("a", idle_timeout=0.5), make("b", idle_timeout=0.5)
     async with started(a, b) as (_, addr_b):
         await a.request(addr_b, 1, 2.0)
         (conn,) = a._all
-        await asyncio.sleep(1.0)  # idle, but ping/pong keeps it
+        await asyncio.sleep(1.5)  # idle, but ping/pong keeps it
         assert a._all == {conn} and await a.request(addr_b, 2, 2.0) == ["a", 2]
         async with raw(port_of(b)) as (reader, writer):
             await handshake(reader, writer)  # authenticated, then never answers a ping
-            assert 0.2 < await closed_by_peer(reader) < 1.5
+            assert 0.4 < await closed_by_peer(reader, within=5.0) < 3.0
         assert warned(caplog, "no traffic")
 
 
