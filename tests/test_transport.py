@@ -188,6 +188,28 @@ async def test_sends_and_requests_arrive_and_start_in_order() -> None:
         assert started_async == list(range(0, 10_000, 4))
 
 
+async def test_frames_of_one_iteration_go_out_in_one_write() -> None:
+    got: list[int] = []
+    a, b = make("a"), make("b", on_message=lambda peer, msg: got.append(msg))
+    async with started(a, b) as (_, addr_b):
+        await a.request(addr_b, "connect", 2.0)
+        (conn,) = a._all
+        assert conn.transport is not None
+        writes = 0
+        real_write = conn.transport.write
+
+        def counting_write(data: Any) -> None:
+            nonlocal writes
+            writes += 1
+            real_write(data)
+
+        conn.transport.write = counting_write  # type: ignore[method-assign]
+        for i in range(1000):
+            a.send(addr_b, i)
+        await eventually(lambda: len(got) == 1000)
+        assert got == list(range(1000)) and writes == 1
+
+
 async def test_deadline_is_carried_to_the_receiver() -> None:
     b = make("b")
     seen: list[float] = []
