@@ -22,7 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._core import Mailbox, WriteSet
-from .errors import ActorError, CommitFailed, DNAError, Overloaded
+from .errors import ActorError, CommitFailed, DNAError, NotOwner, Overloaded
 
 if TYPE_CHECKING:
     from .actor import Actor
@@ -121,6 +121,10 @@ class Activation:
                 err = handler_error(exc)
             else:
                 raise
+            if isinstance(exc, NotOwner) and exc.owner and self.claim is None:
+                if await node._redirect(self, exc.owner):
+                    self.state = CLOSED
+                    return
             log.warning("activation of %s failed: %r", self.aid, exc)
             await self._abandon(err)
             return

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from ._core import Dispatcher, Mailbox
 from .activation import CLOSING, IDLE, Activation, handler_error
 from .actor import KIND_CALL, Actor, ActorRef, actor_type
-from .errors import InterfaceError
+from .errors import InterfaceError, NotOwner
 from .senders import CallSender, CastSender
 from .stats import Stats
 from .store import ActorId, Store
@@ -54,6 +54,12 @@ class Node:
         call_timeout: float = 30.0,
         passivate_after: float = 300.0,
         node_id: str | None = None,
+        listen: str | None = None,
+        secret: bytes | str | None = None,
+        ssl: Any = None,
+        client_ssl: Any = None,
+        insecure: bool = False,
+        max_frame_size: int = 16 * 1024 * 1024,
     ) -> None:
         if store is None:
             from .store.sqlite import SQLiteStore
@@ -70,13 +76,29 @@ class Node:
         self.passivate_after = passivate_after
         self.node_id = node_id or new_node_id()
         self.stats = Stats()
-        self._acts: dict[ActorId, Activation] = {}
+        self._acts: dict[ActorId, Any] = {}  # Activation, or RemoteRoute for a peer's actor
         self._dispatchers: dict[type[Actor], Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
+        self._draining = False
+        self._listen = listen  # "host:port" to serve peers on, None for a lone node
+        self._insecure = insecure
+        self._transport: Any = None
+        self._addresses: dict[str, str] = {}  # peer node id -> transport address
+        self._peers: list[Any] = []  # last NodeRecords seen, for draining
+        if listen is not None:
+            from .transport import Transport
+
+            if isinstance(secret, str):
+                secret = secret.encode()
+            self._transport = Transport(
+                self.node_id, secret, on_request=self._on_request,
+                on_message=self._on_message, ssl=ssl, client_ssl=client_ssl,
+                max_frame_size=max_frame_size,
+            )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -90,7 +112,19 @@ class Node:
         if self._started:
             raise InterfaceError("node already started")
         self._loop = asyncio.get_running_loop()
-        await self.store.open(self.node_id)
+        address = ""
+        if self._transport is not None:
+            from .transport_wire import parse_address
+
+            host, port = parse_address(self._listen or "")
+            await self._transport.start(host, port, insecure=self._insecure)
+            address = self._transport.address or ""
+        try:
+            await self.store.open(self.node_id, address)
+        except BaseException:
+            if self._transport is not None:
+                await self._transport.close()
+            raise
         self._started = True
         self._sweeper = self._loop.create_task(self._sweep())
 
@@ -101,7 +135,7 @@ class Node:
         self._stopped = True
         if self._sweeper is not None:
             self._sweeper.cancel()
-        acts = list(self._acts.values())
+        acts = [a for a in self._acts.values() if isinstance(a, Activation)]
         if acts:
             await asyncio.gather(*(a.passivate() for a in acts), return_exceptions=True)
         for t in list(self._tasks):
@@ -109,6 +143,27 @@ class Node:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
+        if self._transport is not None:
+            await self._transport.close()
+
+    async def drain(self) -> None:
+        """Leave the cluster gracefully: take no new activations, finish in-flight
+        batches, flush and release every owned name so peers take over at once."""
+        if not self._started or self._stopped:
+            return
+        self._draining = True
+        mark = getattr(self.store, "set_draining", None)
+        if mark is not None:
+            await mark(True)
+        await self._refresh_peers()
+        acts = [a for a in self._acts.values() if isinstance(a, Activation)]
+        await asyncio.gather(*(a.passivate() for a in acts), return_exceptions=True)
+        await self.stop()
+
+    @property
+    def address(self) -> str | None:
+        """Where peers reach this node, when it listens."""
+        return self._transport.address if self._transport is not None else None
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -137,11 +192,13 @@ class Node:
 
     # ------------------------------------------------------------ activations
 
-    def _activation(self, aid: ActorId, atype: type[Actor]) -> Activation:
+    def _activation(self, aid: ActorId, atype: type[Actor]) -> Any:
         act = self._acts.get(aid)
         if act is None:
             if self._stopped or not self._started:
                 raise InterfaceError("the node is not running")
+            if self._draining:
+                return self._route_to_peer(aid, atype)
             act = Activation(self, aid, atype, Mailbox(self.mailbox_size))
             self._acts[aid] = act
             act.start()
@@ -180,10 +237,91 @@ class Node:
         if act.state == IDLE and len(act.mailbox):
             act.schedule()
 
+    # ------------------------------------------------------------ cluster
+
+    def _deliver(self, aid: ActorId, atype: type[Actor], msg: tuple[Any, ...]) -> None:
+        """Route a message that arrived from a peer (or is re-routed) like a local send."""
+        route = self._activation(aid, atype)
+        if not route.room_waiters and route.mailbox.push(msg):
+            if route.state == IDLE:
+                route.schedule()
+        else:  # full: queue behind the waiters, keeping arrival order
+            route.room_waiters.append((self.loop.create_future(), msg))
+
+    def _on_request(self, peer: str, wire: Any) -> Any:
+        from .cluster import decode_remote
+
+        aid, atype, msg = decode_remote(wire)
+        fut = self.loop.create_future()
+        self._deliver(aid, atype, msg[:3] + (fut, msg[4]))
+        return fut
+
+    def _on_message(self, peer: str, wire: Any) -> None:
+        from .cluster import decode_remote
+
+        try:
+            aid, atype, msg = decode_remote(wire)
+            self._deliver(aid, atype, msg)
+        except Exception as exc:
+            log.warning("cast from %s refused: %r", peer, exc)
+
+    async def _address_of(self, node_id: str) -> str | None:
+        addr = self._addresses.get(node_id)
+        if addr is None:
+            await self._refresh_peers()
+            addr = self._addresses.get(node_id)
+        return addr
+
+    async def _refresh_peers(self) -> None:
+        try:
+            self._peers = await self.store.nodes()
+        except NotImplementedError:
+            self._peers = []
+        for rec in self._peers:
+            if rec.address:
+                self._addresses[rec.node_id] = rec.address
+
+    async def _redirect(self, act: Activation, owner: str) -> bool:
+        """The claim found a live owner: forward ``act``'s queue there. False if unreachable."""
+        if self._transport is None:
+            return False
+        address = await self._address_of(owner)
+        if not address or address == self._transport.address:
+            return False
+        from .cluster import RemoteRoute
+
+        route = RemoteRoute(self, act.aid, act.atype, owner, address)
+        if self._acts.get(act.aid) is act:
+            self._acts[act.aid] = route  # type: ignore[assignment]
+        for msg in act.mailbox.clear():
+            route.forward(msg)
+        while act.room_waiters:
+            fut, msg = act.room_waiters.popleft()
+            route.forward(msg)
+            if not fut.done():
+                fut.set_result(None)
+        return True
+
+    def _route_to_peer(self, aid: ActorId, atype: type[Actor]) -> Any:
+        """While draining: new names go to a live peer, which claims them."""
+        from .cluster import RemoteRoute
+
+        for rec in self._peers:
+            if rec.node_id != self.node_id and not rec.draining and rec.alive is not False:
+                if rec.address:
+                    route = RemoteRoute(self, aid, atype, rec.node_id, rec.address)
+                    self._acts[aid] = route  # type: ignore[assignment]
+                    return route
+        raise NotOwner(f"{aid}: this node is draining and no peer is known", None)
+
+    def _drop_route(self, route: Any) -> None:
+        if self._acts.get(route.aid) is route:
+            del self._acts[route.aid]
+
     @property
     def activations(self) -> int:
         """Number of live activations on this node."""
-        return len(self._acts)
+        return sum(1 for a in self._acts.values() if isinstance(a, Activation))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = self.loop.create_task(coro)
@@ -198,6 +336,7 @@ class Node:
             await asyncio.sleep(period)
             now = self.loop.time()
             after = self.passivate_after
-            for act in [a for a in self._acts.values() if a.idle(now, after)]:
+            acts = [a for a in self._acts.values() if isinstance(a, Activation)]
+            for act in [a for a in acts if a.idle(now, after)]:
                 if act.state < CLOSING:
                     self._spawn(act.passivate())

@@ -1,0 +1,139 @@
+"""Cluster glue: routes to actors owned by peers, and the receiving side.
+
+A name owned by a live peer gets a ``RemoteRoute`` in the node's routing
+table in place of a local activation; senders push into it exactly as into a
+local mailbox and it forwards over the transport, in send order (one
+connection per peer). The receiver routes what arrives like a local send,
+so it re-checks ownership: it activates the actor, or forwards once more to
+the owner it finds, up to ``MAX_HOPS``. A call lost with its peer fails with
+``PeerUnavailable`` (it may have run; never a false success) and drops the
+route, so the next message claims or re-routes afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .activation import RUNNING
+from .actor import actor_type
+from .errors import NotOwner, PeerUnavailable, ProtocolError, UnknownHandler
+from .store import ActorId
+
+if TYPE_CHECKING:
+    from .actor import Actor
+    from .node import Node
+
+__all__ = ["MAX_HOPS", "RemoteRoute", "decode_remote"]
+
+log = logging.getLogger("dna.cluster")
+
+MAX_HOPS = 3  # forwards a message may take before the sender is told NotOwner
+
+
+class _Forwarder:
+    """The 'mailbox' of a remote route: pushing forwards at once, never full."""
+
+    __slots__ = ("route",)
+
+    capacity = 1 << 30
+    full = False
+
+    def __init__(self, route: RemoteRoute) -> None:
+        self.route = route
+
+    def push(self, msg: tuple[Any, ...]) -> bool:
+        self.route.forward(msg)
+        return True
+
+    def __len__(self) -> int:
+        return 0
+
+    def clear(self) -> list[Any]:
+        return []
+
+
+class RemoteRoute:
+    """Where messages for an actor owned by a peer go."""
+
+    __slots__ = ("address", "aid", "atype", "mailbox", "node", "owner", "room_waiters", "state")
+
+    def __init__(
+        self, node: Node, aid: ActorId, atype: type[Actor], owner: str, address: str
+    ) -> None:
+        self.node = node
+        self.aid = aid
+        self.atype = atype
+        self.owner = owner  # peer node id
+        self.address = address  # peer's transport address
+        self.mailbox = _Forwarder(self)
+        self.room_waiters: deque[Any] = deque()  # always empty: the socket buffers
+        self.state = RUNNING  # never IDLE: senders do not schedule a remote route
+
+    def push_nowait(self, msg: tuple[Any, ...]) -> None:
+        self.forward(msg)
+
+    async def push_wait(self, msg: tuple[Any, ...]) -> None:
+        self.forward(msg)
+
+    def forward(self, msg: tuple[Any, ...]) -> None:
+        hops = msg[4] if len(msg) > 4 else 0
+        reply = msg[3]
+        if hops >= MAX_HOPS:
+            err = NotOwner(f"{self.aid}: ownership kept moving ({hops} forwards)", self.owner)
+            if reply is None:
+                log.warning("cast to %s dropped: %s", self.aid, err)
+            elif not reply.done():
+                reply.set_exception(err)
+            return
+        wire = [
+            self.aid.type_name, self.aid.namespace, self.aid.key,
+            self.atype._dna_table[msg[0]].name, list(msg[1]), msg[2], hops + 1,
+        ]
+        transport = self.node._transport
+        assert transport is not None
+        if reply is None:
+            transport.send(self.address, wire)
+        elif not reply.done():
+            self.node._spawn(self._call(wire, reply, msg))
+
+    async def _call(self, wire: list[Any], reply: Any, msg: tuple[Any, ...]) -> None:
+        transport = self.node._transport
+        assert transport is not None
+        try:
+            result = await transport.request(self.address, wire, self.node.call_timeout)
+        except NotOwner:
+            # the peer refused before running it: safe to route again
+            self.node._drop_route(self)
+            self.node._deliver(self.aid, self.atype, msg[:4] + (wire[6],))
+            return
+        except PeerUnavailable as exc:
+            self.node._drop_route(self)
+            if not reply.done():
+                reply.set_exception(exc)
+            return
+        except Exception as exc:
+            if not reply.done():
+                reply.set_exception(exc)
+            return
+        if not reply.done():
+            reply.set_result(result)
+
+
+def decode_remote(wire: Any) -> tuple[ActorId, type[Actor], tuple[Any, ...]]:
+    """Validate a forwarded message from a peer: ``(aid, class, msg without reply)``."""
+    if not isinstance(wire, list) or len(wire) != 7:
+        raise ProtocolError("malformed actor message")
+    tname, ns, key, hname, args, kwargs, hops = wire
+    if not all(isinstance(x, str) for x in (tname, ns, key, hname)):
+        raise ProtocolError("malformed actor message: names must be str")
+    if not isinstance(args, list) or not (kwargs is None or isinstance(kwargs, dict)):
+        raise ProtocolError("malformed actor message: bad arguments")
+    if not isinstance(hops, int) or hops < 0:
+        raise ProtocolError("malformed actor message: bad hop count")
+    atype = actor_type(tname)
+    spec = atype._dna_handlers.get(hname)
+    if spec is None:
+        raise UnknownHandler(f"{tname} has no handler {hname!r}")
+    return ActorId(ns, tname, key), atype, (spec.index, tuple(args), kwargs or None, None, hops)
