@@ -21,7 +21,16 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ._core import Mailbox, WriteSet
+from ._core import (
+    ACTIVATING,
+    BLOCKED,
+    CLOSED,
+    CLOSING,
+    IDLE,
+    RUNNING,
+    SCHEDULED,
+    WriteSet,
+)
 from .errors import ActorError, CommitFailed, DNAError, NotOwner, Overloaded
 
 if TYPE_CHECKING:
@@ -29,11 +38,18 @@ if TYPE_CHECKING:
     from .node import Node
     from .store import ActorId, Claim
 
-__all__ = ["Activation"]
+__all__ = [
+    "ACTIVATING",
+    "BLOCKED",
+    "CLOSED",
+    "CLOSING",
+    "IDLE",
+    "RUNNING",
+    "SCHEDULED",
+    "Activation",
+]
 
 log = logging.getLogger("dna.node")
-
-ACTIVATING, IDLE, SCHEDULED, RUNNING, BLOCKED, CLOSING, CLOSED = range(7)
 
 
 def handler_error(exc: BaseException) -> BaseException:

@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .activation import RUNNING
+from ._core import RUNNING
 from .actor import actor_type
 from .errors import NotOwner, PeerUnavailable, ProtocolError, UnknownHandler
 from .store import ActorId

@@ -188,7 +188,7 @@ class Node:
         spec = ref.actor_type._dna_table[index]
         if spec.kind == KIND_CALL:
             return CallSender(self, ref, index, self.call_timeout)
-        return CastSender(self, ref, index)
+        return CastSender(self, ref, index, 0.0)
 
     # ------------------------------------------------------------ activations
 

@@ -14,7 +14,10 @@ import os
 NO_EXTENSIONS = bool(os.environ.get("DNA_NO_EXTENSIONS"))
 
 if not NO_EXTENSIONS:
-    from .dispatch import Dispatcher
+    from .dispatch import (
+        ACTIVATING, BLOCKED, CLOSED, CLOSING, DONE, IDLE, RUNNING, SCHEDULED,
+        CastSenderBase, Dispatcher, SenderBase,
+    )
     from .framing import (
         FrameDecoder,
         copy_args,
@@ -29,7 +32,10 @@ if not NO_EXTENSIONS:
 
     COMPILED = True
 else:
-    from .dispatch_py import Dispatcher  # type: ignore[assignment]
+    from .dispatch_py import (  # type: ignore[assignment]
+        ACTIVATING, BLOCKED, CLOSED, CLOSING, DONE, IDLE, RUNNING, SCHEDULED,
+        CastSenderBase, Dispatcher, SenderBase,
+    )
     from .framing_py import (  # type: ignore[assignment]
         FrameDecoder,
         copy_args,
@@ -45,7 +51,17 @@ else:
     COMPILED = False
 
 __all__ = [
+    "ACTIVATING",
+    "BLOCKED",
+    "CLOSED",
+    "CLOSING",
     "COMPILED",
+    "DONE",
+    "IDLE",
+    "RUNNING",
+    "SCHEDULED",
+    "CastSenderBase",
+    "SenderBase",
     "MISSING",
     "Dispatcher",
     "FrameDecoder",

@@ -20,3 +20,29 @@ class Dispatcher:
     def complete(
         self, msg: Any, ok: bool, value: Any, ws: Any, gated: list[Any], inflight: list[Any]
     ) -> None: ...
+
+ACTIVATING: int
+IDLE: int
+SCHEDULED: int
+RUNNING: int
+BLOCKED: int
+CLOSING: int
+CLOSED: int
+
+class _Done:
+    def __await__(self) -> Any: ...
+
+DONE: _Done
+
+class SenderBase:
+    node: Any
+    ref: Any
+    index: int
+    name: str
+    timeout: float
+    act: Any
+    def __init__(self, node: Any, ref: Any, index: int, timeout: float) -> None: ...
+    def route(self) -> Any: ...
+
+class CastSenderBase(SenderBase):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...

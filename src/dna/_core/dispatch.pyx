@@ -4,7 +4,7 @@
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 
-from .framing import copy_packable
+from .framing import copy_args, copy_packable
 
 
 cdef class Dispatcher:
@@ -93,3 +93,63 @@ cdef class Dispatcher:
             self.on_cast_error(msg, exc)
         elif not reply.done():
             reply.set_exception(self.make_error(exc))
+
+
+# Activation states, shared with the runtime (dna.activation).
+ACTIVATING, IDLE, SCHEDULED, RUNNING, BLOCKED, CLOSING, CLOSED = range(7)
+cdef int C_IDLE = 1
+cdef int C_CLOSING = 5
+
+
+cdef class _Done:
+    """An awaitable that is already complete: a cast that found room."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+
+DONE = _Done()
+
+
+cdef class SenderBase:
+    cdef public object node  # routes and activates
+    cdef public object ref  # whose handler this is
+    cdef public Py_ssize_t index  # handler index in the class table
+    cdef public object name  # handler name
+    cdef public double timeout  # call deadline in seconds (unused by casts)
+    cdef public object act  # cached route: local activation or remote route
+
+    def __init__(self, node, ref, Py_ssize_t index, double timeout):
+        self.node = node
+        self.ref = ref
+        self.index = index
+        self.name = ref.actor_type._dna_table[index].name
+        self.timeout = timeout
+        self.act = None
+
+    def route(self):
+        act = self.act
+        if act is None or act.state >= C_CLOSING:
+            ref = self.ref
+            act = self.act = self.node._activation(ref.actor_id, ref.actor_type)
+        return act
+
+
+cdef class CastSenderBase(SenderBase):
+
+    def __call__(self, *args, **kwargs):
+        msg = (self.index, copy_args(args), copy_packable(kwargs) if kwargs else None, None)
+        act = self.act
+        if act is None or act.state >= C_CLOSING:
+            act = self.route()
+        if not act.room_waiters and act.mailbox.push(msg):
+            if act.state == C_IDLE:
+                act.schedule()
+            return DONE
+        return act.push_wait(msg)

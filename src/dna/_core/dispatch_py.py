@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .framing_py import copy_packable
+from .framing_py import copy_args, copy_packable
 
 
 class Dispatcher:
@@ -132,3 +132,56 @@ class Dispatcher:
             self.on_cast_error(msg, exc)
         elif not reply.done():
             reply.set_exception(self.make_error(exc))
+
+
+# Activation states, shared with the runtime (dna.activation).
+ACTIVATING, IDLE, SCHEDULED, RUNNING, BLOCKED, CLOSING, CLOSED = range(7)
+
+
+class _Done:
+    """An awaitable that is already complete: a cast that found room."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+DONE = _Done()
+
+
+class SenderBase:
+    """State of a ``ref.<handler>`` callable; subclasses add the calling surface."""
+
+    __slots__ = ("act", "index", "name", "node", "ref", "timeout")
+
+    def __init__(self, node: Any, ref: Any, index: int, timeout: float) -> None:
+        self.node = node  # routes and activates
+        self.ref = ref  # whose handler this is
+        self.index = index  # handler index in the class table
+        self.name = ref.actor_type._dna_table[index].name
+        self.timeout = timeout  # call deadline in seconds (unused by casts)
+        self.act: Any = None  # cached route: local activation or remote route
+
+    def route(self) -> Any:
+        """The current route, re-resolved when the cached one closed."""
+        act = self.act
+        if act is None or act.state >= CLOSING:
+            ref = self.ref
+            act = self.act = self.node._activation(ref.actor_id, ref.actor_type)
+        return act
+
+
+class CastSenderBase(SenderBase):
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        msg = (self.index, copy_args(args), copy_packable(kwargs) if kwargs else None, None)
+        act = self.act
+        if act is None or act.state >= CLOSING:
+            act = self.route()
+        if not act.room_waiters and act.mailbox.push(msg):
+            if act.state == IDLE:
+                act.schedule()
+            return DONE
+        return act.push_wait(msg)
