@@ -62,12 +62,108 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", choices=["sqlite", "cql"], default="sqlite")
+    p.add_argument("--path", default="dna.db", help="SQLite file (default dna.db)")
+    p.add_argument("--hosts", default="", help="CQL contact points HOST:PORT[,HOST:PORT]")
+    p.add_argument("--keyspace", default="dna")
+
+
+def _open_store(ns: argparse.Namespace) -> Any:
+    if ns.store == "sqlite":
+        from .store.sqlite import SQLiteStore
+
+        return SQLiteStore(ns.path)
+    from .store.scylla import ScyllaStore
+
+    hosts = [h for h in ns.hosts.split(",") if h]
+    if not hosts:
+        raise SystemExit("--store cql needs --hosts HOST:PORT")
+    return ScyllaStore(hosts=hosts, keyspace=ns.keyspace)
+
+
+def _read_secret(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        secret = f.read().strip()
+    if not secret:
+        raise SystemExit(f"secret file {path} is empty")
+    return secret
+
+
+def cmd_node(ns: argparse.Namespace) -> int:
+    import importlib
+    import signal
+
+    from .node import Node
+
+    for mod in ns.app or ["dna.examples"]:
+        importlib.import_module(mod)
+
+    async def run() -> None:
+        node = Node(
+            store=_open_store(ns), listen=ns.listen, secret=_read_secret(ns.secret_file),
+            insecure=ns.insecure, passivate_after=ns.passivate_after,
+        )
+        await node.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"dna node {node.node_id} listening on {node.address}", flush=True)
+        await stop.wait()
+        print(f"dna node {node.node_id} draining", flush=True)
+        await node.drain()
+        print(f"dna node {node.node_id} stopped", flush=True)
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_status(ns: argparse.Namespace) -> int:
+    async def run() -> list[Any]:
+        from .node import new_node_id
+
+        store = _open_store(ns)
+        await store.open(f"status-{new_node_id()}", "")
+        try:
+            return [r for r in await store.nodes() if not r.node_id.startswith("status-")]
+        finally:
+            await store.close()
+
+    rows = asyncio.run(run())
+    if ns.json:
+        print(json.dumps([{"node_id": r.node_id, "address": r.address, "alive": r.alive,
+                           "draining": r.draining, "activations": r.load} for r in rows]))
+        return 0
+    print(f"{'node':<36} {'address':<22} {'alive':<6} {'draining':<9} activations")
+    for r in rows:
+        alive = "?" if r.alive is None else ("yes" if r.alive else "no")
+        print(f"{r.node_id:<36} {r.address:<22} {alive:<6} {'yes' if r.draining else 'no':<9} "
+              f"{r.load}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dna", description="Durable Named Actors")
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="the seed benchmark: N cast puts, then one call")
     _bench_args(bench)
     bench.set_defaults(func=cmd_bench)
+    node = sub.add_parser("node", help="run a node process (SIGTERM drains it)")
+    _store_args(node)
+    node.add_argument("--listen", default="127.0.0.1:7101", help="HOST:PORT for peers")
+    node.add_argument("--secret-file", help="file holding the cluster secret")
+    node.add_argument("--insecure", action="store_true",
+                      help="allow a non-loopback listen address without a secret")
+    node.add_argument("--app", action="append", help="module defining actor classes (repeatable)")
+    node.add_argument("--passivate-after", type=float, default=300.0)
+    node.set_defaults(func=cmd_node)
+    status = sub.add_parser("status", help="list the cluster's nodes")
+    _store_args(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
     return parser
 
 
