@@ -7,6 +7,7 @@ never sees a driver: it holds ``Claim`` objects and hands the store rows.
 from __future__ import annotations
 
 import abc
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +118,6 @@ class Store(abc.ABC):
         """``(owner node id or None, epoch)`` as committed; for tests and routing."""
         raise NotImplementedError
 
-    async def nodes(self) -> list[NodeRecord]:
+    async def nodes(self) -> builtins.list[NodeRecord]:
         """Every node row the store knows (cluster status)."""
         raise NotImplementedError
