@@ -67,7 +67,8 @@ def make_store(kind: str, tmp_path: Any) -> Any:
     if kind == "memory":
         from dna.store.memory import MemoryStore
 
-        return MemoryStore()
+        # named after the test's directory: clients made in one test share data
+        return MemoryStore(name=str(tmp_path))
     if kind == "sqlite":
         from dna.store.sqlite import SQLiteStore
 

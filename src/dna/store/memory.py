@@ -1,0 +1,241 @@
+"""``MemoryStore``: the Store contract in process memory, for tests and demos.
+
+Nothing is durable. Several ``MemoryStore`` clients may share one database
+(``MemoryStore.connect()``, or the same ``name``) and then behave like nodes
+of one cluster: a node is alive exactly while its client is open.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+import weakref
+from bisect import bisect_left, bisect_right
+from itertools import islice
+
+from ..errors import InterfaceError, NotOwner, StaleEpoch, StoreError
+from .base import ActorId, Claim, NodeRecord, Row, Store
+
+__all__ = ["MemoryStore"]
+
+# named databases, kept while some client refers to them
+_NAMED: weakref.WeakValueDictionary[str, _MemoryDB] = weakref.WeakValueDictionary()
+
+
+class _Owner:
+    """One row of the ownership table."""
+
+    __slots__ = ("claimed_at", "epoch", "handle", "owner")
+
+    def __init__(self, handle: int) -> None:
+        self.handle = handle  # the Claim.handle of every claim of this actor
+        self.owner: str | None = None  # node id, None when released
+        self.epoch = 0  # grows on every claim; commits are fenced by it
+        self.claimed_at = 0.0
+
+
+class _Table:
+    """One (actor, module) key space: values plus a sorted key list built on demand."""
+
+    __slots__ = ("sorted_keys", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self.sorted_keys: list[str] | None = None  # None: stale since a key came or went
+
+    def keys_in_order(self) -> list[str]:
+        keys = self.sorted_keys
+        if keys is None:
+            keys = self.sorted_keys = sorted(self.values)
+        return keys
+
+
+class _MemoryDB:
+    """The shared state behind every client of one in-memory database."""
+
+    def __init__(self) -> None:
+        self.actors: dict[ActorId, _Owner] = {}  # ownership, by actor
+        self.data: dict[tuple[int, str], _Table] = {}  # (handle, module) -> table
+        self.nodes: dict[str, NodeRecord] = {}  # registered nodes, by id
+        self.open: set[str] = set()  # node ids whose client is open: the live ones
+        self.next_handle = 1
+
+
+class MemoryStore(Store):
+    """An in-process store with the full Store semantics and no durability.
+
+    ``db``: share the database of another client (see ``connect``); ``name``:
+    share the database of every client created with the same name (while any
+    of them exists). Neither: a new, private database.
+
+    Operations never suspend: each claim, commit or release is applied at
+    once and atomically. ``commit`` is a plain coroutine method that
+    subclasses may override (to hold or fail commits in tests).
+    """
+
+    kind = "memory"
+
+    def __init__(self, db: _MemoryDB | None = None, *, name: str | None = None) -> None:
+        if db is None and name is not None:
+            db = _NAMED.get(name)
+            if db is None:
+                db = _NAMED[name] = _MemoryDB()
+        self._db = db if db is not None else _MemoryDB()  # shared by connect()ed clients
+        self.node_id: str | None = None  # set by open
+
+    def connect(self) -> MemoryStore:
+        """A new, unopened client of the same database (another node's view)."""
+        return MemoryStore(self._db)
+
+    def __repr__(self) -> str:
+        state = f"open as {self.node_id}" if self.node_id else "closed"
+        return f"MemoryStore({state})"
+
+    def _me(self) -> str:
+        me = self.node_id
+        if me is None:
+            raise InterfaceError("MemoryStore is not open")
+        return me
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self, node_id: str, address: str = "") -> None:
+        if self.node_id is not None:
+            raise InterfaceError(f"MemoryStore is already open as {self.node_id}")
+        db = self._db
+        if node_id in db.open:
+            raise StoreError(f"MemoryStore: node id {node_id!r} is already open")
+        db.open.add(node_id)
+        db.nodes[node_id] = NodeRecord(node_id, address, 0, False, 0)
+        self.node_id = node_id
+
+    async def close(self) -> None:
+        """Unregister this node; its actors become claimable. Idempotent."""
+        me, self.node_id = self.node_id, None
+        if me is not None:
+            self._db.open.discard(me)
+            self._db.nodes.pop(me, None)
+
+    # ------------------------------------------------------------ ownership
+
+    async def claim(self, actor: ActorId) -> Claim:
+        me = self._me()
+        db = self._db
+        row = db.actors.get(actor)
+        if row is None:
+            row = db.actors[actor] = _Owner(db.next_handle)
+            db.next_handle += 1
+        owner = row.owner
+        if owner is not None and owner != me and owner in db.open:
+            rec = db.nodes.get(owner)
+            if rec is None or not rec.draining:
+                raise NotOwner(f"{actor} is owned by live node {owner}", owner=owner)
+        row.owner = me
+        row.epoch += 1
+        row.claimed_at = time.time()
+        return Claim(actor, me, row.epoch, row.handle)
+
+    async def release(self, claim: Claim) -> None:
+        """Give up ``claim`` (the epoch stays); ``StaleEpoch`` if it is no longer current."""
+        self._me()
+        row = self._current(claim, "release")
+        row.owner = None
+
+    def _current(self, claim: Claim, doing: str) -> _Owner:
+        row = self._db.actors.get(claim.actor)
+        if row is None or row.epoch != claim.epoch or row.owner != claim.node_id:
+            now = (row.epoch, row.owner) if row is not None else (None, None)
+            raise StaleEpoch(
+                f"{doing} of {claim.actor} at epoch {claim.epoch} was fenced "
+                f"(now epoch {now[0]}, owner {now[1]})"
+            )
+        return row
+
+    async def owner_of(self, actor: ActorId) -> tuple[str | None, int]:
+        self._me()
+        row = self._db.actors.get(actor)
+        return (None, 0) if row is None else (row.owner, row.epoch)
+
+    # ------------------------------------------------------------ data
+
+    async def commit(self, claim: Claim, rows: list[Row]) -> None:
+        self._me()
+        self._current(claim, "commit")
+        # validate everything before touching anything: all or nothing
+        last: dict[tuple[str, str], bytes | None] = {}
+        for row in rows:
+            module, key, value = row
+            if not isinstance(module, str) or not isinstance(key, str):
+                raise StoreError(f"commit of {claim.actor}: module and key must be str: {row!r}")
+            if value is not None:
+                if not isinstance(value, (bytes, bytearray, memoryview)):
+                    raise StoreError(f"commit of {claim.actor}: value must be bytes: {row!r}")
+                value = bytes(value)
+            last[(module, key)] = value
+        data, handle = self._db.data, claim.handle
+        for (module, key), value in last.items():
+            table = data.get((handle, module))
+            if table is None:
+                if value is None:
+                    continue
+                table = data[(handle, module)] = _Table()
+            values = table.values
+            if value is None:
+                if values.pop(key, None) is not None:
+                    table.sorted_keys = None
+            else:
+                if key not in values:
+                    table.sorted_keys = None
+                values[key] = value
+
+    async def read(self, claim: Claim, module: str, key: str) -> bytes | None:
+        self._me()
+        table = self._db.data.get((claim.handle, module))
+        return None if table is None else table.values.get(key)
+
+    async def list(
+        self,
+        claim: Claim,
+        module: str,
+        prefix: str = "",
+        limit: int = 100,
+        start_after: str | None = None,
+    ) -> list[tuple[str, bytes]]:
+        self._me()
+        table = self._db.data.get((claim.handle, module))
+        if table is None or limit <= 0:
+            return []
+        keys = table.keys_in_order()
+        if start_after is not None and start_after >= prefix:
+            i = bisect_right(keys, start_after)
+        else:
+            i = bisect_left(keys, prefix)
+        values = table.values
+        out: list[tuple[str, bytes]] = []
+        for k in islice(keys, i, None):
+            if not k.startswith(prefix) or len(out) >= limit:
+                break
+            out.append((k, values[k]))
+        return out
+
+    # ------------------------------------------------------------ nodes
+
+    async def nodes(self) -> builtins.list[NodeRecord]:
+        """Every registered node; ``alive`` is exact (its client is open)."""
+        self._me()
+        db = self._db
+        return [
+            NodeRecord(r.node_id, r.address, r.heartbeat, r.draining, r.load, r.node_id in db.open)
+            for r in sorted(db.nodes.values(), key=lambda r: r.node_id)
+        ]
+
+    async def set_draining(self, draining: bool = True) -> None:
+        """Mark this node draining: its actors become claimable by other nodes."""
+        self._db.nodes[self._me()].draining = draining
+
+    async def heartbeat(self, load: int | None = None) -> None:
+        """Advance this node's heartbeat counter (and record its load)."""
+        rec = self._db.nodes[self._me()]
+        rec.heartbeat += 1
+        if load is not None:
+            rec.load = load
