@@ -1,0 +1,184 @@
+"""The SQLite store's file: schema, format marker, opening and error mapping.
+
+A DNA database carries ``PRAGMA application_id = 0x444E4131`` ("DNA1") and a
+``meta`` table with ``format`` and ``schema`` rows. A file that is neither
+such a database nor empty is refused at open without being written to.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import apsw
+
+from ..errors import StoreError, StoreUnavailable
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "map_error", "open_database"]
+
+APPLICATION_ID = 0x444E4131  # "DNA1" in the SQLite header: this file is ours
+FORMAT = "dna-sqlite"  # meta.format
+SCHEMA_VERSION = 1  # meta.schema; a newer file is refused, never downgraded
+_MAGIC = b"SQLite format 3\x00"
+
+_SCHEMA = f"""
+CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE actors (
+    id INTEGER PRIMARY KEY,          -- the rowid: the handle of every Claim
+    namespace TEXT NOT NULL,
+    type_name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    owner TEXT,                      -- node id, NULL when released
+    epoch INTEGER NOT NULL,          -- grows on every claim; commits are fenced by it
+    claimed_at REAL,
+    UNIQUE (namespace, type_name, key)
+);
+CREATE TABLE data (
+    actor INTEGER NOT NULL,
+    module TEXT NOT NULL,
+    k TEXT NOT NULL,
+    v BLOB NOT NULL,
+    PRIMARY KEY (actor, module, k)
+) WITHOUT ROWID;
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    address TEXT NOT NULL DEFAULT '',
+    heartbeat INTEGER NOT NULL DEFAULT 0,
+    draining INTEGER NOT NULL DEFAULT 0,
+    load INTEGER NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}');
+PRAGMA application_id = {APPLICATION_ID};
+"""
+
+_UNAVAILABLE = (
+    apsw.BusyError,
+    apsw.LockedError,
+    apsw.ReadOnlyError,
+    apsw.IOError,
+    apsw.FullError,
+    apsw.CantOpenError,
+    apsw.PermissionsError,
+    apsw.ProtocolError,
+)
+
+
+def map_error(exc: BaseException, path: str, doing: str) -> StoreError:
+    """The ``dna.errors`` exception for ``exc`` (never an apsw type)."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, apsw.BusyError):
+        err: StoreError = StoreUnavailable(
+            f"SQLite store {path}: {doing}: the database stayed locked by another "
+            f"connection past the busy timeout"
+        )
+    elif isinstance(exc, _UNAVAILABLE):
+        err = StoreUnavailable(f"SQLite store {path}: {doing} failed: {exc}")
+    elif isinstance(exc, OSError):
+        err = StoreUnavailable(f"SQLite store {path}: {doing} failed: {exc.strerror or exc}")
+    elif isinstance(exc, (apsw.NotADBError, apsw.CorruptError)):
+        err = StoreError(f"SQLite store {path}: the file is damaged or not a database: {exc}")
+    else:
+        err = StoreError(f"SQLite store {path}: {doing} failed: {type(exc).__name__}: {exc}")
+    err.__cause__ = exc if not isinstance(exc, apsw.Error) else None
+    return err
+
+
+def _read_header(path: str) -> bytes:
+    """The first bytes of ``path`` (b"" when missing or empty); refuses non-SQLite files."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise StoreUnavailable(
+            f"cannot open SQLite store {path}: directory {directory} does not exist"
+        )
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except FileNotFoundError:
+        return b""
+    except IsADirectoryError:
+        raise StoreError(f"cannot open SQLite store {path}: it is a directory") from None
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot open SQLite store {path}: {exc.strerror}") from None
+    if head and not head.startswith(_MAGIC):
+        raise StoreError(
+            f"{path} is not a DNA database (not an SQLite file); refusing to open it"
+        )
+    return head
+
+
+def connect(path: str, busy_timeout_ms: int, *, create: bool) -> apsw.Connection:
+    """A connection to ``path`` with the busy timeout set."""
+    flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
+    try:
+        conn = apsw.Connection(path, flags=flags)
+        conn.setbusytimeout(busy_timeout_ms)
+    except apsw.Error as exc:
+        raise map_error(exc, path, "opening the database") from None
+    return conn
+
+
+def _inspect(conn: apsw.Connection, path: str) -> bool:
+    """True for a DNA database, False for an empty one; refuses anything else."""
+    app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
+    if app_id == APPLICATION_ID:
+        meta: dict[Any, Any] = dict(fetch(conn, "SELECT k, v FROM meta"))
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{path} has DNA's application id but no DNA format marker")
+        version = int(meta.get("schema", "0"))
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} uses DNA SQLite schema {version}; this version reads up to "
+                f"{SCHEMA_VERSION}: upgrade DNA"
+            )
+        return True
+    tables = [str(r[0]) for r in fetch(conn, "SELECT name FROM sqlite_master LIMIT 5")]
+    if app_id == 0 and not tables:
+        return False
+    what = f"tables {', '.join(tables)}" if tables else f"application_id {app_id:#x}"
+    raise StoreError(
+        f"{path} is an SQLite database of another application ({what}); "
+        f"refusing to use it as a DNA store"
+    )
+
+
+def open_database(
+    path: str, busy_timeout_ms: int, synchronous: str, *, create: bool = True
+) -> apsw.Connection:
+    """The write connection to ``path``: a DNA database in WAL mode, created if
+    the file is missing or empty and ``create`` is set. Never writes to a file
+    that is not ours."""
+    _read_header(path)
+    conn = connect(path, busy_timeout_ms, create=create)
+    try:
+        if not _inspect(conn, path):
+            if not create:
+                raise StoreError(f"{path} was replaced by an empty database")
+            _create(conn, path)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"SQLite store {path}: cannot use WAL mode (got {mode!r})")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    except BaseException as exc:
+        conn.close()
+        raise map_error(exc, path, "opening the database") from None
+    return conn
+
+
+def _create(conn: apsw.Connection, path: str) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not _inspect(conn, path):  # another process may have created it meanwhile
+            conn.execute(_SCHEMA)
+        conn.execute("COMMIT")
+    except BaseException:
+        if not conn.getautocommit():
+            conn.execute("ROLLBACK")
+        raise
+
+
+def fetch(conn: apsw.Connection, sql: str, params: Any = ()) -> list[Any]:
+    """Every row of ``sql``; the statement is finished, so no read transaction lingers."""
+    return conn.execute(sql, params).fetchall()

@@ -1,0 +1,254 @@
+"""``SQLiteStore``: the embedded default store, one file shared by every node
+process of one machine.
+
+Writes (claims, commits, releases) go to one writer thread per open store,
+which applies whatever is queued in one transaction (group commit; see
+``_sqlite_writer``). Reads run on the event-loop thread on a second
+connection. Node liveness comes from per-node advisory lock files (see
+``_sqlite_locks``): a node is alive exactly while its process holds its lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+from typing import Any
+
+import apsw
+
+from ..errors import InterfaceError
+from . import _sqlite_locks as locks
+from ._sqlite_schema import connect, map_error
+from ._sqlite_writer import Writer
+from .base import ActorId, Claim, NodeRecord, Row, Store
+
+__all__ = ["SQLiteStore"]
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_READ = "SELECT v FROM data WHERE actor = ? AND module = ? AND k = ?"
+_OWNER = "SELECT owner, epoch FROM actors WHERE namespace = ? AND type_name = ? AND key = ?"
+_NODES = "SELECT node_id, address, heartbeat, draining, load FROM nodes ORDER BY node_id"
+
+
+class SQLiteStore(Store):
+    """A DNA store in one SQLite file (WAL mode), for one machine.
+
+    Several node processes (or several stores in one process) may open the
+    same file; at most one of them owns an actor at a time, and a node that
+    dies, even by ``kill -9``, loses its actors at once: the next claim takes
+    them over with a higher epoch, no lease to wait out.
+
+    ``synchronous``: SQLite's ``PRAGMA synchronous`` for commits. ``"full"``
+    (default) means a commit that returned is on disk; ``"normal"`` may lose
+    the last commits on power loss (never on a process crash).
+    ``busy_timeout_ms``: how long a write waits for another process's
+    transaction before failing with ``StoreUnavailable``.
+
+    A file that is not a DNA database (random bytes, another application's
+    SQLite database) is refused by ``open`` with ``StoreError`` and left
+    untouched. A database file removed or made read-only while open makes
+    commits fail with ``StoreUnavailable``, applying nothing; commits work
+    again once the file is back or writable.
+
+    Reads (``read``, ``list``, ``owner_of``, ``nodes``) run directly on the
+    event-loop thread, on a read connection of their own: in WAL mode readers
+    never wait for the writer, and a point read from the page cache takes
+    microseconds, less than a thread hop. Each read is its own read
+    transaction, so it sees every claim and commit that returned before it
+    started.
+
+    ``commit`` hands ``rows`` to the writer thread: do not change the list
+    until the commit returns. A cancelled ``commit`` may still be applied.
+    """
+
+    kind = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "full",
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        if str(synchronous).upper() not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+        if busy_timeout_ms < 0:
+            raise ValueError("busy_timeout_ms must be >= 0")
+        self.path = os.fspath(path)  # the database file
+        self.synchronous = synchronous.upper()
+        self.busy_timeout_ms = busy_timeout_ms
+        self.node_id: str | None = None  # set by open
+        self._writer: Writer | None = None  # the writer thread, while open
+        self._reader: apsw.Connection | None = None  # reads, on the loop thread
+        self._reader_gen = 0  # the writer's file generation the reader is on
+
+    def __repr__(self) -> str:
+        state = f"open as {self.node_id}" if self._writer else "closed"
+        return f"SQLiteStore({self.path!r}, {state})"
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self, node_id: str, address: str = "") -> None:
+        if self._writer is not None:
+            raise InterfaceError(f"SQLite store {self.path} is already open")
+        writer = Writer(self.path, node_id, self.synchronous, self.busy_timeout_ms)
+        writer.start()
+        try:
+            await writer.submit(writer.do_open, (address,), solo=True)
+        except asyncio.CancelledError:  # it may still open: close it behind our back
+            writer.submit(writer.do_close, (), solo=True).add_done_callback(_swallow)
+            raise
+        # on failure do_open has already stopped the thread and dropped the lock
+        try:
+            self._reader = self._open_reader()
+        except BaseException:
+            await writer.submit(writer.do_close, (), solo=True)
+            raise
+        self._reader_gen = 0
+        self._writer = writer
+        self.node_id = node_id
+
+    async def close(self) -> None:
+        """Finish every queued write, unregister, drop the node lock. Idempotent."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            await writer.submit(writer.do_close, (), solo=True)
+        finally:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def _open_reader(self) -> apsw.Connection:
+        conn = connect(self.path, self.busy_timeout_ms, create=False)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+        except apsw.Error as exc:
+            conn.close()
+            raise map_error(exc, self.path, "opening the read connection") from None
+        return conn
+
+    def _w(self) -> Writer:
+        writer = self._writer
+        if writer is None:
+            raise InterfaceError(f"SQLite store {self.path} is not open")
+        return writer
+
+    def _read(self, sql: str, params: tuple[Any, ...], doing: str) -> list[Any]:
+        """Every row of one query on the read connection (a fresh read transaction)."""
+        writer = self._w()
+        try:
+            if self._reader_gen != writer.generation or self._reader is None:
+                # the writer reopened a replaced file: follow it
+                old, self._reader = self._reader, None
+                if old is not None:
+                    old.close()
+                self._reader = self._open_reader()
+                self._reader_gen = writer.generation
+            return self._reader.execute(sql, params).fetchall()
+        except apsw.Error as exc:
+            raise map_error(exc, self.path, doing) from None
+
+    # ------------------------------------------------------------ ownership
+
+    async def claim(self, actor: ActorId) -> Claim:
+        writer = self._w()
+        claim: Claim = await writer.submit(writer.claim, (actor,))
+        return claim
+
+    async def release(self, claim: Claim) -> None:
+        """Give up ``claim`` (owner becomes NULL, the epoch stays, so the next
+        claim gets epoch + 1). ``StaleEpoch`` if it is no longer current."""
+        writer = self._w()
+        await writer.submit(writer.release, (claim,))
+
+    async def owner_of(self, actor: ActorId) -> tuple[str | None, int]:
+        got = self._read(_OWNER, (actor.namespace, actor.type_name, actor.key), "owner_of")
+        if not got:
+            return (None, 0)
+        return (got[0][0], int(got[0][1]))
+
+    # ------------------------------------------------------------ data
+
+    async def commit(self, claim: Claim, rows: list[Row]) -> None:
+        writer = self._w()
+        await writer.submit(writer.commit, (claim, rows), len(rows) + 1)
+
+    async def read(self, claim: Claim, module: str, key: str) -> bytes | None:
+        got = self._read(_READ, (claim.handle, module, key), f"reading {claim.actor}")
+        return got[0][0] if got else None
+
+    async def list(
+        self,
+        claim: Claim,
+        module: str,
+        prefix: str = "",
+        limit: int = 100,
+        start_after: str | None = None,
+    ) -> list[tuple[str, bytes]]:
+        if limit <= 0:
+            return []
+        sql = "SELECT k, v FROM data WHERE actor = ? AND module = ?"
+        params: list[Any] = [claim.handle, module]
+        if start_after is not None and start_after >= prefix:
+            sql += " AND k > ?"
+            params.append(start_after)
+        elif prefix:
+            sql += " AND k >= ?"
+            params.append(prefix)
+        end = _prefix_end(prefix)
+        if end is not None:
+            sql += " AND k < ?"
+            params.append(end)
+        sql += " ORDER BY k LIMIT ?"
+        params.append(limit)
+        got = self._read(sql, tuple(params), f"listing {claim.actor}")
+        if prefix and end is None:  # a prefix of only U+10FFFF: filter here
+            got = [r for r in got if r[0].startswith(prefix)]
+        return got
+
+    # ------------------------------------------------------------ nodes
+
+    async def nodes(self) -> builtins.list[NodeRecord]:
+        """Every registered node; ``alive`` comes from its lock (exact on one machine)."""
+        out = []
+        for node_id, address, heartbeat, draining, load in self._read(_NODES, (), "nodes"):
+            if node_id == self.node_id:
+                alive = True
+            else:
+                fd = locks.probe(self.path, node_id)
+                alive = fd is None
+                if fd is not None:
+                    locks.unlock(fd)
+            out.append(NodeRecord(node_id, address, heartbeat, bool(draining), load, alive))
+        return out
+
+    async def set_draining(self, draining: bool = True) -> None:
+        """Mark this node draining: its actors become claimable by other nodes."""
+        writer = self._w()
+        await writer.submit(writer.do_set_node, (draining, None, False), solo=True)
+
+    async def heartbeat(self, load: int | None = None) -> None:
+        """Advance this node's heartbeat counter (and record its load)."""
+        writer = self._w()
+        await writer.submit(writer.do_set_node, (None, load, True), solo=True)
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (code point
+    order, which is SQLite's BINARY order of UTF-8), or None if there is none."""
+    chars = list(prefix)
+    while chars:
+        nxt = ord(chars.pop()) + 1
+        if nxt == 0xD800:  # surrogates cannot be stored: skip them
+            nxt = 0xE000
+        if nxt <= 0x10FFFF:
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+def _swallow(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
