@@ -74,6 +74,7 @@ class Writer:
         self.synchronous = synchronous  # PRAGMA synchronous of the write connection
         self.busy_timeout_ms = busy_timeout_ms
         self.generation = 0  # grows when the file at ``path`` was replaced and reopened
+        self.transactions = 0  # group transactions committed (statistics, tests)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()  # loop -> thread
         self._conn: apsw.Connection | None = None  # the write connection (thread only)
         self._ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the open file
@@ -165,6 +166,7 @@ class Writer:
                     results.append((fut, None, map_error(exc, self.path, "the commit")))
             self._forget_dead_nodes(conn)
             conn.execute("COMMIT")
+            self.transactions += 1
         except BaseException as exc:
             err = exc.err if isinstance(exc, _GroupFailed) else map_error(
                 exc, self.path, "committing the transaction"
@@ -238,7 +240,8 @@ class Writer:
         try:
             if conn is not None:
                 try:
-                    conn.execute("DELETE FROM nodes WHERE node_id = ?", (self.node_id,))
+                    if self._lock_fd >= 0:  # the row is ours only if the node id was
+                        conn.execute("DELETE FROM nodes WHERE node_id = ?", (self.node_id,))
                 except apsw.Error:
                     pass  # the lock below is what tells peers we are gone
                 conn.close()
