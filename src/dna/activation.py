@@ -63,6 +63,13 @@ async def drive(coro: Any, yielded: Any) -> tuple[bool, Any]:
         if yielded is None:
             await asyncio.sleep(0)
         else:
+            # the coroutine yielded the future as a Task would see it: take it over
+            # the way Task does (clear the flag) and wait for it ourselves
+            if getattr(yielded, "_asyncio_future_blocking", False):
+                yielded._asyncio_future_blocking = False
+            elif not asyncio.isfuture(yielded):
+                coro.close()
+                return False, RuntimeError(f"handler awaited {yielded!r}, not an asyncio future")
             try:
                 await yielded
             except BaseException:  # the coroutine observes the future's outcome itself
