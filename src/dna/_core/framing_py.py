@@ -50,16 +50,17 @@ def unpack(data: Any) -> Any:
         raise ProtocolError(f"malformed msgpack payload: {type(e).__name__}: {e}") from None
 
 
-def _too_large(n: int) -> ValueError:
-    return ValueError(f"payload of {n} bytes exceeds the frame limit of {MAX_PAYLOAD} bytes")
+def _check_payload_size(n: int) -> None:
+    """ValueError when a payload of ``n`` bytes cannot be framed."""
+    if n > MAX_PAYLOAD:
+        raise ValueError(f"payload of {n} bytes exceeds the frame limit of {MAX_PAYLOAD} bytes")
 
 
 def encode_frame(obj: Any) -> bytes:
     """One frame: length header + msgpack payload of ``obj``."""
     payload = packb(obj, use_bin_type=True)
     n = len(payload)
-    if n > MAX_PAYLOAD:
-        raise _too_large(n)
+    _check_payload_size(n)
     return _HEADER.pack(n) + payload  # type: ignore[no-any-return]
 
 
@@ -69,8 +70,7 @@ def encode_frames(objs: list[Any]) -> bytes:
     for obj in objs:
         payload = packb(obj, use_bin_type=True)
         n = len(payload)
-        if n > MAX_PAYLOAD:
-            raise _too_large(n)
+        _check_payload_size(n)
         parts.append(_HEADER.pack(n))
         parts.append(payload)
     return b"".join(parts)
