@@ -95,6 +95,22 @@ def test_pack_refuses_unpackable(f: ModuleType) -> None:
         f.encode_frames([1, object()])
 
 
+def test_pack_refusals_are_type_errors_naming_where(f: ModuleType) -> None:
+    # msgpack itself raises OverflowError / ValueError for these: pack says TypeError
+    with pytest.raises(TypeError, match=r"value\[1\]\['k'\]: object of type set"):
+        f.pack([1, {"k": {2}}])
+    with pytest.raises(TypeError, match=r"value\[0\]: int out of the msgpack range"):
+        f.pack([2**64])
+    with pytest.raises(TypeError, match=r"value\[0\]: int out of the msgpack range"):
+        f.encode_frame([-(2**63) - 1])
+    deep: Any = 1
+    for _ in range(2_000):  # deeper than msgpack's own nesting limit
+        deep = [deep]
+    with pytest.raises(TypeError):
+        f.pack(deep)
+    assert f.pack([7]) == b"\x91\x07"  # the shared packer is reset after a refusal
+
+
 # ---------------------------------------------------------------- decoder
 
 

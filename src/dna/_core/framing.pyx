@@ -34,13 +34,17 @@ cdef bint _packing = False  # _packer_pack is running: a re-entrant pack uses pa
 
 cdef inline bytes _pack(object obj):
     global _packing
-    if _packing:
-        return packb(obj, use_bin_type=True)
-    _packing = True
     try:
-        return _packer_pack(obj)
-    finally:
-        _packing = False
+        if _packing:
+            return packb(obj, use_bin_type=True)
+        _packing = True
+        try:
+            return _packer_pack(obj)
+        finally:
+            _packing = False
+    except (TypeError, ValueError, OverflowError) as e:
+        # msgpack says OverflowError (int range), ValueError (nesting): one TypeError naming where
+        raise TypeError(describe_unpackable(obj, "value")) from e
 
 
 cdef inline object _unpack(object data):
@@ -48,7 +52,7 @@ cdef inline object _unpack(object data):
 
 
 def pack(obj):
-    """msgpack bytes of ``obj`` (bin type for bytes)."""
+    """msgpack bytes of ``obj`` (bin type for bytes); TypeError for what msgpack cannot carry."""
     return _pack(obj)
 
 

@@ -15,7 +15,7 @@ from operator import index
 from struct import Struct
 from typing import Any
 
-from msgpack import ExtType, Timestamp, packb, unpackb
+from msgpack import ExtType, Packer, Timestamp, packb, unpackb
 
 from ..errors import ProtocolError
 
@@ -35,9 +35,28 @@ class _Refused(Exception):
 # ---------------------------------------------------------------- pack/unpack
 
 
+_packer_pack = Packer(use_bin_type=True).pack  # shared packer: packb() builds one per call
+_packing = False  # _packer_pack is running: a re-entrant pack (dict subclass items()) uses packb
+
+
+def _pack(obj: Any) -> bytes:
+    global _packing
+    try:
+        if _packing:
+            return packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+        _packing = True
+        try:
+            return _packer_pack(obj)  # type: ignore[no-any-return]
+        finally:
+            _packing = False
+    except (TypeError, ValueError, OverflowError) as e:
+        # msgpack says OverflowError (int range), ValueError (nesting): one TypeError naming where
+        raise TypeError(describe_unpackable(obj, "value")) from e
+
+
 def pack(obj: Any) -> bytes:
-    """msgpack bytes of ``obj`` (bin type for bytes)."""
-    return packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    """msgpack bytes of ``obj`` (bin type for bytes); TypeError for what msgpack cannot carry."""
+    return _pack(obj)
 
 
 def unpack(data: Any) -> Any:
@@ -58,7 +77,7 @@ def _check_payload_size(n: int) -> None:
 
 def encode_frame(obj: Any) -> bytes:
     """One frame: length header + msgpack payload of ``obj``."""
-    payload = packb(obj, use_bin_type=True)
+    payload = _pack(obj)
     n = len(payload)
     _check_payload_size(n)
     return _HEADER.pack(n) + payload  # type: ignore[no-any-return]
@@ -68,7 +87,7 @@ def encode_frames(objs: list[Any]) -> bytes:
     """The frames of every object in ``objs``, concatenated in one bytes object."""
     parts = []
     for obj in objs:
-        payload = packb(obj, use_bin_type=True)
+        payload = _pack(obj)
         n = len(payload)
         _check_payload_size(n)
         parts.append(_HEADER.pack(n))
