@@ -16,7 +16,7 @@ NO_EXTENSIONS = bool(os.environ.get("DNA_NO_EXTENSIONS"))
 if not NO_EXTENSIONS:
     from .dispatch import (
         ACTIVATING, BLOCKED, CLOSED, CLOSING, DONE, IDLE, RUNNING, SCHEDULED,
-        CastSenderBase, Dispatcher, SenderBase,
+        CastSenderBase, Dispatcher, KVWriter, SenderBase, pack_value,
     )
     from .framing import (
         FrameDecoder,
@@ -34,7 +34,7 @@ if not NO_EXTENSIONS:
 else:
     from .dispatch_py import (  # type: ignore[assignment]
         ACTIVATING, BLOCKED, CLOSED, CLOSING, DONE, IDLE, RUNNING, SCHEDULED,
-        CastSenderBase, Dispatcher, SenderBase,
+        CastSenderBase, Dispatcher, KVWriter, SenderBase, pack_value,
     )
     from .framing_py import (  # type: ignore[assignment]
         FrameDecoder,
@@ -61,6 +61,7 @@ __all__ = [
     "RUNNING",
     "SCHEDULED",
     "CastSenderBase",
+    "KVWriter",
     "SenderBase",
     "MISSING",
     "Dispatcher",
@@ -72,5 +73,6 @@ __all__ = [
     "encode_frame",
     "encode_frames",
     "pack",
+    "pack_value",
     "unpack",
 ]

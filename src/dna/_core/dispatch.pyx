@@ -153,3 +153,85 @@ cdef class CastSenderBase(SenderBase):
                 act.schedule()
             return DONE
         return act.push_wait(msg)
+
+
+# ---------------------------------------------------------------- KV writes
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.string cimport memcpy
+
+from .writeset cimport WriteSet
+from .framing import pack as _pack_any
+
+
+cdef inline bytes _with_header(int kind, const char* data, Py_ssize_t n):
+    """msgpack bin (kind 0) or str (kind 1) of ``n`` bytes at ``data``."""
+    cdef Py_ssize_t h
+    cdef bytes out
+    cdef unsigned char* p
+    if kind == 1 and n < 32:
+        h = 1
+    elif n < 256:
+        h = 2
+    elif n < 65536:
+        h = 3
+    else:
+        h = 5
+    out = PyBytes_FromStringAndSize(NULL, n + h)
+    p = <unsigned char*>PyBytes_AS_STRING(out)
+    if h == 1:
+        p[0] = 0xa0 | <unsigned char>n
+    elif h == 2:
+        p[0] = 0xc4 if kind == 0 else 0xd9
+        p[1] = <unsigned char>n
+    elif h == 3:
+        p[0] = 0xc5 if kind == 0 else 0xda
+        p[1] = <unsigned char>(n >> 8)
+        p[2] = <unsigned char>n
+    else:
+        p[0] = 0xc6 if kind == 0 else 0xdb
+        p[1] = <unsigned char>(n >> 24)
+        p[2] = <unsigned char>(n >> 16)
+        p[3] = <unsigned char>(n >> 8)
+        p[4] = <unsigned char>n
+    memcpy(p + h, data, n)
+    return out
+
+
+cpdef bytes pack_value(object value):
+    """msgpack of a stored value; bytes and str without a call into msgpack."""
+    cdef Py_ssize_t n
+    cdef const char* s
+    if type(value) is bytes:
+        n = PyBytes_GET_SIZE(value)
+        if n < 0x100000000:
+            return _with_header(0, PyBytes_AS_STRING(value), n)
+    elif type(value) is str:
+        s = PyUnicode_AsUTF8AndSize(value, &n)
+        if n < 0x100000000:
+            return _with_header(1, s, n)
+    return _pack_any(value)
+
+
+cdef class KVWriter:
+    """The write half of an activation's KV view (``dna.storage.kv.BoundKV``)."""
+
+    cdef WriteSet _ws  # the activation's pending writes
+    cdef object _module  # module name in the clustering key
+
+    def __init__(self, WriteSet ws, str module):
+        self._ws = ws
+        self._module = module
+
+    def write(self, key, value):
+        """Buffer ``key = value``; durable when the batch commits."""
+        if type(key) is not str:
+            raise TypeError(f"KV keys are str, not {type(key).__name__}")
+        self._ws._put(self._module, key, pack_value(value))
+
+    def delete(self, key):
+        """Buffer the removal of ``key``."""
+        if type(key) is not str:
+            raise TypeError(f"KV keys are str, not {type(key).__name__}")
+        self._ws._put(self._module, key, None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .framing_py import copy_args, copy_packable
+from .framing_py import copy_args, copy_packable, pack
 
 
 class Dispatcher:
@@ -185,3 +185,30 @@ class CastSenderBase(SenderBase):
                 act.schedule()
             return DONE
         return act.push_wait(msg)
+
+
+def pack_value(value: Any) -> bytes:
+    """msgpack of a stored value (the compiled build inlines bytes and str)."""
+    return pack(value)
+
+
+class KVWriter:
+    """The write half of an activation's KV view (``dna.storage.kv.BoundKV``)."""
+
+    __slots__ = ("_module", "_ws")
+
+    def __init__(self, ws: Any, module: str) -> None:
+        self._ws = ws  # the activation's pending writes
+        self._module = module  # module name in the clustering key
+
+    def write(self, key: str, value: Any) -> None:
+        """Buffer ``key = value``; durable when the batch commits."""
+        if type(key) is not str:
+            raise TypeError(f"KV keys are str, not {type(key).__name__}")
+        self._ws.write(self._module, key, pack(value))
+
+    def delete(self, key: str) -> None:
+        """Buffer the removal of ``key``."""
+        if type(key) is not str:
+            raise TypeError(f"KV keys are str, not {type(key).__name__}")
+        self._ws.delete(self._module, key)

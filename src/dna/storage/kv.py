@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._core import MISSING, pack, unpack
+from .._core import MISSING, KVWriter, unpack
 from ..actor import StorageModule
 
 if TYPE_CHECKING:
@@ -38,33 +38,24 @@ def _check_key(key: object) -> str:
     return key
 
 
-class BoundKV:
-    """The KV module as one activation sees it."""
+class BoundKV(KVWriter):
+    """The KV module as one activation sees it (``write``/``delete`` are compiled)."""
 
-    __slots__ = ("_act", "_module", "_ws")
+    __slots__ = ("_act", "_name", "_pending")
 
     def __init__(self, activation: Activation, module: str) -> None:
+        super().__init__(activation.ws, module)
         self._act = activation  # for the claim and the store
-        self._module = module  # module name in the clustering key
-        self._ws = activation.ws  # pending writes
-
-    def write(self, key: str, value: Any) -> None:
-        """Buffer ``key = value``; durable when the batch commits."""
-        if type(key) is not str:
-            _check_key(key)
-        self._ws.write(self._module, key, pack(value))
-
-    def delete(self, key: str) -> None:
-        """Buffer the removal of ``key``."""
-        self._ws.delete(self._module, _check_key(key))
+        self._name = module  # module name in the clustering key
+        self._pending = activation.ws  # pending writes (reads look here first)
 
     async def read(self, key: str) -> Any:
         """The value of ``key`` (pending writes first), or None."""
-        v = self._ws.get(self._module, _check_key(key))
+        v = self._pending.get(self._name, _check_key(key))
         if v is MISSING:
             act = self._act
             assert act.claim is not None
-            v = await act.node.store.read(act.claim, self._module, key)
+            v = await act.node.store.read(act.claim, self._name, key)
         return None if v is None else unpack(v)
 
     async def list(
@@ -76,7 +67,7 @@ class BoundKV:
             raise TypeError("prefix and start_after are str")
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        pending = self._ws.pending(self._module, prefix)
+        pending = self._pending.pending(self._name, prefix)
         if start_after is not None:
             pending = [(k, v) for k, v in pending if k > start_after]
         act = self._act
@@ -84,7 +75,7 @@ class BoundKV:
         # every pending delete may hide one stored row: ask for that many more
         extra = sum(1 for _, v in pending if v is None)
         stored = await act.node.store.list(
-            act.claim, self._module, prefix, limit + extra, start_after
+            act.claim, self._name, prefix, limit + extra, start_after
         )
         merged = dict(stored)
         for k, v in pending:
