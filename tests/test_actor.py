@@ -7,12 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from tests.conftest import make_store
 
 import dna
 from dna.errors import ActorError, Overloaded, Timeout, UnknownHandler
 from dna.examples import KVActor
 from dna.storage import KV
-from tests.conftest import make_store
 
 
 class Counter(dna.Actor):

@@ -7,9 +7,6 @@ unit test of the runtime layer (the stores have their own contract suite).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import pytest
 
 import dna
 from dna.errors import CommitFailed, StoreUnavailable

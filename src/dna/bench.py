@@ -19,7 +19,7 @@ from typing import Any
 from ._core import pack
 from .examples import KVActor
 from .node import Node
-from .store import ActorId, Store
+from .store import ActorId, Row, Store
 
 __all__ = ["BenchConfig", "make_store", "run_bench"]
 
@@ -83,7 +83,7 @@ async def raw_ingest(cfg: BenchConfig, run_id: str) -> float:
             t0 = time.perf_counter()
             for start in range(0, per, cfg.max_batch):
                 stop = min(per, start + cfg.max_batch)
-                rows = [("kv", str(i), value) for i in range(start, stop)]
+                rows: list[Row] = [("kv", str(i), value) for i in range(start, stop)]
                 await asyncio.gather(*(store.commit(c, rows) for c in claims))
             elapsed = time.perf_counter() - t0
         finally:

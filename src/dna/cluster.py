@@ -106,7 +106,7 @@ class RemoteRoute:
         except NotOwner:
             # the peer refused before running it: safe to route again
             self.node._drop_route(self)
-            self.node._deliver(self.aid, self.atype, msg[:4] + (wire[6],))
+            self.node._deliver(self.aid, self.atype, (*msg[:4], wire[6]))
             return
         except PeerUnavailable as exc:
             self.node._drop_route(self)

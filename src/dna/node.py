@@ -253,7 +253,7 @@ class Node:
 
         aid, atype, msg = decode_remote(wire)
         fut = self.loop.create_future()
-        self._deliver(aid, atype, msg[:3] + (fut, msg[4]))
+        self._deliver(aid, atype, (*msg[:3], fut, msg[4]))
         return fut
 
     def _on_message(self, peer: str, wire: Any) -> None:
@@ -292,7 +292,7 @@ class Node:
 
         route = RemoteRoute(self, act.aid, act.atype, owner, address)
         if self._acts.get(act.aid) is act:
-            self._acts[act.aid] = route  # type: ignore[assignment]
+            self._acts[act.aid] = route
         for msg in act.mailbox.clear():
             route.forward(msg)
         while act.room_waiters:
@@ -310,13 +310,14 @@ class Node:
             if rec.node_id != self.node_id and not rec.draining and rec.alive is not False:
                 if rec.address:
                     route = RemoteRoute(self, aid, atype, rec.node_id, rec.address)
-                    self._acts[aid] = route  # type: ignore[assignment]
+                    self._acts[aid] = route
                     return route
         raise NotOwner(f"{aid}: this node is draining and no peer is known", None)
 
     def _drop_route(self, route: Any) -> None:
-        if self._acts.get(route.aid) is route:
-            del self._acts[route.aid]
+        aid = route.aid
+        if self._acts.get(aid) is route:
+            del self._acts[aid]
 
     @property
     def activations(self) -> int:

@@ -80,7 +80,7 @@ def encode_frame(obj: Any) -> bytes:
     payload = _pack(obj)
     n = len(payload)
     _check_payload_size(n)
-    return _HEADER.pack(n) + payload  # type: ignore[no-any-return]
+    return _HEADER.pack(n) + payload
 
 
 def encode_frames(objs: list[Any]) -> bytes:

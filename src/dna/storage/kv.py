@@ -9,10 +9,11 @@ carry (checked at ``write``: ``TypeError`` otherwise).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .._core import MISSING, KVWriter, unpack
 from ..actor import StorageModule
+from ..errors import InterfaceError
 
 if TYPE_CHECKING:
     from ..activation import Activation
@@ -30,6 +31,17 @@ class KV(StorageModule):
 
     def bind(self, activation: Activation) -> BoundKV:
         return BoundKV(activation, self.name)
+
+    # Each activation's bound view sits in the instance dict and shadows this
+    # (non-data) descriptor; reaching here from an instance means no activation.
+    @overload
+    def __get__(self, obj: None, owner: type) -> KV: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> BoundKV: ...
+    def __get__(self, obj: object, owner: type) -> KV | BoundKV:
+        if obj is None:
+            return self
+        raise InterfaceError(f"{owner.__name__}.{self.name} is usable only inside an activation")
 
 
 def _check_key(key: object) -> str:
@@ -63,7 +75,7 @@ class BoundKV(KVWriter):
     ) -> list[tuple[str, Any]]:
         """Up to ``limit`` ``(key, value)`` pairs with ``key`` starting with ``prefix``,
         in key order, after ``start_after`` if given; pending writes included."""
-        if not isinstance(prefix, str) or (start_after is not None and type(start_after) is not str):
+        if type(prefix) is not str or not (start_after is None or type(start_after) is str):
             raise TypeError("prefix and start_after are str")
         if limit < 1:
             raise ValueError("limit must be at least 1")
