@@ -1,0 +1,238 @@
+"""The one bridge from scylla-driver to asyncio, and what driver errors mean to DNA.
+
+The driver does its network I/O on a thread of its own (libev reactor).
+``Bridge.run`` starts a request with ``Session.execute_async`` on the event
+loop's thread (that only encodes the request and queues its bytes), and
+attaches callbacks to the driver's ``ResponseFuture``. They run on the
+driver's thread and hand the outcome to the loop with
+``loop.call_soon_threadsafe``, which resolves an ``asyncio.Future``. No thread
+per request, no blocking call on the loop, one place where the two meet.
+
+A caller that stops waiting (cancellation) leaves the request running on the
+server; its outcome is dropped when it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from cassandra import (
+    ConsistencyLevel,
+    CoordinationFailure,
+    InvalidRequest,
+    OperationTimedOut,
+    Timeout,
+    Unavailable,
+)
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.connection import ConnectionBusy, ConnectionException
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    FallthroughRetryPolicy,
+    RetryPolicy,
+    TokenAwarePolicy,
+)
+from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
+from cassandra.query import dict_factory, tuple_factory
+
+from ..errors import StoreError, StoreUnavailable
+
+__all__ = [
+    "AMBIGUOUS",
+    "LWT",
+    "SERIAL",
+    "UNREACHABLE",
+    "Bridge",
+    "make_cluster",
+    "map_error",
+    "parse_hosts",
+]
+
+# execution profiles: the default one serves plain reads and writes
+LWT = "dna-lwt"  # conditional writes: rows as dicts, never retried by the driver
+SERIAL = "dna-serial"  # linearizable reads of an actor's ownership and commit marker
+
+# A conditional write that failed with one of these may or may not have applied.
+AMBIGUOUS: tuple[type[BaseException], ...] = (
+    Timeout,
+    Unavailable,
+    CoordinationFailure,
+    OperationTimedOut,
+    ConnectionException,
+)
+# The server could not be reached or could not serve: try again later.
+# (NoHostAvailable: no host took the request, so it was never sent.)
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    *AMBIGUOUS,
+    NoHostAvailable,
+    ConnectionBusy,
+    OverloadedErrorMessage,
+    IsBootstrappingErrorMessage,
+)
+
+_TOO_LARGE = ("exceeds allowed maximum", "too large", "batch too large")
+
+
+def parse_hosts(hosts: Sequence[str]) -> tuple[list[tuple[str, int]], int]:
+    """``["h", "h:p", "[::1]:p"]`` -> contact points ``(host, port)`` and the default port."""
+    if isinstance(hosts, str):
+        raise TypeError("hosts must be a list of 'host' or 'host:port' strings, not one string")
+    points: list[tuple[str, int]] = []
+    for entry in hosts:
+        host, port = entry.strip(), 9042
+        if host.startswith("["):  # [v6 address]:port
+            addr, _, rest = host[1:].partition("]")
+            host = addr
+            if rest.startswith(":"):
+                port = _port(entry, rest[1:])
+        elif host.count(":") == 1:
+            host, _, p = host.partition(":")
+            port = _port(entry, p)
+        if not host:
+            raise ValueError(f"no host in {entry!r}")
+        points.append((host, port))
+    if not points:
+        raise ValueError("hosts is empty: name at least one CQL server ('host' or 'host:port')")
+    return points, points[0][1]
+
+
+def _port(entry: str, text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad port in {entry!r}")
+    return int(text)
+
+
+def make_cluster(
+    points: list[tuple[str, int]],
+    port: int,
+    *,
+    local_dc: str | None,
+    connect_timeout: float,
+    request_timeout: float,
+    options: dict[str, Any],
+) -> Any:
+    """A driver ``Cluster`` with an explicit load-balancing policy on every profile.
+
+    Consistency: QUORUM and SERIAL, or LOCAL_QUORUM and LOCAL_SERIAL when
+    ``local_dc`` is given. The driver reconnects to a server that comes back
+    (every 0.5 s at first, at most every 4 s).
+    """
+    local = local_dc is not None
+    cl = ConsistencyLevel.LOCAL_QUORUM if local else ConsistencyLevel.QUORUM
+    serial = ConsistencyLevel.LOCAL_SERIAL if local else ConsistencyLevel.SERIAL
+
+    def profile(**kw: Any) -> Any:
+        lbp = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc or ""))
+        return ExecutionProfile(
+            load_balancing_policy=lbp,
+            request_timeout=request_timeout,
+            serial_consistency_level=serial,
+            **kw,
+        )
+
+    profiles = {
+        # reads, heartbeats, node rows: idempotent, so the driver's retry policy may retry
+        EXEC_PROFILE_DEFAULT: profile(
+            consistency_level=cl, row_factory=tuple_factory, retry_policy=RetryPolicy()
+        ),
+        # never re-sent by the driver: an unknown outcome is resolved by the store
+        LWT: profile(
+            consistency_level=cl, row_factory=dict_factory, retry_policy=FallthroughRetryPolicy()
+        ),
+        SERIAL: profile(
+            consistency_level=serial,
+            row_factory=tuple_factory,
+            retry_policy=FallthroughRetryPolicy(),
+        ),
+    }
+    kwargs: dict[str, Any] = {
+        "contact_points": points,
+        "port": port,
+        "execution_profiles": profiles,
+        "connect_timeout": connect_timeout,
+        "control_connection_timeout": connect_timeout,
+        "reconnection_policy": ExponentialReconnectionPolicy(0.5, 4.0),
+        "compression": False,
+    }
+    kwargs.update(options)
+    return Cluster(**kwargs)
+
+
+def map_error(exc: BaseException, doing: str) -> StoreError:
+    """The DNA error for a driver error met while ``doing`` something."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, UNREACHABLE):
+        return StoreUnavailable(f"{doing}: CQL server unavailable: {_describe(exc)}")
+    if isinstance(exc, InvalidRequest) and any(s in str(exc).lower() for s in _TOO_LARGE):
+        return StoreError(
+            f"{doing}: the server refused it as too large ({_describe(exc)}); nothing was "
+            "written. A commit is one batch and is never split: write less per batch"
+        )
+    return StoreError(f"{doing}: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, NoHostAvailable):
+        errors = "; ".join(f"{h}: {e}" for h, e in (exc.errors or {}).items())
+        return f"no host available ({errors or exc})"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+class Bridge:
+    """Runs driver requests for one event loop (see the module docstring)."""
+
+    __slots__ = ("loop", "session", "timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, session: Any, timeout: float) -> None:
+        self.loop = loop  # the loop whose futures the driver's callbacks resolve
+        self.session = session  # the driver Session; its methods never block here
+        self.timeout = timeout  # client-side request timeout, seconds
+
+    def run(
+        self, query: Any, params: Any = None, profile: Any = EXEC_PROFILE_DEFAULT
+    ) -> asyncio.Future[Any]:
+        """Send ``query`` now; the future gets the rows (a list) or the driver's exception."""
+        loop = self.loop
+        fut: asyncio.Future[Any] = loop.create_future()
+        try:
+            rf = self.session.execute_async(
+                query, params, timeout=self.timeout, execution_profile=profile
+            )
+        except Exception as exc:  # bad parameters, session shut down
+            fut.set_exception(exc)
+            return fut
+        rf.add_callbacks(_on_rows, _on_error, callback_args=(loop, fut), errback_args=(loop, fut))
+        return fut
+
+
+# driver thread -> loop thread: the only two functions the driver calls back
+
+
+def _on_rows(rows: Any, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> None:
+    try:
+        loop.call_soon_threadsafe(_settle, fut, [] if rows is None else rows, None)
+    except RuntimeError:  # the loop is closed: nobody waits for this any more
+        pass
+
+
+def _on_error(
+    exc: BaseException, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]
+) -> None:
+    try:
+        loop.call_soon_threadsafe(_settle, fut, None, exc)
+    except RuntimeError:
+        pass
+
+
+def _settle(fut: asyncio.Future[Any], rows: Any, exc: BaseException | None) -> None:
+    if fut.done():  # its caller was cancelled
+        return
+    if exc is None:
+        fut.set_result(rows)
+    else:
+        fut.set_exception(exc)

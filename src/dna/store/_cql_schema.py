@@ -1,0 +1,196 @@
+"""The CQL schema of ``ScyllaStore`` and every statement it prepares.
+
+One table holds an actor's ownership and all its storage (DESIGN.md, "CQL
+layout"): a conditional batch must stay in one partition of one table, so the
+claim (static columns) and the rows of every storage module share the
+partition ``(namespace, type_name, key)``. ``marker`` is a static column each
+claim, release and commit overwrites with a fresh random number: after a
+timeout, a SERIAL read of it tells whether that write applied.
+
+Runs on a driver ``Session`` in a worker thread (``open``), never on the loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import StoreError
+
+__all__ = ["Statements", "check_keyspace", "create_schema", "replication_map"]
+
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}\Z")
+
+_ACTOR_DATA = """
+CREATE TABLE IF NOT EXISTS {ks}.actor_data (
+    namespace text,
+    type_name text,
+    key text,
+    module text,
+    k text,
+    owner text static,
+    epoch bigint static,
+    claimed_at timestamp static,
+    marker bigint static,
+    v blob,
+    PRIMARY KEY ((namespace, type_name, key), module, k)
+) WITH comment = 'DNA: one partition per actor, ownership in static columns'
+"""
+
+_NODES = """
+CREATE TABLE IF NOT EXISTS {ks}.nodes (
+    node_id text PRIMARY KEY,
+    address text,
+    heartbeat bigint,
+    draining boolean,
+    load bigint,
+    started_at timestamp
+) WITH comment = 'DNA: cluster membership and heartbeats'
+"""
+
+_PK = "namespace = ? AND type_name = ? AND key = ?"
+_ROW = _PK + " AND module = ? AND k = ?"
+
+# name -> CQL; every statement DNA runs against its tables is one of these
+STATEMENTS: dict[str, str] = {
+    # claims and releases: LWT on the static columns
+    "claim": "UPDATE {ks}.actor_data SET owner = ?, epoch = ?, claimed_at = ?, marker = ? "
+    f"WHERE {_PK} IF owner = ? AND epoch = ?",
+    "release": f"UPDATE {{ks}}.actor_data SET owner = null, marker = ? WHERE {_PK} "
+    "IF owner = ? AND epoch = ?",
+    "state": f"SELECT owner, epoch, marker FROM {{ks}}.actor_data WHERE {_PK} LIMIT 1",
+    # commits: the fence opens every batch, then the rows
+    "fence": f"UPDATE {{ks}}.actor_data SET epoch = ?, marker = ? WHERE {_PK} "
+    "IF owner = ? AND epoch = ?",
+    "put": f"UPDATE {{ks}}.actor_data SET v = ? WHERE {_ROW}",
+    "delete": f"DELETE FROM {{ks}}.actor_data WHERE {_ROW}",
+    # reads
+    "read": f"SELECT v FROM {{ks}}.actor_data WHERE {_ROW}",
+    "list_ge": f"SELECT k, v FROM {{ks}}.actor_data WHERE {_PK} AND module = ? AND k >= ? LIMIT ?",
+    "list_gt": f"SELECT k, v FROM {{ks}}.actor_data WHERE {_PK} AND module = ? AND k > ? LIMIT ?",
+    "list_ge_lt": f"SELECT k, v FROM {{ks}}.actor_data WHERE {_PK} AND module = ? "
+    "AND k >= ? AND k < ? LIMIT ?",
+    "list_gt_lt": f"SELECT k, v FROM {{ks}}.actor_data WHERE {_PK} AND module = ? "
+    "AND k > ? AND k < ? LIMIT ?",
+    # membership
+    "node_up": "INSERT INTO {ks}.nodes (node_id, address, heartbeat, draining, load, started_at) "
+    "VALUES (?, ?, ?, false, 0, toTimestamp(now()))",
+    "node_beat": "UPDATE {ks}.nodes SET heartbeat = ? WHERE node_id = ?",
+    "node_beat_load": "UPDATE {ks}.nodes SET heartbeat = ?, load = ? WHERE node_id = ?",
+    "node_draining": "UPDATE {ks}.nodes SET draining = ? WHERE node_id = ?",
+    "node_down": "DELETE FROM {ks}.nodes WHERE node_id = ?",
+    "node_get": "SELECT heartbeat, draining FROM {ks}.nodes WHERE node_id = ?",
+    "node_all": "SELECT node_id, address, heartbeat, draining, load FROM {ks}.nodes",
+}
+
+
+class Statements:
+    """Every statement of ``STATEMENTS``, prepared on one session (attribute per name)."""
+
+    claim: Any
+    release: Any
+    state: Any
+    fence: Any
+    put: Any
+    delete: Any
+    read: Any
+    list_ge: Any
+    list_gt: Any
+    list_ge_lt: Any
+    list_gt_lt: Any
+    node_up: Any
+    node_beat: Any
+    node_beat_load: Any
+    node_draining: Any
+    node_down: Any
+    node_get: Any
+    node_all: Any
+
+    def __init__(self, session: Any, keyspace: str) -> None:
+        for name, cql in STATEMENTS.items():
+            setattr(self, name, session.prepare(cql.format(ks=keyspace)))
+
+
+def check_keyspace(keyspace: str) -> str:
+    """``keyspace`` in lower case (CQL folds it) if a plain identifier, else ``ValueError``."""
+    if not _IDENT.match(keyspace):
+        raise ValueError(
+            f"keyspace must be a letter then up to 47 letters, digits or '_': {keyspace!r}"
+        )
+    return keyspace.lower()
+
+
+def replication_map(replication: Mapping[str, Any] | None) -> str:
+    """The CQL map literal of a replication setting (default: SimpleStrategy, rf 1)."""
+    if replication is None:
+        replication = {"class": "SimpleStrategy", "replication_factor": 1}
+    if "class" not in replication:
+        raise ValueError("replication needs a 'class' (SimpleStrategy, NetworkTopologyStrategy)")
+    parts = []
+    for name, value in replication.items():
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ValueError(f"replication[{name!r}] must be a str or int, not {value!r}")
+        parts.append(f"{_quote(str(name))}: {_quote(str(value))}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def is_scylla(session: Any) -> bool:
+    """Whether the server is ScyllaDB (it has tables Cassandra lacks)."""
+    rows = session.execute(
+        "SELECT table_name FROM system_schema.tables "
+        "WHERE keyspace_name = 'system' AND table_name = 'scylla_local'"
+    )
+    return bool(list(rows))
+
+
+def create_schema(session: Any, keyspace: str, replication: str) -> None:
+    """Create the keyspace and tables if missing (blocking; run in a worker thread).
+
+    On ScyllaDB the keyspace is created without tablets: ScyllaDB does not
+    support lightweight transactions on tablets keyspaces, and every claim and
+    commit is one. An existing tablets keyspace is refused with ``StoreError``.
+    """
+    scylla = is_scylla(session)
+    meta = session.cluster.metadata.keyspaces.get(keyspace)
+    if meta is None:
+        ddl = f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}"
+        if scylla:
+            try:
+                session.execute(ddl + " AND tablets = {'enabled': false}")
+            except Exception as exc:  # ScyllaDB before tablets: no such option
+                if "tablets" not in str(exc).lower():
+                    raise
+                session.execute(ddl)
+        else:
+            session.execute(ddl)
+    elif scylla:
+        _refuse_tablets(session, keyspace)
+    meta = session.cluster.metadata.keyspaces.get(keyspace)
+    tables = meta.tables if meta is not None else {}
+    for name, ddl in (("actor_data", _ACTOR_DATA), ("nodes", _NODES)):
+        if name not in tables:
+            session.execute(ddl.format(ks=keyspace))
+
+
+def _refuse_tablets(session: Any, keyspace: str) -> None:
+    try:
+        rows = list(
+            session.execute(
+                "SELECT initial_tablets FROM system_schema.scylla_keyspaces "
+                "WHERE keyspace_name = %s",
+                (keyspace,),
+            )
+        )
+    except Exception:  # ScyllaDB before tablets: no such table, nothing to refuse
+        return
+    if rows and rows[0][0] is not None:
+        raise StoreError(
+            f"keyspace {keyspace} uses tablets, and ScyllaDB does not support lightweight "
+            "transactions there: use a keyspace created with tablets = {'enabled': false} "
+            "(ScyllaStore creates it so when it is missing)"
+        )

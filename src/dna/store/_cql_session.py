@@ -1,0 +1,106 @@
+"""Connecting ``ScyllaStore`` to its server, and what it saw of its peers.
+
+The driver's connect, schema creation and statement preparation block, so
+``connect`` runs them in a worker thread (``run_in_executor``), once per
+attempt; so does ``shutdown``. Nothing else leaves the event loop's thread
+except through the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StoreError, StoreUnavailable
+from ._cql_bridge import UNREACHABLE, make_cluster, map_error
+from ._cql_schema import Statements, create_schema
+
+if TYPE_CHECKING:
+    from .scylla import ScyllaStore
+
+__all__ = ["Peers", "connect", "shutdown"]
+
+log = logging.getLogger("dna.store.scylla")
+
+_RETRY_DELAY = 0.5  # seconds between attempts to reach a server at open
+
+
+class Peers:
+    """Other nodes' heartbeat counters as this node saw them, on its monotonic clock.
+
+    A peer is alive while its counter keeps moving: judged dead once the
+    counter has not changed for ``lease`` seconds of our own clock, so clock
+    skew between machines never matters.
+    """
+
+    __slots__ = ("lease", "seen")
+
+    def __init__(self, lease: float) -> None:
+        self.lease = lease  # seconds without a change that make a peer dead
+        self.seen: dict[str, tuple[Any, float]] = {}  # node id -> (counter, when it last moved)
+
+    def judge(self, node_id: str, heartbeat: Any, now: float) -> bool | None:
+        """Record an observation; True alive, False dead, None first seen (not known yet)."""
+        prev = self.seen.get(node_id)
+        if prev is None:
+            self.seen[node_id] = (heartbeat, now)
+            return None
+        if prev[0] != heartbeat:
+            self.seen[node_id] = (heartbeat, now)
+            return True
+        return now - prev[1] < self.lease
+
+
+async def connect(store: ScyllaStore, loop: asyncio.AbstractEventLoop) -> tuple[Any, Any, Any]:
+    """``(cluster, session, statements)``, retrying for ``store.connect_timeout`` seconds."""
+    deadline = loop.time() + store.connect_timeout
+    while True:
+        job = loop.run_in_executor(None, _connect_once, store)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(_shutdown_late)  # it may still connect: close behind us
+            raise
+        except UNREACHABLE as exc:
+            if loop.time() + _RETRY_DELAY >= deadline:
+                raise StoreUnavailable(
+                    f"no CQL server answered at {', '.join(store.hosts)} within "
+                    f"{store.connect_timeout}s: {map_error(exc, 'connecting').args[0]}"
+                ) from exc
+            log.info("CQL server not reachable yet (%s); retrying", exc)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise map_error(exc, f"opening keyspace {store.keyspace}") from exc
+        await asyncio.sleep(_RETRY_DELAY)
+
+
+def _connect_once(store: ScyllaStore) -> tuple[Any, Any, Any]:
+    """Blocking: connect, create the schema if missing, prepare every statement."""
+    cluster = make_cluster(
+        store._points,
+        store._port,
+        local_dc=store.local_dc,
+        connect_timeout=min(store.connect_timeout, 5.0),
+        request_timeout=store.request_timeout,
+        options=store._options,
+    )
+    try:
+        session = cluster.connect()
+        create_schema(session, store.keyspace, store._replication)
+        statements = Statements(session, store.keyspace)
+        return cluster, session, statements
+    except BaseException:
+        cluster.shutdown()
+        raise
+
+
+def _shutdown_late(job: asyncio.Future[Any]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        job.get_loop().run_in_executor(None, job.result()[0].shutdown)
+
+
+async def shutdown(cluster: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Close every connection and stop the driver's threads (blocking: in a worker)."""
+    await loop.run_in_executor(None, cluster.shutdown)

@@ -1,0 +1,468 @@
+"""``ScyllaStore``: the DNA store on a CQL database (ScyllaDB; Apache Cassandra in CI).
+
+Layout and protocol (DESIGN.md, "CQL layout"): one partition per actor in
+``actor_data``; its static columns hold the owner and epoch; every claim and
+release is a lightweight transaction (LWT) on them, and every commit is one
+unlogged single-partition batch that opens with ``UPDATE ... SET epoch = e
+... IF owner = me AND epoch = e``: applied whole, or refused whole when a newer
+claim exists. All requests go through the one asyncio bridge of
+``_cql_bridge``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cassandra.query import BatchStatement, BatchType
+
+from ..errors import (
+    CommitFailed,
+    InterfaceError,
+    NotOwner,
+    StaleEpoch,
+    StoreError,
+    StoreUnavailable,
+)
+from ._cql_bridge import AMBIGUOUS, LWT, SERIAL, UNREACHABLE, Bridge, map_error, parse_hosts
+from ._cql_raw import raw_claims, raw_fenced_ingest
+from ._cql_schema import Statements, check_keyspace, replication_map
+from ._cql_session import Peers, connect, shutdown
+from .base import ActorId, Claim, NodeRecord, Row, Store
+
+__all__ = ["ScyllaStore", "raw_claims", "raw_fenced_ingest"]
+
+log = logging.getLogger("dna.store.scylla")
+
+_CLAIM_ROUNDS = 6  # LWT attempts of one claim before giving up under contention
+_ROW_OVERHEAD = 64  # bytes a batch spends per row beyond its key and value (estimate)
+
+
+def _marker() -> int:
+    """A fresh commit marker: which write last touched an actor's partition."""
+    return random.getrandbits(63)
+
+
+class ScyllaStore(Store):
+    """A DNA store on ScyllaDB or Apache Cassandra (CQL protocol, LWT).
+
+    ``hosts``: contact points, ``"host"`` or ``"host:port"`` (port 9042 by
+    default). ``keyspace`` is created when missing, with ``replication`` (a CQL
+    replication map; default ``SimpleStrategy``, replication factor 1), and on
+    ScyllaDB without tablets (ScyllaDB has no LWT on tablets keyspaces).
+
+    Consistency: writes at QUORUM with SERIAL conditions; ``read`` and
+    ``list`` at QUORUM, which sees every commit that returned (commits are
+    written at QUORUM); ``owner_of`` and the resolution of unknown outcomes at
+    SERIAL. With ``local_dc``: LOCAL_QUORUM / LOCAL_SERIAL, routed to that
+    data centre.
+
+    Errors: no server reachable at ``open`` -> ``StoreUnavailable`` once
+    ``connect_timeout`` seconds of retries have passed. Server down later ->
+    ``StoreUnavailable`` from each operation; the driver reconnects when it is
+    back, without reopening the store. A commit whose outcome is unknown (a
+    timeout, a lost connection) is resolved before ``commit`` answers: a SERIAL
+    read of the partition's commit marker tells whether it applied. Not applied
+    -> ``CommitFailed`` (or ``StaleEpoch``); unresolvable within
+    ``resolve_timeout`` -> ``StoreUnavailable`` saying the outcome is unknown.
+    Success is never reported for a write that did not apply, and no write is
+    sent twice. A commit larger than ``max_commit_bytes`` (estimated) or than
+    the server accepts fails with ``StoreError`` and writes nothing; it is never
+    split.
+
+    Liveness: an open store bumps its node's heartbeat counter every
+    ``heartbeat_interval`` seconds (None: only when ``heartbeat()`` is called)
+    and watches every node's counter. A peer is dead when its counter did not
+    move for ``lease`` seconds of this process's monotonic clock, or when its
+    row is gone (``close`` deletes it). Actors of dead and draining nodes may
+    be reclaimed.
+
+    ``cluster_options``: extra keyword arguments for the driver's ``Cluster``
+    (``auth_provider``, ``ssl_context``, ``compression``, ...). A cancelled
+    ``commit`` may still be applied.
+    """
+
+    kind = "cql"
+
+    def __init__(
+        self,
+        hosts: Sequence[str],
+        keyspace: str = "dna",
+        replication: Mapping[str, Any] | None = None,
+        *,
+        local_dc: str | None = None,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 10.0,
+        resolve_timeout: float = 10.0,
+        heartbeat_interval: float | None = 1.0,
+        lease: float = 10.0,
+        max_commit_bytes: int | None = 15 * 1024 * 1024,
+        cluster_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._points, self._port = parse_hosts(hosts)
+        self.hosts = list(hosts)  # as given
+        self.keyspace = check_keyspace(keyspace)  # lower case, as CQL folds it
+        self._replication = replication_map(replication)
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("request_timeout", request_timeout),
+            ("resolve_timeout", resolve_timeout),
+            ("lease", lease),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0")
+        if heartbeat_interval is not None and not heartbeat_interval > 0:
+            raise ValueError("heartbeat_interval must be > 0 or None")
+        self.local_dc = local_dc
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.resolve_timeout = resolve_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.lease = lease
+        self.max_commit_bytes = max_commit_bytes
+        self._options = dict(cluster_options or {})
+        self.node_id: str | None = None  # set by open
+        self._cluster: Any = None  # driver Cluster, while open
+        self._bridge: Bridge | None = None  # requests go through it, while open
+        self._st: Statements | None = None  # prepared statements
+        self._peers = Peers(lease)  # what we saw of other nodes' heartbeats
+        self._beat = 0  # this node's heartbeat counter
+        self._beat_task: asyncio.Task[None] | None = None  # background heartbeats
+        self.last_heartbeat: float | None = None  # loop time of the last heartbeat written
+
+    def __repr__(self) -> str:
+        state = f"open as {self.node_id}" if self._bridge else "closed"
+        return f"ScyllaStore({self.hosts!r}, keyspace={self.keyspace!r}, {state})"
+
+    def _open(self) -> tuple[Bridge, Statements, str]:
+        if self._bridge is None or self._st is None or self.node_id is None:
+            raise InterfaceError("ScyllaStore is not open")
+        return self._bridge, self._st, self.node_id
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self, node_id: str, address: str = "") -> None:
+        if self._cluster is not None:
+            raise InterfaceError(f"ScyllaStore is already open as {self.node_id}")
+        loop = asyncio.get_running_loop()
+        cluster, session, st = await connect(self, loop)
+        self._cluster, self._st = cluster, st
+        self._bridge = bridge = Bridge(loop, session, self.request_timeout)
+        self._peers = Peers(self.lease)
+        self._beat = 0
+        try:
+            await self._do(bridge.run(st.node_up, (node_id, address, 0)), f"registering {node_id}")
+        except BaseException:
+            self._cluster = self._bridge = self._st = None
+            await shutdown(cluster, loop)
+            raise
+        self.node_id = node_id
+        self.last_heartbeat = loop.time()
+        if self.heartbeat_interval is not None:
+            self._beat_task = loop.create_task(self._beat_forever(self.heartbeat_interval))
+
+    async def close(self) -> None:
+        """Stop heartbeats, delete this node's row (its claims become reclaimable),
+        disconnect. Idempotent; a server that cannot be reached does not stop it."""
+        cluster, self._cluster = self._cluster, None
+        if cluster is None:
+            return
+        task, self._beat_task = self._beat_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        bridge, st, me = self._bridge, self._st, self.node_id
+        self._bridge = self._st = None
+        self.node_id = None
+        if bridge is not None and st is not None and me is not None:
+            with contextlib.suppress(Exception):
+                await bridge.run(st.node_down, (me,))
+        await shutdown(cluster, asyncio.get_running_loop())
+
+    async def _beat_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.heartbeat()
+                await self.nodes()  # watch everyone's counter
+            except StoreError as exc:
+                log.debug("heartbeat of %s failed: %s", self.node_id, exc)
+
+    # ------------------------------------------------------------ helpers
+
+    async def _do(self, fut: asyncio.Future[Any], doing: str) -> Any:
+        """Await a bridge future; driver errors become DNA errors."""
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise map_error(exc, doing) from exc
+
+    async def _lwt(
+        self, query: Any, params: Any, actor: ActorId, marker: int, doing: str
+    ) -> tuple[bool, str | None, int | None]:
+        """Run a conditional write; ``(applied, owner, epoch)``, outcome never unknown."""
+        bridge = self._open()[0]
+        try:
+            rows = await bridge.run(query, params, LWT)
+        except AMBIGUOUS as exc:
+            log.info("%s: outcome unknown (%r); reading it back", doing, exc)
+            return await self._resolve(actor, marker, exc, doing)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise map_error(exc, doing) from exc
+        row = rows[0]
+        return bool(row["[applied]"]), row.get("owner"), row.get("epoch")
+
+    async def _resolve(
+        self, actor: ActorId, marker: int, exc: BaseException, doing: str
+    ) -> tuple[bool, str | None, int | None]:
+        """A SERIAL read of the actor's marker: did the write carrying ``marker`` apply?
+
+        A SERIAL read finishes or voids any write still in flight on the partition,
+        so its answer is final.
+        """
+        bridge, st, _ = self._open()
+        loop = bridge.loop
+        deadline = loop.time() + self.resolve_timeout
+        delay = 0.05
+        pk = (actor.namespace, actor.type_name, actor.key)
+        while True:
+            try:
+                rows = await bridge.run(st.state, pk, SERIAL)
+                break
+            except UNREACHABLE as again:
+                if loop.time() + delay > deadline:
+                    raise StoreUnavailable(
+                        f"{doing}: outcome unknown ({map_error(exc, 'write').args[0]}), and it "
+                        f"could not be read back within {self.resolve_timeout}s: {again!r}"
+                    ) from again
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except Exception as other:
+                raise map_error(other, f"{doing}: reading back its outcome") from other
+        owner, epoch, got = rows[0] if rows else (None, None, None)
+        return got == marker, owner, epoch
+
+    # ------------------------------------------------------------ ownership
+
+    async def claim(self, actor: ActorId) -> Claim:
+        _, st, me = self._open()
+        expect: tuple[str | None, int | None] = (None, None)  # first guess: a new actor
+        pk = (actor.namespace, actor.type_name, actor.key)
+        for _ in range(_CLAIM_ROUNDS):
+            epoch = (expect[1] or 0) + 1
+            marker = _marker()
+            params = (me, epoch, int(time.time() * 1000), marker, *pk, *expect)
+            applied, owner, now = await self._lwt(
+                st.claim, params, actor, marker, f"claim of {actor}"
+            )
+            if applied:
+                return Claim(actor, me, epoch, _handle(actor))
+            if owner is not None and owner != me and not await self._reclaimable(owner):
+                raise NotOwner(f"{actor} is owned by live node {owner}", owner=owner)
+            expect = (owner, now)
+        raise StoreUnavailable(f"claim of {actor}: its ownership kept changing; try again")
+
+    async def _reclaimable(self, node_id: str) -> bool:
+        """Whether ``node_id`` is dead (lease out, or no row) or draining."""
+        bridge, st, _ = self._open()
+        rows = await self._do(bridge.run(st.node_get, (node_id,)), f"reading node {node_id}")
+        if not rows:
+            return True
+        heartbeat, draining = rows[0]
+        if draining:
+            return True
+        return self._peers.judge(node_id, heartbeat, bridge.loop.time()) is False
+
+    async def release(self, claim: Claim) -> None:
+        """Give up ``claim`` (the epoch stays); ``StaleEpoch`` if it is no longer current."""
+        _, st, _ = self._open()
+        actor = claim.actor
+        marker = _marker()
+        params = (marker, actor.namespace, actor.type_name, actor.key, claim.node_id, claim.epoch)
+        applied, owner, epoch = await self._lwt(
+            st.release, params, actor, marker, f"release of {actor}"
+        )
+        if not applied:
+            raise _stale("release", claim, owner, epoch)
+
+    async def owner_of(self, actor: ActorId) -> tuple[str | None, int]:
+        """``(owner, epoch)`` as committed (a SERIAL read); ``(None, 0)`` if never claimed."""
+        bridge, st, _ = self._open()
+        pk = (actor.namespace, actor.type_name, actor.key)
+        rows = await self._do(bridge.run(st.state, pk, SERIAL), f"reading the owner of {actor}")
+        if not rows:
+            return None, 0
+        owner, epoch, _ = rows[0]
+        return owner, epoch or 0
+
+    # ------------------------------------------------------------ data
+
+    async def commit(self, claim: Claim, rows: list[Row]) -> None:
+        _, st, _ = self._open()
+        marker = _marker()
+        batch = self._batch(st, claim, marker, rows)
+        doing = f"commit of {len(rows)} writes to {claim.actor} at epoch {claim.epoch}"
+        applied, owner, epoch = await self._lwt(batch, None, claim.actor, marker, doing)
+        if applied:
+            return
+        if owner == claim.node_id and epoch == claim.epoch:  # resolved: it did not apply
+            raise CommitFailed(f"{doing} did not apply (the server timed out); nothing written")
+        raise _stale("commit", claim, owner, epoch)
+
+    def _batch(self, st: Statements, claim: Claim, marker: int, rows: list[Row]) -> Any:
+        """The fenced batch of ``rows``, values serialised here (not by the driver per row).
+
+        Later writes of a key replace earlier ones (a batch applies all its
+        statements at one timestamp, so it must not hold two writes of a key).
+        """
+        actor = claim.actor
+        batch = BatchStatement(BatchType.UNLOGGED)
+        batch.add(st.fence, (claim.epoch, marker, *_pk(actor), claim.node_id, claim.epoch))
+        ns, tn, ak = _handle(actor) if not isinstance(claim.handle, tuple) else claim.handle
+        put, delete = st.put.query_id, st.delete.query_id
+        append = batch._statements_and_parameters.append
+        modules: dict[str, bytes] = {}
+        last: dict[tuple[str, str], bytes | None] = {}
+        size = 0
+        try:
+            for module, key, value in rows:
+                last[(module, key)] = value
+            for (module, key), value in last.items():
+                mb = modules.get(module)
+                if mb is None:
+                    mb = modules[module] = module.encode()
+                kb = key.encode()
+                if value is None:
+                    append((True, delete, (ns, tn, ak, mb, kb)))
+                    size += len(kb)
+                else:
+                    if type(value) is not bytes:
+                        value = _as_bytes(value)
+                    append((True, put, (value, ns, tn, ak, mb, kb)))
+                    size += len(kb) + len(value)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise StoreError(
+                f"commit of {actor}: modules and keys must be str, values bytes or None: {exc}"
+            ) from None
+        size += _ROW_OVERHEAD * len(last)
+        if self.max_commit_bytes is not None and size > self.max_commit_bytes:
+            raise StoreError(
+                f"commit of {len(last)} writes to {actor} is about {size} bytes, over "
+                f"max_commit_bytes={self.max_commit_bytes}; nothing was written. A commit is "
+                "one batch and is never split: write less per batch"
+            )
+        return batch
+
+    async def read(self, claim: Claim, module: str, key: str) -> bytes | None:
+        bridge, st, _ = self._open()
+        params = (*_pk(claim.actor), module, key)
+        rows = await self._do(bridge.run(st.read, params), f"reading {claim.actor}")
+        return rows[0][0] if rows else None
+
+    async def list(
+        self,
+        claim: Claim,
+        module: str,
+        prefix: str = "",
+        limit: int = 100,
+        start_after: str | None = None,
+    ) -> builtins.list[tuple[str, bytes]]:
+        bridge, st, _ = self._open()
+        if limit <= 0:
+            return []
+        end = _prefix_end(prefix)
+        strict = start_after is not None and start_after >= prefix
+        low: str = start_after if start_after is not None and strict else prefix
+        params: tuple[Any, ...] = (*_pk(claim.actor), module, low)
+        if end is None:
+            query = st.list_gt if strict else st.list_ge
+            params += (min(limit, 2**31 - 1),)
+        else:
+            if low >= end:
+                return []
+            query = st.list_gt_lt if strict else st.list_ge_lt
+            params += (end, min(limit, 2**31 - 1))
+        rows = await self._do(bridge.run(query, params), f"listing {claim.actor}")
+        if prefix and end is None:  # a prefix of only U+10FFFF: filter here
+            return [(k, v) for k, v in rows if k.startswith(prefix)]
+        return [(k, v) for k, v in rows]
+
+    # ------------------------------------------------------------ nodes
+
+    async def nodes(self) -> builtins.list[NodeRecord]:
+        """Every node row. ``alive``: True for this node and for peers whose counter
+        moved within the lease, False when it did not, None when first seen."""
+        bridge, st, me = self._open()
+        rows = await self._do(bridge.run(st.node_all), "listing nodes")
+        now = bridge.loop.time()
+        out = []
+        for node_id, address, heartbeat, draining, load in sorted(rows, key=lambda r: r[0]):
+            if node_id == me:
+                alive: bool | None = True
+            else:
+                alive = self._peers.judge(node_id, heartbeat, now)
+            out.append(
+                NodeRecord(node_id, address or "", heartbeat or 0, bool(draining), load or 0, alive)
+            )
+        return out
+
+    async def set_draining(self, draining: bool = True) -> None:
+        """Mark this node draining: its actors become claimable by other nodes."""
+        bridge, st, me = self._open()
+        await self._do(bridge.run(st.node_draining, (draining, me)), f"marking {me} draining")
+
+    async def heartbeat(self, load: int | None = None) -> None:
+        """Advance this node's heartbeat counter (and record its load)."""
+        bridge, st, me = self._open()
+        self._beat += 1
+        if load is None:
+            fut = bridge.run(st.node_beat, (self._beat, me))
+        else:
+            fut = bridge.run(st.node_beat_load, (self._beat, load, me))
+        await self._do(fut, f"heartbeat of {me}")
+        self.last_heartbeat = bridge.loop.time()
+
+
+def _pk(actor: ActorId) -> tuple[str, str, str]:
+    return actor.namespace, actor.type_name, actor.key
+
+
+def _handle(actor: ActorId) -> tuple[bytes, bytes, bytes]:
+    """The partition key columns as the driver sends them (UTF-8)."""
+    return actor.namespace.encode(), actor.type_name.encode(), actor.key.encode()
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"value must be bytes, not {type(value).__name__}")
+
+
+def _stale(doing: str, claim: Claim, owner: str | None, epoch: int | None) -> StaleEpoch:
+    return StaleEpoch(
+        f"{doing} of {claim.actor} at epoch {claim.epoch} was fenced "
+        f"(now epoch {epoch}, owner {owner})"
+    )
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` in code point
+    order (CQL's order of text: UTF-8 bytes), or None if there is none."""
+    chars = builtins.list(prefix)
+    while chars:
+        nxt = ord(chars.pop()) + 1
+        if nxt == 0xD800:  # surrogates cannot be stored: skip them
+            nxt = 0xE000
+        if nxt <= 0x10FFFF:
+            return "".join(chars) + chr(nxt)
+    return None
