@@ -116,7 +116,8 @@ class Activation:
         self.gated: list[Any] = []  # (reply, result) waiting for the current write set
         self.inflight: list[Any] = []  # (reply, result) waiting for the commit in flight
         self.commit_task: asyncio.Task[None] | None = None  # the commit in flight
-        self.room_waiters: deque[tuple[asyncio.Future[None], tuple[Any, ...]]] = deque()
+        # senders waiting for room, in order; None while nobody waits (saves ~600 B idle)
+        self.room_waiters: deque[tuple[asyncio.Future[None], tuple[Any, ...]]] | None = None
         self.last_active = 0.0  # loop time of the last batch, for passivation
         self.failed = False  # a commit failed while a batch was running
 
@@ -198,11 +199,17 @@ class Activation:
     async def push_wait(self, msg: tuple[Any, ...]) -> None:
         """Queue behind earlier waiters until the mailbox has room (keeps send order)."""
         fut: asyncio.Future[None] = self.node.loop.create_future()
-        self.room_waiters.append((fut, msg))
+        self.waiters().append((fut, msg))
         await fut
+
+    def waiters(self) -> deque[tuple[asyncio.Future[None], tuple[Any, ...]]]:
+        if self.room_waiters is None:
+            self.room_waiters = deque()
+        return self.room_waiters
 
     def _admit_waiters(self) -> None:
         waiters = self.room_waiters
+        assert waiters is not None
         mailbox = self.mailbox
         while waiters and not mailbox.full:
             fut, msg = waiters.popleft()

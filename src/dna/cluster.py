@@ -68,8 +68,11 @@ class RemoteRoute:
         self.owner = owner  # peer node id
         self.address = address  # peer's transport address
         self.mailbox = _Forwarder(self)
-        self.room_waiters: deque[Any] = deque()  # always empty: the socket buffers
+        self.room_waiters: deque[Any] | None = None  # always empty: the socket buffers
         self.state = RUNNING  # never IDLE: senders do not schedule a remote route
+
+    def waiters(self) -> deque[Any]:
+        raise AssertionError("a remote route never has room waiters")
 
     def push_nowait(self, msg: tuple[Any, ...]) -> None:
         self.forward(msg)

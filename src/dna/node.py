@@ -232,8 +232,9 @@ class Node:
             return
         for msg in old.mailbox.clear():  # someone re-created it meanwhile: queue behind
             if not act.mailbox.push(msg):
-                act.room_waiters.append((self.loop.create_future(), msg))
-        act.room_waiters.extend(old.room_waiters)
+                act.waiters().append((self.loop.create_future(), msg))
+        if old.room_waiters:
+            act.waiters().extend(old.room_waiters)
         if act.state == IDLE and len(act.mailbox):
             act.schedule()
 
@@ -246,7 +247,7 @@ class Node:
             if route.state == IDLE:
                 route.schedule()
         else:  # full: queue behind the waiters, keeping arrival order
-            route.room_waiters.append((self.loop.create_future(), msg))
+            route.waiters().append((self.loop.create_future(), msg))
 
     def _on_request(self, peer: str, wire: Any) -> Any:
         from .cluster import decode_remote
