@@ -1,4 +1,5 @@
-"""Declares the Cython extensions of dna._core; everything else is in pyproject.toml.
+"""Declares the Cython extensions (dna._core, dna.store._sqlite_c); everything else is in
+pyproject.toml.
 
 A failed compile fails the build: nothing here catches it.
 """
@@ -25,5 +26,15 @@ extensions = [
     )
     for name in CORE
 ]
+# the SQLite store's binding: links the system libsqlite3 (libsqlite3-dev)
+extensions.append(
+    Extension(
+        "dna.store._sqlite_c",
+        ["src/dna/store/_sqlite_c.pyx"],
+        libraries=["sqlite3"],
+        define_macros=macros,
+        extra_compile_args=["-O2"],
+    )
+)
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, annotate=False))
