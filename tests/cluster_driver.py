@@ -1,0 +1,88 @@
+"""A real cluster node in its own process, driven by JSON lines on stdin.
+
+    python tests/cluster_driver.py STORE_ARGS_JSON LISTEN SECRET
+
+Commands (one JSON object a line; one JSON reply a line):
+    {"op": "call", "key": k, "h": handler, "args": [...], "timeout": s}
+    {"op": "stream", "key": k, "n": n, "start": i, "seconds": s}  gated puts i..i+n-1,
+        retrying each failed put until it is acknowledged or time runs out
+    {"op": "info"}   node id, address, activations
+    {"op": "drain"} / {"op": "stop"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import dna
+from dna.examples import KVActor
+
+
+def make_store(spec: dict[str, Any]) -> Any:
+    if spec["kind"] == "sqlite":
+        return dna.SQLiteStore(spec["path"])
+    return dna.ScyllaStore(hosts=spec["hosts"], keyspace=spec["keyspace"])
+
+
+async def stream(node: dna.Node, cmd: dict[str, Any]) -> dict[str, Any]:
+    ref = node.ref(KVActor, cmd["key"])
+    acked: list[int] = []
+    errors: dict[str, int] = {}
+    deadline = time.monotonic() + cmd.get("seconds", 30)
+    for i in range(cmd["start"], cmd["start"] + cmd["n"]):
+        while time.monotonic() < deadline:
+            try:
+                await ref.put.with_timeout(2.0)(str(i), i)
+            except dna.errors.DNAError as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                await asyncio.sleep(0.05)
+                continue
+            acked.append(i)
+            break
+    return {"acked": acked, "errors": errors}
+
+
+async def main() -> None:
+    spec = json.loads(sys.argv[1])
+    node = dna.Node(store=make_store(spec), listen=sys.argv[2], secret=sys.argv[3].encode(),
+                    call_timeout=5.0)
+    await node.start()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def say(obj: Any) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    say({"ready": node.node_id, "address": node.address})
+    while line := await reader.readline():
+        cmd = json.loads(line)
+        op = cmd["op"]
+        if op == "call":
+            ref = node.ref(KVActor, cmd["key"])
+            try:
+                fn = getattr(ref, cmd["h"]).with_timeout(cmd.get("timeout", 5.0))
+                say({"ok": await fn(*cmd.get("args", []))})
+            except Exception as exc:
+                say({"error": type(exc).__name__, "message": str(exc)})
+        elif op == "stream":
+            say(await stream(node, cmd))
+        elif op == "info":
+            say({"node_id": node.node_id, "address": node.address,
+                 "activations": node.activations})
+        elif op == "drain":
+            await node.drain()
+            say({"drained": True})
+            return
+        elif op == "stop":
+            break
+    await node.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

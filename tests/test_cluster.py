@@ -1,0 +1,167 @@
+"""Real node processes on loopback sharing one store: routing, single activation,
+failover after kill -9, draining, and bad peers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import dna
+from dna.examples import KVActor
+
+DRIVER = str(Path(__file__).with_name("cluster_driver.py"))
+SECRET = "cluster-secret-for-tests"
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """One driver process; ``ask`` sends a command and returns its JSON reply."""
+
+    def __init__(self, spec: dict[str, Any], secret: str = SECRET) -> None:
+        self.port = free_port()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
+        self.p = subprocess.Popen(
+            [sys.executable, DRIVER, json.dumps(spec), f"127.0.0.1:{self.port}", secret],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )
+        hello = self.read()
+        self.node_id = hello["ready"]
+        self.address = hello["address"]
+
+    def read(self) -> dict[str, Any]:
+        assert self.p.stdout is not None
+        line = self.p.stdout.readline()
+        if not line:
+            raise AssertionError(f"driver exited with {self.p.wait()}")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def send(self, **cmd: Any) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(json.dumps(cmd) + "\n")
+        self.p.stdin.flush()
+
+    def ask(self, **cmd: Any) -> dict[str, Any]:
+        self.send(**cmd)
+        return self.read()
+
+    async def aask(self, **cmd: Any) -> dict[str, Any]:
+        return await asyncio.to_thread(self.ask, **cmd)
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            try:
+                self.send(op="stop")
+                self.p.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.p.kill()
+                self.p.wait()
+        for pipe in (self.p.stdin, self.p.stdout):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Any:
+    procs: list[Proc] = []
+    spec = {"kind": "sqlite", "path": str(tmp_path / "cluster.db")}
+
+    def start(n: int, secret: str = SECRET) -> list[Proc]:
+        new = [Proc(spec, secret) for _ in range(n)]
+        procs.extend(new)
+        return new
+
+    start.spec = spec  # type: ignore[attr-defined]
+    yield start
+    for p in procs:
+        p.close()
+
+
+async def owner_of(spec: dict[str, Any], key: str) -> tuple[str | None, int]:
+    store = dna.SQLiteStore(spec["path"])
+    await store.open("observer-" + os.urandom(4).hex())
+    try:
+        return await store.owner_of(dna.ActorId("default", KVActor.type_name, key))
+    finally:
+        await store.close()
+
+
+async def test_calls_from_every_node_reach_one_activation(cluster: Any) -> None:
+    a, b, c = cluster(3)
+    assert (await a.aask(op="call", key="room", h="put", args=["x", 1]))["ok"] == "ok"
+    assert (await b.aask(op="call", key="room", h="get", args=["x"]))["ok"] == 1
+    assert (await c.aask(op="call", key="room", h="put", args=["y", 2]))["ok"] == "ok"
+    assert (await a.aask(op="call", key="room", h="get", args=["y"]))["ok"] == 2
+    for i in range(20):  # ordering across forwarding
+        await c.aask(op="call", key="room", h="put", args=["z", i])
+    assert (await b.aask(op="call", key="room", h="get", args=["z"]))["ok"] == 19
+    counts = [(await p.aask(op="info"))["activations"] for p in (a, b, c)]
+    assert counts == [1, 0, 0]  # a activated it first; b and c forwarded
+    owner, epoch = await owner_of(cluster.spec, "room")
+    assert owner == a.node_id and epoch == 1
+
+
+async def test_kill_9_owner_fails_over_without_losing_acknowledged_puts(cluster: Any) -> None:
+    a, b = cluster(2)
+    assert (await a.aask(op="call", key="acct", h="put", args=["0", 0]))["ok"] == "ok"
+    b.send(op="stream", key="acct", n=3000, start=1, seconds=60)
+    await asyncio.sleep(0.3)
+    a.p.send_signal(signal.SIGKILL)
+    a.p.wait()
+    result = await asyncio.to_thread(b.read)
+    assert len(result["acked"]) == 3000, result["errors"]
+    assert result["errors"], "the kill should have failed some in-flight calls"
+    owner, epoch = await owner_of(cluster.spec, "acct")
+    assert owner == b.node_id and epoch == 2
+    for i in result["acked"][::37] + [result["acked"][-1]]:
+        assert (await b.aask(op="call", key="acct", h="get", args=[str(i)]))["ok"] == i
+
+
+async def test_drain_hands_actors_over_at_once(cluster: Any) -> None:
+    a, b = cluster(2)
+    for key in ("d1", "d2", "d3"):
+        assert (await a.aask(op="call", key=key, h="put", args=["v", key]))["ok"] == "ok"
+    assert (await a.aask(op="drain"))["drained"]
+    for key in ("d1", "d2", "d3"):
+        got = await b.aask(op="call", key=key, h="get", args=["v"], timeout=2.0)
+        assert got == {"ok": key}
+    owner, epoch = await owner_of(cluster.spec, "d1")
+    assert owner == b.node_id and epoch == 2
+
+
+async def test_wrong_secret_and_garbage_are_refused_node_keeps_serving(cluster: Any) -> None:
+    (a,) = cluster(1)
+    host, port = a.address.rsplit(":", 1)
+    # garbage bytes
+    r, w = await asyncio.open_connection(host, int(port))
+    w.write(os.urandom(4096))
+    await w.drain()
+    assert await asyncio.wait_for(r.read(), 10) is not None  # closed by the node
+    w.close()
+    # a peer with the wrong secret cannot get a message through
+    (bad,) = cluster(1, secret="wrong")
+    assert (await a.aask(op="call", key="sec", h="put", args=["k", 1]))["ok"] == "ok"
+    got = await bad.aask(op="call", key="sec", h="get", args=["k"], timeout=3.0)
+    assert "error" in got, got
+    # the node still serves well-behaved peers
+    (good,) = cluster(1)
+    assert (await good.aask(op="call", key="sec", h="get", args=["k"]))["ok"] == 1
