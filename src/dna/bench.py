@@ -36,6 +36,7 @@ class BenchConfig:
     progress: bool = False
     max_batch: int = 5_000
     mailbox_size: int = 10_000
+    remote: bool = False
 
 
 def make_store(cfg: BenchConfig, suffix: str = "") -> tuple[Store, Path | None]:
@@ -162,3 +163,62 @@ async def _drive(cfg: BenchConfig, refs: list[Any]) -> float:
     if bar is not None:
         bar.close()
     return elapsed
+
+
+async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
+    """The seed bench in process, then with the actor in a ``dna node`` process and the
+    sender here, over loopback TCP; reports both and their ratio."""
+    import os
+    import secrets
+    import subprocess
+
+    from .transport_wire import parse_address
+
+    inproc = await run_bench(BenchConfig(**{**cfg.__dict__, "remote": False, "ceiling": False}))
+    store, tmp = make_store(cfg, ".remote")
+    work = Path(tempfile.mkdtemp(prefix="dna-remote-"))
+    secret_file = work / "secret"
+    secret_file.write_bytes(secrets.token_hex(16).encode())
+    cmd = [sys.executable, "-m", "dna", "node", "--listen", "127.0.0.1:0",
+           "--secret-file", str(secret_file), "--store", cfg.store]
+    if cfg.store == "sqlite":
+        cmd += ["--path", str(getattr(store, "path", ""))]
+    else:
+        cmd += ["--hosts", ",".join(cfg.hosts), "--keyspace", cfg.keyspace]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if "listening on" not in line:
+            raise SystemExit(f"the node process did not start: {line!r}")
+        parse_address(line.rsplit(" ", 1)[-1].strip())
+        run_id = f"{int(time.time() * 1000):x}"
+        node = Node(store=store, listen="127.0.0.1:0", secret=secret_file.read_bytes(),
+                    host_actors=False, max_batch=cfg.max_batch, mailbox_size=cfg.mailbox_size)
+        async with node:
+            refs = [node.ref(KVActor, f"remote-{run_id}-{j}") for j in range(cfg.actors)]
+            for ref in refs:
+                await ref.get("warm-up")
+            elapsed = await _drive(cfg, refs)
+            rtt = []
+            for _ in range(2000):
+                t = time.perf_counter()
+                await refs[0].get("warm-up")
+                rtt.append(time.perf_counter() - t)
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        _cleanup(tmp)
+        _cleanup(work)
+    rtt.sort()
+    puts = cfg.n / elapsed
+    return {
+        "store": cfg.store, "n": cfg.n, "actors": cfg.actors, "remote": True,
+        "seconds": elapsed, "puts_per_s": puts,
+        "inprocess_puts_per_s": inproc["puts_per_s"], "ratio": puts / inproc["puts_per_s"],
+        "remote_call_p50_us": rtt[len(rtt) // 2] * 1e6,
+        "remote_call_p99_us": rtt[int(len(rtt) * 0.99)] * 1e6,
+        "batches": None, "mean_batch": None, "peak_rss_mib": peak_rss_mib(),
+    }

@@ -21,6 +21,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keyspace", default="dna_bench")
     p.add_argument("--ceiling", action="store_true", help="first measure raw store ingest")
     p.add_argument("--max-batch", type=int, default=5_000)
+    p.add_argument("--remote", action="store_true",
+                   help="actor in a `dna node` process, sender here, over loopback TCP")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -54,6 +56,21 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         progress=sys.stderr.isatty() and not ns.json,
         max_batch=ns.max_batch,
     )
+    if ns.remote:
+        from .bench import run_remote
+
+        cfg.remote = True
+        result = asyncio.run(run_remote(cfg))
+        if ns.json:
+            print(json.dumps(result))
+        else:
+            print(f"Remote put (actor in another process), total: {result['n']} in "
+                  f"{result['seconds']:.3f} seconds")
+            print(f"Put per second: {result['puts_per_s']:,.0f}  in-process: "
+                  f"{result['inprocess_puts_per_s']:,.0f}  ratio: {result['ratio']:.2f}")
+            print(f"remote call round trip: p50 {result['remote_call_p50_us']:.0f} us, "
+                  f"p99 {result['remote_call_p99_us']:.0f} us")
+        return 0
     result = asyncio.run(run_bench(cfg))
     if ns.json:
         print(json.dumps(result))

@@ -43,6 +43,10 @@ class Node:
     ``nowait`` casts raise ``Overloaded`` when full), ``max_batch`` (messages
     per batch and commit), ``call_timeout`` (default deadline, seconds),
     ``passivate_after`` (idle seconds before an activation is removed).
+
+    Cluster: ``listen="host:port"`` serves peers over TCP, authenticated by
+    ``secret`` (required off loopback unless ``insecure``; TLS with ``ssl``);
+    ``host_actors=False`` makes a client node that routes every name to a peer.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class Node:
         client_ssl: Any = None,
         insecure: bool = False,
         max_frame_size: int = 16 * 1024 * 1024,
+        host_actors: bool = True,
     ) -> None:
         if store is None:
             from .store.sqlite import SQLiteStore
@@ -84,11 +89,14 @@ class Node:
         self._started = False
         self._stopped = False
         self._draining = False
+        self._host = host_actors  # False: a client node, every name lives on a peer
         self._listen = listen  # "host:port" to serve peers on, None for a lone node
         self._insecure = insecure
         self._transport: Any = None
         self._addresses: dict[str, str] = {}  # peer node id -> transport address
         self._peers: list[Any] = []  # last NodeRecords seen, for draining
+        if not host_actors and listen is None:
+            raise InterfaceError("a node that hosts no actors needs listen= to reach its peers")
         if listen is not None:
             from .transport import Transport
 
@@ -126,6 +134,8 @@ class Node:
                 await self._transport.close()
             raise
         self._started = True
+        if self._transport is not None:
+            await self._refresh_peers()
         self._sweeper = self._loop.create_task(self._sweep())
 
     async def stop(self) -> None:
@@ -197,7 +207,7 @@ class Node:
         if act is None:
             if self._stopped or not self._started:
                 raise InterfaceError("the node is not running")
-            if self._draining:
+            if self._draining or not self._host:
                 return self._route_to_peer(aid, atype)
             act = Activation(self, aid, atype, Mailbox(self.mailbox_size))
             self._acts[aid] = act
@@ -313,7 +323,8 @@ class Node:
                     route = RemoteRoute(self, aid, atype, rec.node_id, rec.address)
                     self._acts[aid] = route
                     return route
-        raise NotOwner(f"{aid}: this node is draining and no peer is known", None)
+        why = "is draining" if self._draining else "hosts no actors"
+        raise NotOwner(f"{aid}: this node {why} and no live peer is known", None)
 
     def _drop_route(self, route: Any) -> None:
         aid = route.aid
@@ -336,6 +347,11 @@ class Node:
         period = max(0.01, min(self.passivate_after / 4, 5.0))
         while True:
             await asyncio.sleep(period)
+            if self._transport is not None:
+                try:
+                    await self._refresh_peers()
+                except Exception as exc:
+                    log.warning("cannot list peers: %r", exc)
             now = self.loop.time()
             after = self.passivate_after
             acts = [a for a in self._acts.values() if isinstance(a, Activation)]
