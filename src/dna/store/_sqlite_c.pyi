@@ -34,8 +34,7 @@ class MisuseError(SqliteError):
 Param = int | float | str | bytes | None
 
 class Connection:
-    @property
-    def release_gil(self) -> bool: ...
+    release_gil: bool  # default of execute/executemany: run without the GIL
     @property
     def path(self) -> str: ...
     def __init__(

@@ -17,10 +17,12 @@ thread at a time; a call while another thread is inside the same connection
 raises ``MisuseError`` (checked under the GIL, so it cannot race).
 
 GIL policy: ``execute`` releases the GIL around prepare and step when the
-connection (or the call) says ``release_gil``; the store's read connection
-keeps it (point reads take microseconds, a handoff can take milliseconds),
-its writer releases it for anything that may block (BEGIN, COMMIT, open,
-close) and for ``commit_rows``.
+connection (or the call) says ``release_gil``. Otherwise it keeps it (a
+statement of microseconds is cheaper than handing the GIL to a busy thread
+and waiting up to a switch interval for it back), but never across a lock
+wait: such a statement runs first with no busy timeout, and if the database
+is locked, again without the GIL for the full timeout. ``commit_rows``,
+``close`` and opening always run without the GIL.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -146,6 +148,7 @@ cdef str _code_name(int code):
 cdef class _Stmt:
     cdef sqlite3_stmt* stmt
     cdef int nparams
+    cdef bint rows_seen  # the last run returned a row (then it is not retried)
 
     def __dealloc__(self):
         if self.stmt is not NULL:
@@ -168,8 +171,9 @@ cdef class Connection:
     cdef sqlite3* db
     cdef dict _cache  # sql text -> _Stmt (insertion order: oldest first)
     cdef bint _busy  # a thread is inside this connection
-    cdef readonly bint release_gil
+    cdef public bint release_gil
     cdef readonly str path
+    cdef int _timeout_ms
 
     def __cinit__(self):
         self.db = NULL
@@ -199,6 +203,7 @@ cdef class Connection:
                 sqlite3_close_v2(db)
             raise err
         self.db = db
+        self._timeout_ms = busy_timeout_ms
         sqlite3_busy_timeout(db, busy_timeout_ms)
 
     def __dealloc__(self):
@@ -255,6 +260,7 @@ cdef class Connection:
     def set_busy_timeout(self, int ms) -> None:
         self._enter()
         self._busy = False
+        self._timeout_ms = ms
         sqlite3_busy_timeout(self.db, ms)
 
     # ------------------------------------------------------------ statements
@@ -346,9 +352,26 @@ cdef class Connection:
         return rows
 
     cdef list _run(self, _Stmt st, params, bint nogil_):
+        """Under the GIL, a lock wait must not hold it: the statement first runs
+        with no busy timeout and, if it finds the database locked, runs again
+        without the GIL, waiting the full timeout."""
+        if nogil_ or self._timeout_ms == 0:
+            return self._run1(st, params, nogil_)
+        sqlite3_busy_timeout(self.db, 0)
+        try:
+            return self._run1(st, params, False)
+        except SqliteError as exc:
+            if exc.primary != BUSY or st.rows_seen:
+                raise
+        finally:
+            sqlite3_busy_timeout(self.db, self._timeout_ms)
+        return self._run1(st, params, True)
+
+    cdef list _run1(self, _Stmt st, params, bint nogil_):
         cdef sqlite3_stmt* stmt = st.stmt
         cdef int rc, i, ncol
         cdef list rows = []
+        st.rows_seen = False
         if stmt is NULL:
             return rows
         if len(params) != st.nparams:
@@ -365,6 +388,7 @@ cdef class Connection:
                 else:
                     rc = sqlite3_step(stmt)
                 if rc == SQLITE_ROW:
+                    st.rows_seen = True
                     ncol = sqlite3_column_count(stmt)
                     rows.append(tuple([_column(stmt, i) for i in range(ncol)]))
                 elif rc == SQLITE_DONE:

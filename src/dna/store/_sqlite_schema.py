@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import apsw
-
 from ..errors import StoreError, StoreUnavailable
+from . import _sqlite_c as sq
+from ._sqlite_c import Connection, SqliteError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "map_error", "open_database"]
 
@@ -52,36 +52,31 @@ INSERT INTO meta VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}');
 PRAGMA application_id = {APPLICATION_ID};
 """
 
-_UNAVAILABLE = (
-    apsw.BusyError,
-    apsw.LockedError,
-    apsw.ReadOnlyError,
-    apsw.IOError,
-    apsw.FullError,
-    apsw.CantOpenError,
-    apsw.PermissionsError,
-    apsw.ProtocolError,
+# primary result codes meaning "the store cannot be used right now" (retryable)
+_UNAVAILABLE = frozenset(
+    (sq.BUSY, sq.LOCKED, sq.READONLY, sq.IOERR, sq.FULL, sq.CANTOPEN, sq.PERM, sq.PROTOCOL)
 )
 
 
 def map_error(exc: BaseException, path: str, doing: str) -> StoreError:
-    """The ``dna.errors`` exception for ``exc`` (never an apsw type)."""
+    """The ``dna.errors`` exception for ``exc`` (never a binding type)."""
     if isinstance(exc, StoreError):
         return exc
-    if isinstance(exc, apsw.BusyError):
+    code = exc.primary if isinstance(exc, SqliteError) else None
+    if code == sq.BUSY:
         err: StoreError = StoreUnavailable(
             f"SQLite store {path}: {doing}: the database stayed locked by another "
             f"connection past the busy timeout"
         )
-    elif isinstance(exc, _UNAVAILABLE):
+    elif code in _UNAVAILABLE:
         err = StoreUnavailable(f"SQLite store {path}: {doing} failed: {exc}")
     elif isinstance(exc, OSError):
         err = StoreUnavailable(f"SQLite store {path}: {doing} failed: {exc.strerror or exc}")
-    elif isinstance(exc, (apsw.NotADBError, apsw.CorruptError)):
+    elif code in (sq.NOTADB, sq.CORRUPT):
         err = StoreError(f"SQLite store {path}: the file is damaged or not a database: {exc}")
     else:
         err = StoreError(f"SQLite store {path}: {doing} failed: {type(exc).__name__}: {exc}")
-    err.__cause__ = exc if not isinstance(exc, apsw.Error) else None
+    err.__cause__ = exc if not isinstance(exc, SqliteError) else None
     return err
 
 
@@ -108,20 +103,21 @@ def _read_header(path: str) -> bytes:
     return head
 
 
-def connect(path: str, busy_timeout_ms: int, *, create: bool) -> apsw.Connection:
-    """A connection to ``path`` with the busy timeout set."""
-    flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
+def connect(
+    path: str, busy_timeout_ms: int, *, create: bool, release_gil: bool = True
+) -> Connection:
+    """A connection to ``path`` with the busy timeout set. ``release_gil``: whether
+    its statements run without the GIL (see ``_sqlite_c``)."""
+    flags = sq.OPEN_READWRITE | (sq.OPEN_CREATE if create else 0)
     try:
-        conn = apsw.Connection(path, flags=flags)
-        conn.setbusytimeout(busy_timeout_ms)
-    except apsw.Error as exc:
+        return Connection(path, flags, busy_timeout_ms, release_gil)
+    except SqliteError as exc:
         raise map_error(exc, path, "opening the database") from None
-    return conn
 
 
-def _inspect(conn: apsw.Connection, path: str) -> bool:
+def _inspect(conn: Connection, path: str) -> bool:
     """True for a DNA database, False for an empty one; refuses anything else."""
-    app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
+    app_id = conn.execute("PRAGMA application_id")[0][0]
     if app_id == APPLICATION_ID:
         meta: dict[Any, Any] = dict(fetch(conn, "SELECT k, v FROM meta"))
         if meta.get("format") != FORMAT:
@@ -145,7 +141,7 @@ def _inspect(conn: apsw.Connection, path: str) -> bool:
 
 def open_database(
     path: str, busy_timeout_ms: int, synchronous: str, *, create: bool = True
-) -> apsw.Connection:
+) -> Connection:
     """The write connection to ``path``: a DNA database in WAL mode, created if
     the file is missing or empty and ``create`` is set. Never writes to a file
     that is not ours."""
@@ -156,7 +152,7 @@ def open_database(
             if not create:
                 raise StoreError(f"{path} was replaced by an empty database")
             _create(conn, path)
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+        mode = conn.execute("PRAGMA journal_mode=WAL")[0][0]
         if str(mode).lower() != "wal":
             raise StoreError(f"SQLite store {path}: cannot use WAL mode (got {mode!r})")
         conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -166,7 +162,7 @@ def open_database(
     return conn
 
 
-def _create(conn: apsw.Connection, path: str) -> None:
+def _create(conn: Connection, path: str) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -174,11 +170,11 @@ def _create(conn: apsw.Connection, path: str) -> None:
             conn.execute(_SCHEMA)
         conn.execute("COMMIT")
     except BaseException:
-        if not conn.getautocommit():
+        if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
 
 
-def fetch(conn: apsw.Connection, sql: str, params: Any = ()) -> list[Any]:
+def fetch(conn: Connection, sql: str, params: Any = ()) -> list[Any]:
     """Every row of ``sql``; the statement is finished, so no read transaction lingers."""
-    return conn.execute(sql, params).fetchall()
+    return conn.execute(sql, params)

@@ -26,10 +26,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import apsw
-
 from ..errors import DNAError, InterfaceError, NotOwner, StaleEpoch, StoreError, StoreUnavailable
 from . import _sqlite_locks as locks
+from ._sqlite_c import Connection, SqliteError
 from ._sqlite_schema import map_error, open_database
 from .base import ActorId, Claim, Row
 
@@ -76,7 +75,7 @@ class Writer:
         self.generation = 0  # grows when the file at ``path`` was replaced and reopened
         self.transactions = 0  # group transactions committed (statistics, tests)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()  # loop -> thread
-        self._conn: apsw.Connection | None = None  # the write connection (thread only)
+        self._conn: Connection | None = None  # the write connection (thread only)
         self._ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the open file
         self._lock_fd = -1  # our node's liveness lock, held while open
         self._dead: dict[str, int] = {}  # owners found dead in this group -> their lock fd
@@ -161,20 +160,20 @@ class Writer:
                 except DNAError as exc:  # fenced, not owner: that item alone
                     results.append((fut, None, exc))
                 except Exception as exc:
-                    if conn.getautocommit():  # SQLite rolled the whole transaction back
+                    if not conn.in_transaction:  # SQLite rolled the whole transaction back
                         raise _GroupFailed(map_error(exc, self.path, "the transaction")) from None
                     results.append((fut, None, map_error(exc, self.path, "the commit")))
             self._forget_dead_nodes(conn)
-            conn.execute("COMMIT")
+            conn.execute("COMMIT", release_gil=True)  # the fsync
             self.transactions += 1
         except BaseException as exc:
             err = exc.err if isinstance(exc, _GroupFailed) else map_error(
                 exc, self.path, "committing the transaction"
             )
-            if not conn.getautocommit():
+            if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
-                except apsw.Error:
+                except SqliteError:
                     pass
             done = {id(r[0]): r for r in results if r[2] is not None}
             results = [done.get(id(it[2])) or (it[2], None, err) for it in group]
@@ -182,7 +181,7 @@ class Writer:
             self._release_dead()
         return results
 
-    def _begin(self) -> apsw.Connection:
+    def _begin(self) -> Connection:
         """BEGIN IMMEDIATE on a file that is still the one we opened and writable."""
         try:
             st = os.stat(self.path)
@@ -199,7 +198,7 @@ class Writer:
         assert self._conn is not None
         try:
             self._conn.execute("BEGIN IMMEDIATE")
-        except apsw.Error as exc:
+        except SqliteError as exc:
             raise map_error(exc, self.path, "starting a transaction") from None
         return self._conn
 
@@ -208,6 +207,9 @@ class Writer:
         ``open`` may create a database, a replaced file must already be ours."""
         old = self._conn
         conn = open_database(self.path, self.busy_timeout_ms, self.synchronous, create=create)
+        # from now on statements keep the GIL unless they wait for a lock (see
+        # _sqlite_c): the fsync of COMMIT and commit_rows release it explicitly
+        conn.release_gil = False
         self._conn = conn
         st = os.stat(self.path)
         self._ident = (st.st_dev, st.st_ino)
@@ -228,7 +230,7 @@ class Writer:
                 "INSERT OR REPLACE INTO nodes (node_id, address, started_at) VALUES (?, ?, ?)",
                 (self.node_id, address, time.time()),
             )
-            conn.execute("COMMIT")
+            conn.execute("COMMIT", release_gil=True)
         except BaseException:
             self.do_close()
             raise
@@ -242,7 +244,7 @@ class Writer:
                 try:
                     if self._lock_fd >= 0:  # the row is ours only if the node id was
                         conn.execute("DELETE FROM nodes WHERE node_id = ?", (self.node_id,))
-                except apsw.Error:
+                except SqliteError:
                     pass  # the lock below is what tells peers we are gone
                 conn.close()
         finally:
@@ -258,19 +260,19 @@ class Writer:
                 "heartbeat = heartbeat + ? WHERE node_id = ?",
                 (draining, load, int(heartbeat), self.node_id),
             )
-            conn.execute("COMMIT")
+            conn.execute("COMMIT", release_gil=True)
         except BaseException:
-            if not conn.getautocommit():
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
 
     # ------------------------------------------------------------ grouped operations
 
-    def claim(self, conn: apsw.Connection, actor: ActorId) -> Claim:
+    def claim(self, conn: Connection, actor: ActorId) -> Claim:
         me = self.node_id
         found: list[Any] = conn.execute(
             _SEL_ACTOR, (actor.namespace, actor.type_name, actor.key)
-        ).fetchall()
+        )
         if not found:
             conn.execute(_INS_ACTOR, (actor.namespace, actor.type_name, actor.key, me, time.time()))
             return Claim(actor, me, 1, conn.last_insert_rowid())
@@ -280,7 +282,7 @@ class Writer:
         conn.execute(_UPD_ACTOR, (me, epoch + 1, time.time(), handle))
         return Claim(actor, me, epoch + 1, handle)
 
-    def release(self, conn: apsw.Connection, claim: Claim) -> None:
+    def release(self, conn: Connection, claim: Claim) -> None:
         conn.execute(
             "UPDATE actors SET owner = NULL WHERE id = ? AND epoch = ? AND owner = ?",
             (claim.handle, claim.epoch, claim.node_id),
@@ -288,9 +290,9 @@ class Writer:
         if not conn.changes():
             raise StaleEpoch(f"release of {claim.actor} at epoch {claim.epoch} was fenced")
 
-    def commit(self, conn: apsw.Connection, claim: Claim, rows: list[Row]) -> None:
+    def commit(self, conn: Connection, claim: Claim, rows: list[Row]) -> None:
         handle = claim.handle
-        now: list[Any] = conn.execute(_SEL_EPOCH, (handle,)).fetchall()
+        now: list[Any] = conn.execute(_SEL_EPOCH, (handle,))
         if not now or now[0][0] != claim.epoch or now[0][1] != claim.node_id:
             epoch, owner = now[0] if now else (None, None)
             raise StaleEpoch(
@@ -301,33 +303,24 @@ class Writer:
             return
         conn.execute("SAVEPOINT dna_commit")
         try:
-            ups = [(handle, m, k, v) for m, k, v in rows if v is not None]
-            if len(ups) == len(rows):
-                conn.executemany(_UPSERT, ups)
-            else:  # deletes present: the last write of a key wins, in row order
-                last = {(m, k): v for m, k, v in rows}
-                conn.executemany(
-                    _UPSERT, [(handle, m, k, v) for (m, k), v in last.items() if v is not None]
-                )
-                conn.executemany(
-                    _DELETE, [(handle, m, k) for (m, k), v in last.items() if v is None]
-                )
+            # every row in order, without the GIL: the last write of a key wins
+            conn.commit_rows(_UPSERT, _DELETE, handle, rows)
         except BaseException:
-            if not conn.getautocommit():
+            if conn.in_transaction:
                 conn.execute("ROLLBACK TO dna_commit; RELEASE dna_commit")
             raise
         conn.execute("RELEASE dna_commit")
 
     # ------------------------------------------------------------ dead owners
 
-    def _reclaimable(self, conn: apsw.Connection, owner: str) -> bool:
+    def _reclaimable(self, conn: Connection, owner: str) -> bool:
         """Is ``owner`` draining or dead (its lock is free)? Cached for one group."""
         verdict = self._verdicts.get(owner)
         if verdict is not None:
             return verdict
         draining: list[Any] = conn.execute(
             "SELECT draining FROM nodes WHERE node_id = ?", (owner,)
-        ).fetchall()
+        )
         if draining and draining[0][0]:
             verdict = True
         else:
@@ -338,7 +331,7 @@ class Writer:
         self._verdicts[owner] = verdict
         return verdict
 
-    def _forget_dead_nodes(self, conn: apsw.Connection) -> None:
+    def _forget_dead_nodes(self, conn: Connection) -> None:
         if self._dead:
             conn.executemany("DELETE FROM nodes WHERE node_id = ?", [(n,) for n in self._dead])
 

@@ -15,10 +15,9 @@ import builtins
 import os
 from typing import Any
 
-import apsw
-
 from ..errors import InterfaceError
 from . import _sqlite_locks as locks
+from ._sqlite_c import Connection, SqliteError
 from ._sqlite_schema import connect, map_error
 from ._sqlite_writer import Writer
 from .base import ActorId, Claim, NodeRecord, Row, Store
@@ -80,7 +79,7 @@ class SQLiteStore(Store):
         self.busy_timeout_ms = busy_timeout_ms
         self.node_id: str | None = None  # set by open
         self._writer: Writer | None = None  # the writer thread, while open
-        self._reader: apsw.Connection | None = None  # reads, on the loop thread
+        self._reader: Connection | None = None  # reads, on the loop thread
         self._reader_gen = 0  # the writer's file generation the reader is on
 
     def __repr__(self) -> str:
@@ -121,11 +120,13 @@ class SQLiteStore(Store):
                 self._reader.close()
                 self._reader = None
 
-    def _open_reader(self) -> apsw.Connection:
-        conn = connect(self.path, self.busy_timeout_ms, create=False)
+    def _open_reader(self) -> Connection:
+        # reads keep the GIL: a point read takes microseconds, while handing the
+        # GIL to the writer thread and back may cost the loop a switch interval
+        conn = connect(self.path, self.busy_timeout_ms, create=False, release_gil=False)
         try:
             conn.execute("PRAGMA query_only = ON")
-        except apsw.Error as exc:
+        except SqliteError as exc:
             conn.close()
             raise map_error(exc, self.path, "opening the read connection") from None
         return conn
@@ -147,8 +148,8 @@ class SQLiteStore(Store):
                     old.close()
                 self._reader = self._open_reader()
                 self._reader_gen = writer.generation
-            return self._reader.execute(sql, params).fetchall()
-        except apsw.Error as exc:
+            return self._reader.execute(sql, params)
+        except SqliteError as exc:
             raise map_error(exc, self.path, doing) from None
 
     # ------------------------------------------------------------ ownership
