@@ -172,8 +172,6 @@ async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
     import secrets
     import subprocess
 
-    from .transport_wire import parse_address
-
     inproc = await run_bench(BenchConfig(**{**cfg.__dict__, "remote": False, "ceiling": False}))
     store, tmp = make_store(cfg, ".remote")
     work = Path(tempfile.mkdtemp(prefix="dna-remote-"))
@@ -191,7 +189,6 @@ async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
         line = await asyncio.to_thread(proc.stdout.readline)
         if "listening on" not in line:
             raise SystemExit(f"the node process did not start: {line!r}")
-        parse_address(line.rsplit(" ", 1)[-1].strip())
         run_id = f"{int(time.time() * 1000):x}"
         node = Node(store=store, listen="127.0.0.1:0", secret=secret_file.read_bytes(),
                     host_actors=False, max_batch=cfg.max_batch, mailbox_size=cfg.mailbox_size)

@@ -29,6 +29,14 @@ log = logging.getLogger("dna.node")
 A = TypeVar("A", bound=Actor)
 
 
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"host:port"`` (port 0 picks a free one) to ``(host, port)``."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen must be 'host:port', got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
 def new_node_id() -> str:
     """A random 64-bit id plus the start time: unique even across fast restarts."""
     return f"{uuid.uuid4().int >> 64:016x}-{int(time.time() * 1000):x}"
@@ -122,9 +130,7 @@ class Node:
         self._loop = asyncio.get_running_loop()
         address = ""
         if self._transport is not None:
-            from .transport_wire import parse_address
-
-            host, port = parse_address(self._listen or "")
+            host, port = split_listen(self._listen or "")
             await self._transport.start(host, port, insecure=self._insecure)
             address = self._transport.address or ""
         try:
