@@ -336,6 +336,8 @@ class Node:
         aid = route.aid
         if self._acts.get(aid) is route:
             del self._acts[aid]
+            if not self._stopped:  # the peer may be gone: learn who is alive now
+                self._spawn(self._refresh_peers())
 
     @property
     def activations(self) -> int:
