@@ -20,7 +20,8 @@ from dna.examples import KVActor
 
 DRIVER = str(Path(__file__).with_name("cluster_driver.py"))
 SECRET = "cluster-secret-for-tests"
-ROOT = str(Path(__file__).resolve().parent.parent)
+# the driver imports the same dna as this process (the installed wheel in CI)
+ROOT = str(Path(dna.__file__).resolve().parent.parent)
 
 
 def free_port() -> int:
@@ -132,7 +133,7 @@ async def test_kill_9_owner_fails_over_without_losing_acknowledged_puts(cluster:
     assert result["errors"], "the kill should have failed some in-flight calls"
     owner, epoch = await owner_of(cluster.spec, "acct")
     assert owner == b.node_id and epoch == 2
-    for i in result["acked"][::37] + [result["acked"][-1]]:
+    for i in [*result["acked"][::37], result["acked"][-1]]:
         assert (await b.aask(op="call", key="acct", h="get", args=[str(i)]))["ok"] == i
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from tests.conftest import opened
 
+import dna
 from dna.errors import InterfaceError, NotOwner, StaleEpoch, StoreError, StoreUnavailable
 from dna.store import ActorId
 from dna.store.sqlite import SQLiteStore, _prefix_end
 
 A = ActorId("ns", "Thing", "a")
-SRC = str(Path(__file__).resolve().parent.parent / "src")
+# the child imports the same dna as this process: the installed wheel in CI, src/ in dev
+SRC = str(Path(dna.__file__).resolve().parent.parent)
 
 
 def digest(path: Path) -> str:

@@ -170,7 +170,6 @@ async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
     sender here, over loopback TCP; reports both and their ratio."""
     import os
     import secrets
-    import subprocess
 
     inproc = await run_bench(BenchConfig(**{**cfg.__dict__, "remote": False, "ceiling": False}))
     store, tmp = make_store(cfg, ".remote")
@@ -183,10 +182,12 @@ async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
         cmd += ["--path", str(getattr(store, "path", ""))]
     else:
         cmd += ["--hosts", ",".join(cfg.hosts), "--keyspace", cfg.keyspace]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, env=dict(os.environ)
+    )
     try:
         assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
+        line = (await proc.stdout.readline()).decode()
         if "listening on" not in line:
             raise SystemExit(f"the node process did not start: {line!r}")
         run_id = f"{int(time.time() * 1000):x}"
@@ -203,10 +204,9 @@ async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
                 await refs[0].get("warm-up")
                 rtt.append(time.perf_counter() - t)
     finally:
-        proc.terminate()
-        await asyncio.to_thread(proc.wait)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
         _cleanup(tmp)
         _cleanup(work)
     rtt.sort()

@@ -15,8 +15,19 @@ NO_EXTENSIONS = bool(os.environ.get("DNA_NO_EXTENSIONS"))
 
 if not NO_EXTENSIONS:
     from .dispatch import (
-        ACTIVATING, BLOCKED, CLOSED, CLOSING, DONE, IDLE, RUNNING, SCHEDULED,
-        CastSenderBase, Dispatcher, KVWriter, SenderBase, pack_value,
+        ACTIVATING,
+        BLOCKED,
+        CLOSED,
+        CLOSING,
+        DONE,
+        IDLE,
+        RUNNING,
+        SCHEDULED,
+        CastSenderBase,
+        Dispatcher,
+        KVWriter,
+        SenderBase,
+        pack_value,
     )
     from .framing import (
         FrameDecoder,
@@ -33,8 +44,19 @@ if not NO_EXTENSIONS:
     COMPILED = True
 else:
     from .dispatch_py import (  # type: ignore[assignment]
-        ACTIVATING, BLOCKED, CLOSED, CLOSING, DONE, IDLE, RUNNING, SCHEDULED,
-        CastSenderBase, Dispatcher, KVWriter, SenderBase, pack_value,
+        ACTIVATING,
+        BLOCKED,
+        CLOSED,
+        CLOSING,
+        DONE,
+        IDLE,
+        RUNNING,
+        SCHEDULED,
+        CastSenderBase,
+        Dispatcher,
+        KVWriter,
+        SenderBase,
+        pack_value,
     )
     from .framing_py import (  # type: ignore[assignment]
         FrameDecoder,
@@ -58,15 +80,15 @@ __all__ = [
     "COMPILED",
     "DONE",
     "IDLE",
+    "MISSING",
     "RUNNING",
     "SCHEDULED",
     "CastSenderBase",
-    "KVWriter",
-    "SenderBase",
-    "MISSING",
     "Dispatcher",
     "FrameDecoder",
+    "KVWriter",
     "Mailbox",
+    "SenderBase",
     "WriteSet",
     "copy_args",
     "copy_packable",
