@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import RUNNING
 from .actor import actor_type
-from .errors import NotOwner, PeerUnavailable, ProtocolError, UnknownHandler
+from .errors import InterfaceError, NotOwner, PeerUnavailable, ProtocolError, UnknownHandler
 from .store import ActorId
 
 if TYPE_CHECKING:
@@ -57,7 +57,10 @@ class _Forwarder:
 class RemoteRoute:
     """Where messages for an actor owned by a peer go."""
 
-    __slots__ = ("address", "aid", "atype", "mailbox", "node", "owner", "room_waiters", "state")
+    __slots__ = (
+        "address", "aid", "atype", "casts", "casts_hops", "mailbox", "node", "owner",
+        "room_waiters", "state",
+    )
 
     def __init__(
         self, node: Node, aid: ActorId, atype: type[Actor], owner: str, address: str
@@ -70,6 +73,8 @@ class RemoteRoute:
         self.mailbox = _Forwarder(self)
         self.room_waiters: deque[Any] | None = None  # always empty: the socket buffers
         self.state = RUNNING  # never IDLE: senders do not schedule a remote route
+        self.casts: list[Any] | None = None  # casts of this loop iteration, sent as one frame
+        self.casts_hops = 0  # the hop count shared by the buffered casts
 
     def waiters(self) -> deque[Any]:
         raise AssertionError("a remote route never has room waiters")
@@ -90,16 +95,39 @@ class RemoteRoute:
             elif not reply.done():
                 reply.set_exception(err)
             return
-        wire = [
-            self.aid.type_name, self.aid.namespace, self.aid.key,
-            self.atype._dna_table[msg[0]].name, list(msg[1]), msg[2], hops + 1,
-        ]
+        entry = [self.atype._dna_table[msg[0]].name, list(msg[1]), msg[2]]
+        if reply is None:
+            casts = self.casts
+            if casts is not None and self.casts_hops != hops:
+                self.flush()
+                casts = None
+            if casts is None:
+                casts = self.casts = []
+                self.casts_hops = hops
+                self.node.loop.call_soon(self.flush)
+            casts.append(entry)
+            return
+        if reply.done():
+            return
+        self.flush()  # casts sent before this call stay ahead of it
+        wire = [self.aid.type_name, self.aid.namespace, self.aid.key, [entry], hops + 1]
+        self.node._spawn(self._call(wire, reply, msg))
+
+    def flush(self) -> None:
+        """Send the buffered casts as one frame (one decode, one routing at the peer)."""
+        casts = self.casts
+        if not casts:
+            return
+        self.casts = None
         transport = self.node._transport
         assert transport is not None
-        if reply is None:
-            transport.send(self.address, wire)
-        elif not reply.done():
-            self.node._spawn(self._call(wire, reply, msg))
+        aid = self.aid
+        try:
+            transport.send(
+                self.address, [aid.type_name, aid.namespace, aid.key, casts, self.casts_hops + 1]
+            )
+        except InterfaceError as exc:  # the node is stopping: casts are never acknowledged
+            log.warning("%d casts to %s dropped: %s", len(casts), aid, exc)
 
     async def _call(self, wire: list[Any], reply: Any, msg: tuple[Any, ...]) -> None:
         transport = self.node._transport
@@ -109,7 +137,7 @@ class RemoteRoute:
         except NotOwner:
             # the peer refused before running it: safe to route again
             self.node._drop_route(self)
-            self.node._deliver(self.aid, self.atype, (*msg[:4], wire[6]))
+            self.node._deliver(self.aid, self.atype, (*msg[:4], wire[4]))
             return
         except PeerUnavailable as exc:
             self.node._drop_route(self)
@@ -124,19 +152,30 @@ class RemoteRoute:
             reply.set_result(result)
 
 
-def decode_remote(wire: Any) -> tuple[ActorId, type[Actor], tuple[Any, ...]]:
-    """Validate a forwarded message from a peer: ``(aid, class, msg without reply)``."""
-    if not isinstance(wire, list) or len(wire) != 7:
+def decode_remote(wire: Any) -> tuple[ActorId, type[Actor], list[tuple[Any, ...]]]:
+    """Validate a frame of actor messages from a peer: ``(aid, class, messages)``.
+
+    A frame is ``[type_name, namespace, key, [[handler, args, kwargs], ...], hops]``;
+    the messages come back as mailbox tuples without a reply.
+    """
+    if type(wire) is not list or len(wire) != 5:
         raise ProtocolError("malformed actor message")
-    tname, ns, key, hname, args, kwargs, hops = wire
-    if not all(isinstance(x, str) for x in (tname, ns, key, hname)):
+    tname, ns, key, entries, hops = wire
+    if type(tname) is not str or type(ns) is not str or type(key) is not str:
         raise ProtocolError("malformed actor message: names must be str")
-    if not isinstance(args, list) or not (kwargs is None or isinstance(kwargs, dict)):
-        raise ProtocolError("malformed actor message: bad arguments")
-    if not isinstance(hops, int) or hops < 0:
-        raise ProtocolError("malformed actor message: bad hop count")
+    if type(entries) is not list or type(hops) is not int or hops < 0:
+        raise ProtocolError("malformed actor message: bad entries or hop count")
     atype = actor_type(tname)
-    spec = atype._dna_handlers.get(hname)
-    if spec is None:
-        raise UnknownHandler(f"{tname} has no handler {hname!r}")
-    return ActorId(ns, tname, key), atype, (spec.index, tuple(args), kwargs or None, None, hops)
+    handlers = atype._dna_handlers
+    out = []
+    for entry in entries:
+        if type(entry) is not list or len(entry) != 3:
+            raise ProtocolError("malformed actor message entry")
+        hname, args, kwargs = entry
+        spec = handlers.get(hname) if type(hname) is str else None
+        if spec is None:
+            raise UnknownHandler(f"{tname} has no handler {hname!r}")
+        if type(args) is not list or not (kwargs is None or type(kwargs) is dict):
+            raise ProtocolError("malformed actor message: bad arguments")
+        out.append((spec.index, tuple(args), kwargs or None, None, hops))
+    return ActorId(ns, tname, key), atype, out

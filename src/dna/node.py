@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 from ._core import Dispatcher, Mailbox
 from .activation import CLOSING, IDLE, Activation, handler_error
 from .actor import KIND_CALL, Actor, ActorRef, actor_type
-from .errors import InterfaceError, NotOwner
+from .cluster import RemoteRoute, decode_remote
+from .errors import InterfaceError, NotOwner, ProtocolError
 from .senders import CallSender, CastSender
 from .stats import Stats
 from .store import ActorId, Store
@@ -266,21 +267,22 @@ class Node:
             route.waiters().append((self.loop.create_future(), msg))
 
     def _on_request(self, peer: str, wire: Any) -> Any:
-        from .cluster import decode_remote
-
-        aid, atype, msg = decode_remote(wire)
+        aid, atype, msgs = decode_remote(wire)
+        if len(msgs) != 1:
+            raise ProtocolError("a call frame carries exactly one message")
+        msg = msgs[0]
         fut = self.loop.create_future()
         self._deliver(aid, atype, (*msg[:3], fut, msg[4]))
         return fut
 
     def _on_message(self, peer: str, wire: Any) -> None:
-        from .cluster import decode_remote
-
         try:
-            aid, atype, msg = decode_remote(wire)
-            self._deliver(aid, atype, msg)
+            aid, atype, msgs = decode_remote(wire)
         except Exception as exc:
-            log.warning("cast from %s refused: %r", peer, exc)
+            log.warning("casts from %s refused: %r", peer, exc)
+            return
+        for msg in msgs:
+            self._deliver(aid, atype, msg)
 
     async def _address_of(self, node_id: str) -> str | None:
         addr = self._addresses.get(node_id)
@@ -305,8 +307,6 @@ class Node:
         address = await self._address_of(owner)
         if not address or address == self._transport.address:
             return False
-        from .cluster import RemoteRoute
-
         route = RemoteRoute(self, act.aid, act.atype, owner, address)
         if self._acts.get(act.aid) is act:
             self._acts[act.aid] = route
@@ -321,8 +321,6 @@ class Node:
 
     def _route_to_peer(self, aid: ActorId, atype: type[Actor]) -> Any:
         """While draining: new names go to a live peer, which claims them."""
-        from .cluster import RemoteRoute
-
         for rec in self._peers:
             if rec.node_id != self.node_id and not rec.draining and rec.alive is not False:
                 if rec.address:
