@@ -117,7 +117,7 @@ class Activation:
         self.inflight: list[Any] = []  # (reply, result) waiting for the commit in flight
         self.commit_task: asyncio.Task[None] | None = None  # the commit in flight
         # senders waiting for room, in order; None while nobody waits (saves ~600 B idle)
-        self.room_waiters: deque[tuple[asyncio.Future[None], tuple[Any, ...]]] | None = None
+        self.room_waiters: deque[tuple[asyncio.Future[None] | None, tuple[Any, ...]]] | None = None
         self.last_active = 0.0  # loop time of the last batch, for passivation
         self.failed = False  # a commit failed while a batch was running
 
@@ -179,7 +179,7 @@ class Activation:
                 reply.set_exception(err)
         while self.room_waiters:
             fut, msg = self.room_waiters.popleft()
-            if not fut.done():
+            if fut is not None and not fut.done():
                 fut.set_exception(err)
         if dropped:
             log.warning("%s: %d queued casts dropped: %r", self.aid, dropped, err)
@@ -202,7 +202,7 @@ class Activation:
         self.waiters().append((fut, msg))
         await fut
 
-    def waiters(self) -> deque[tuple[asyncio.Future[None], tuple[Any, ...]]]:
+    def waiters(self) -> deque[tuple[asyncio.Future[None] | None, tuple[Any, ...]]]:
         if self.room_waiters is None:
             self.room_waiters = deque()
         return self.room_waiters
@@ -213,6 +213,9 @@ class Activation:
         mailbox = self.mailbox
         while waiters and not mailbox.full:
             fut, msg = waiters.popleft()
+            if fut is None:  # queued for a peer's cast: nobody waits on it
+                mailbox.push(msg)
+                continue
             if fut.done():  # the sender gave up
                 continue
             mailbox.push(msg)

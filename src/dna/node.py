@@ -249,7 +249,7 @@ class Node:
             return
         for msg in old.mailbox.clear():  # someone re-created it meanwhile: queue behind
             if not act.mailbox.push(msg):
-                act.waiters().append((self.loop.create_future(), msg))
+                act.waiters().append((None, msg))
         if old.room_waiters:
             act.waiters().extend(old.room_waiters)
         if act.state == IDLE and len(act.mailbox):
@@ -259,12 +259,16 @@ class Node:
 
     def _deliver(self, aid: ActorId, atype: type[Actor], msg: tuple[Any, ...]) -> None:
         """Route a message that arrived from a peer (or is re-routed) like a local send."""
-        route = self._activation(aid, atype)
-        if not route.room_waiters and route.mailbox.push(msg):
-            if route.state == IDLE:
-                route.schedule()
-        else:  # full: queue behind the waiters, keeping arrival order
-            route.waiters().append((self.loop.create_future(), msg))
+        self._deliver_all(self._activation(aid, atype), (msg,))
+
+    def _deliver_all(self, route: Any, msgs: Any) -> None:
+        mailbox = route.mailbox
+        for msg in msgs:
+            if route.room_waiters or not mailbox.push(msg):
+                # full: queue behind the waiters, in arrival order (no sender waits here)
+                route.waiters().append((None, msg))
+        if route.state == IDLE and len(mailbox):
+            route.schedule()
 
     def _on_request(self, peer: str, wire: Any) -> Any:
         aid, atype, msgs = decode_remote(wire)
@@ -281,8 +285,12 @@ class Node:
         except Exception as exc:
             log.warning("casts from %s refused: %r", peer, exc)
             return
-        for msg in msgs:
-            self._deliver(aid, atype, msg)
+        try:
+            route = self._activation(aid, atype)
+        except Exception as exc:
+            log.warning("casts from %s refused: %r", peer, exc)
+            return
+        self._deliver_all(route, msgs)
 
     async def _address_of(self, node_id: str) -> str | None:
         addr = self._addresses.get(node_id)
@@ -315,7 +323,7 @@ class Node:
         while act.room_waiters:
             fut, msg = act.room_waiters.popleft()
             route.forward(msg)
-            if not fut.done():
+            if fut is not None and not fut.done():
                 fut.set_result(None)
         return True
 
