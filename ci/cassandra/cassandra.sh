@@ -12,6 +12,7 @@
 #   DNA_CASSANDRA_PORT          CQL (native) port, default 9042
 #   DNA_CASSANDRA_STORAGE_PORT  inter-node port, default 7000
 #   DNA_CASSANDRA_WORK          data, commit log, log and pid file, default ci/cassandra/work
+#   DNA_CASSANDRA_LIB           where the jars go, default ci/cassandra/lib
 #   DNA_CASSANDRA_HEAP          heap size, default 1G
 #   DNA_CASSANDRA_TIMEOUT       seconds to wait for readiness, default 180
 #   JAVA_HOME                   which Java 17 to use (else `java` on PATH)
@@ -19,7 +20,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 version=5.0.6
-lib=$here/lib
+lib=${DNA_CASSANDRA_LIB:-$here/lib}
 work=${DNA_CASSANDRA_WORK:-$here/work}
 native_port=${DNA_CASSANDRA_PORT:-9042}
 storage_port=${DNA_CASSANDRA_STORAGE_PORT:-7000}
@@ -66,7 +67,7 @@ cmd_fetch() {
   command -v mvn >/dev/null 2>&1 ||
     die "mvn not found: install Maven 3 (e.g. apt-get install maven) to fetch Cassandra from Maven Central"
   echo "cassandra.sh: fetching Cassandra $version and its runtime jars into $lib"
-  mvn -q -B -f "$here/pom.xml" package || die "maven could not fetch Cassandra (see the output above)"
+  mvn -q -B -f "$here/pom.xml" -Dlib.dir="$lib" package || die "maven could not fetch Cassandra (see the output above)"
   fetched || die "maven finished but $lib/cassandra-all-$version.jar is missing"
   echo "cassandra.sh: $(find "$lib" -name '*.jar' | wc -l) jars in $lib"
 }
