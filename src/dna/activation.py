@@ -224,6 +224,8 @@ class Activation:
     def run(self) -> None:
         if self.state != SCHEDULED:
             return
+        if not self.node.lease_ok():  # fenced: this activation was just dropped
+            return
         self.state = RUNNING
         batch = self.mailbox.drain(self.node.max_batch)
         if self.room_waiters:
@@ -316,6 +318,20 @@ class Activation:
                 reply.set_exception(CommitFailed(f"{self.aid} restarted after a failed commit"))
         self.node._forget(self)
         self.node._takeover(self)
+
+    def fence(self, err: BaseException) -> None:
+        """Drop this activation without touching the store: ownership is in doubt."""
+        self.state = CLOSED
+        for reply, _ in self.gated + self.inflight:
+            if not reply.done():
+                reply.set_exception(err)
+        self.gated = []
+        self.inflight = []
+        self.ws.clear()
+        if self.commit_task is not None:
+            self.commit_task.cancel()
+        self.node._forget(self)
+        self.fail_queued(err)
 
     # ------------------------------------------------------------ passivation
 

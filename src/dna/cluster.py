@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import RUNNING
 from .actor import actor_type
-from .errors import InterfaceError, NotOwner, PeerUnavailable, ProtocolError, UnknownHandler
+from .errors import (
+    InterfaceError,
+    NotOwner,
+    PeerUnavailable,
+    ProtocolError,
+    Timeout,
+    UnknownHandler,
+)
 from .store import ActorId
 
 if TYPE_CHECKING:
@@ -139,7 +146,8 @@ class RemoteRoute:
             self.node._drop_route(self)
             self.node._deliver(self.aid, self.atype, (*msg[:4], wire[4]))
             return
-        except PeerUnavailable as exc:
+        except (PeerUnavailable, Timeout) as exc:
+            # the peer is gone or paused: route afresh next time (it may have lost the name)
             self.node._drop_route(self)
             if not reply.done():
                 reply.set_exception(exc)

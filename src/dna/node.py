@@ -18,7 +18,7 @@ from ._core import Dispatcher, Mailbox
 from .activation import CLOSING, IDLE, Activation, handler_error
 from .actor import KIND_CALL, Actor, ActorRef, actor_type
 from .cluster import RemoteRoute, decode_remote
-from .errors import InterfaceError, NotOwner, ProtocolError
+from .errors import InterfaceError, NotOwner, ProtocolError, StoreUnavailable
 from .senders import CallSender, CastSender
 from .stats import Stats
 from .store import ActorId, Store
@@ -74,6 +74,7 @@ class Node:
         insecure: bool = False,
         max_frame_size: int = 16 * 1024 * 1024,
         host_actors: bool = True,
+        fence_fraction: float = 0.5,
     ) -> None:
         if store is None:
             from .store.sqlite import SQLiteStore
@@ -99,6 +100,20 @@ class Node:
         self._stopped = False
         self._draining = False
         self._host = host_actors  # False: a client node, every name lives on a peer
+        # Lease stores (CQL): peers reclaim our names once our heartbeat is `lease` old;
+        # we stop serving at `fence_fraction * lease`, well before that.
+        lease = getattr(store, "lease", None)
+        self._fence_after: float | None = None
+        if isinstance(lease, (int, float)):
+            if not 0 < fence_fraction < 1:
+                raise ValueError("fence_fraction must be between 0 and 1")
+            self._fence_after = lease * fence_fraction
+            beat = getattr(store, "heartbeat_interval", None)
+            if beat is not None and not beat * 2 <= self._fence_after:
+                raise InterfaceError(
+                    f"heartbeat_interval {beat} s is too long for a lease of {lease} s: "
+                    f"a node fences itself after {self._fence_after} s without a heartbeat"
+                )
         self._listen = listen  # "host:port" to serve peers on, None for a lone node
         self._insecure = insecure
         self._transport: Any = None
@@ -220,6 +235,26 @@ class Node:
             self._acts[aid] = act
             act.start()
         return act
+
+    def lease_ok(self) -> bool:
+        """False (and every activation dropped) when our heartbeat is too old to trust
+        that we still own anything: peers may reclaim our names soon or already did."""
+        if self._fence_after is None:
+            return True
+        last = getattr(self.store, "last_heartbeat", None)
+        if last is not None and self.loop.time() - last <= self._fence_after:
+            return True
+        self._fence()
+        return False
+
+    def _fence(self) -> None:
+        acts = [a for a in self._acts.values() if isinstance(a, Activation)]
+        if acts:
+            log.warning("no heartbeat for %.1f s: dropping %d activations (the lease may "
+                        "have passed to peers)", self._fence_after or 0, len(acts))
+        err = StoreUnavailable(f"node {self.node_id} lost its lease: retry")
+        for act in acts:
+            act.fence(err)
 
     def _dispatcher_for(self, atype: type[Actor]) -> Any:
         d = self._dispatchers.get(atype)
@@ -358,7 +393,7 @@ class Node:
 
     async def _sweep(self) -> None:
         """Passivate activations idle for ``passivate_after`` seconds."""
-        period = max(0.01, min(self.passivate_after / 4, 5.0))
+        period = max(0.01, min(self.passivate_after / 4, 5.0, (self._fence_after or 5.0) / 4))
         while True:
             await asyncio.sleep(period)
             if self._transport is not None:
@@ -366,6 +401,7 @@ class Node:
                     await self._refresh_peers()
                 except Exception as exc:
                     log.warning("cannot list peers: %r", exc)
+            self.lease_ok()
             now = self.loop.time()
             after = self.passivate_after
             acts = [a for a in self._acts.values() if isinstance(a, Activation)]
