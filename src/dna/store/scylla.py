@@ -31,7 +31,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ._cql_bridge import AMBIGUOUS, LWT, SERIAL, UNREACHABLE, Bridge, map_error, parse_hosts
-from ._cql_raw import raw_claims, raw_fenced_ingest
+from ._cql_raw import raw_claims, raw_fenced_ingest, store_claims, store_fenced_ingest
 from ._cql_schema import Statements, check_keyspace, replication_map
 from ._cql_session import Peers, connect, shutdown
 from .base import ActorId, Claim, NodeRecord, Row, Store
@@ -193,6 +193,19 @@ class ScyllaStore(Store):
                 await self.nodes()  # watch everyone's counter
             except StoreError as exc:
                 log.debug("heartbeat of %s failed: %s", self.node_id, exc)
+            except Exception:  # never let the task die of a surprise
+                log.exception("heartbeat of %s failed", self.node_id)
+
+    # ------------------------------------------------------------ raw ceilings
+
+    async def raw_fenced_ingest(self, n: int, batch_size: int, *, actors: int = 1) -> float:
+        """Rows/s of the raw driver committing ``n`` rows as fenced batches of
+        ``batch_size`` rows into fresh actors (benchmarks: the store's ceiling)."""
+        return await store_fenced_ingest(self, n, batch_size, actors=actors)
+
+    async def raw_claims(self, n: int, *, concurrency: int = 256) -> float:
+        """Claims/s of ``n`` raw first-claim LWTs of fresh actors, pipelined."""
+        return await store_claims(self, n, concurrency=concurrency)
 
     # ------------------------------------------------------------ helpers
 
