@@ -25,7 +25,9 @@ from dna.examples import KVActor
 def make_store(spec: dict[str, Any]) -> Any:
     if spec["kind"] == "sqlite":
         return dna.SQLiteStore(spec["path"])
-    return dna.ScyllaStore(hosts=spec["hosts"], keyspace=spec["keyspace"])
+    return dna.ScyllaStore(hosts=spec["hosts"], keyspace=spec["keyspace"],
+                           lease=spec.get("lease", 10.0),
+                           heartbeat_interval=spec.get("heartbeat", 1.0))
 
 
 async def stream(node: dna.Node, cmd: dict[str, Any]) -> dict[str, Any]:
