@@ -215,3 +215,31 @@ async def test_paused_owner_loses_the_name_and_its_late_commits_are_refused(
     # every acknowledged put is in the store, and a rejoins: its calls route to b
     for i in [0, *result["acked"][::23], result["acked"][-1]]:
         assert (await a.aask(op="call", key=key, h="get", args=[str(i)]))["ok"] == i
+
+
+async def test_dna_status_lists_live_nodes(cluster: Any, unique: str) -> None:
+    a, b = cluster(2)
+    spec = cluster.spec
+    if spec["kind"] == "sqlite":
+        args = ["--store", "sqlite", "--path", spec["path"]]
+    else:
+        args = ["--store", "cql", "--hosts", ",".join(spec["hosts"]), "--keyspace",
+                spec["keyspace"]]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
+    assert (await a.aask(op="call", key=f"status-{unique}", h="put", args=["k", 1]))["ok"]
+    for _ in range(40):  # nodes publish their activation count every sweep (~1 s)
+        out = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "dna", "status", "--json", *args],
+            capture_output=True, text=True, env=env, check=True,
+        )
+        rows = {r["node_id"]: r for r in json.loads(out.stdout)}
+        if rows.get(a.node_id, {}).get("activations") == 1:
+            break
+        await asyncio.sleep(0.25)
+    for p in (a, b):
+        assert rows[p.node_id]["address"] == p.address
+        assert rows[p.node_id]["draining"] is False
+        assert rows[p.node_id]["alive"] is not False
+    assert rows[a.node_id]["activations"] == 1
+    assert rows[b.node_id]["activations"] == 0

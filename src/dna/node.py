@@ -119,6 +119,7 @@ class Node:
         self._transport: Any = None
         self._addresses: dict[str, str] = {}  # peer node id -> transport address
         self._peers: list[Any] = []  # last NodeRecords seen, for draining
+        self._reported_load = 0  # activation count last published to the nodes table
         if not host_actors and listen is None:
             raise InterfaceError("a node that hosts no actors needs listen= to reach its peers")
         if listen is not None:
@@ -327,6 +328,14 @@ class Node:
             return
         self._deliver_all(route, msgs)
 
+    async def _report_load(self) -> None:
+        """Publish this node's activation count (``dna status``) when it changed."""
+        n = self.activations
+        beat = getattr(self.store, "heartbeat", None)
+        if beat is not None and n != self._reported_load:
+            await beat(n)
+            self._reported_load = n
+
     async def _address_of(self, node_id: str) -> str | None:
         addr = self._addresses.get(node_id)
         if addr is None:
@@ -399,6 +408,7 @@ class Node:
             if self._transport is not None:
                 try:
                     await self._refresh_peers()
+                    await self._report_load()
                 except Exception as exc:
                     log.warning("cannot list peers: %r", exc)
             self.lease_ok()
