@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = [ROOT / "run-scylla.sh", *sorted((ROOT / "ci" / "cassandra").glob("*.sh"))]
+SCRIPTS = [
+    ROOT / "run-scylla.sh",
+    *sorted((ROOT / "ci").glob("*.sh")),
+    *sorted((ROOT / "ci" / "cassandra").glob("*.sh")),
+]
 
 
 def _shellcheck() -> str:
