@@ -243,3 +243,24 @@ async def test_dna_status_lists_live_nodes(cluster: Any, unique: str) -> None:
         assert rows[p.node_id]["alive"] is not False
     assert rows[a.node_id]["activations"] == 1
     assert rows[b.node_id]["activations"] == 0
+
+
+RETRYABLE = {"Timeout", "NotOwner", "PeerUnavailable", "StoreUnavailable", "CommitFailed",
+             "StaleEpoch", "Overloaded"}
+
+
+async def test_drain_under_load_fails_nothing_but_retryably(cluster: Any, unique: str) -> None:
+    a, b = cluster(2)
+    key = f"busy-{unique}"
+    assert (await a.aask(op="call", key=key, h="put", args=["0", 0]))["ok"] == "ok"
+    n = 2000 if cluster.spec["kind"] == "sqlite" else 300
+    b.send(op="stream", key=key, n=n, start=1, seconds=60)
+    await asyncio.sleep(0.2)
+    assert (await a.aask(op="drain"))["drained"]
+    result = await asyncio.to_thread(b.read)
+    assert len(result["acked"]) == n, result["errors"]
+    assert set(result["errors"]) <= RETRYABLE, result["errors"]
+    owner, _ = await owner_of(cluster.spec, key)
+    assert owner == b.node_id
+    for i in [0, *result["acked"][::41], result["acked"][-1]]:
+        assert (await b.aask(op="call", key=key, h="get", args=[str(i)]))["ok"] == i

@@ -277,6 +277,20 @@ class Node:
             old.fail_queued(InterfaceError("the node stopped"))
             return
         act = self._acts.get(old.aid)
+        if act is None and self._draining:  # leaving: the queue goes to a peer, in order
+            try:
+                route = self._route_to_peer(old.aid, old.atype)
+            except NotOwner as exc:
+                old.fail_queued(exc)
+                return
+            for msg in old.mailbox.clear():
+                route.forward(msg)
+            while old.room_waiters:
+                fut, msg = old.room_waiters.popleft()
+                route.forward(msg)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+            return
         if act is None:
             act = Activation(self, old.aid, old.atype, old.mailbox)
             act.room_waiters = old.room_waiters
@@ -306,7 +320,12 @@ class Node:
         if route.state == IDLE and len(mailbox):
             route.schedule()
 
+    def _leaving(self) -> NotOwner:
+        return NotOwner(f"node {self.node_id} is leaving the cluster: route again", None)
+
     def _on_request(self, peer: str, wire: Any) -> Any:
+        if self._stopped:
+            raise self._leaving()
         aid, atype, msgs = decode_remote(wire)
         if len(msgs) != 1:
             raise ProtocolError("a call frame carries exactly one message")
@@ -322,6 +341,8 @@ class Node:
             log.warning("casts from %s refused: %r", peer, exc)
             return
         try:
+            if self._stopped:
+                raise self._leaving()
             route = self._activation(aid, atype)
         except Exception as exc:
             log.warning("casts from %s refused: %r", peer, exc)
