@@ -70,8 +70,20 @@ def peak_rss_mib() -> float:
 
 
 async def raw_ingest(cfg: BenchConfig, run_id: str) -> float:
-    """Rows/s of the store alone: the bench's rows, committed in batches of max_batch."""
+    """Rows/s of the store alone: the bench's rows, committed in batches of max_batch.
+
+    On CQL this is the raw driver (fenced single-partition batches of pre-serialised
+    rows, no store code); on SQLite the store's commit path without actors.
+    """
     store, tmp = make_store(cfg, ".ceiling")
+    raw = getattr(store, "raw_fenced_ingest", None)
+    if raw is not None:
+        await store.open(f"ceiling-{run_id}")
+        try:
+            rate: float = await raw(cfg.n, cfg.max_batch, actors=cfg.actors)
+        finally:
+            await store.close()
+        return rate
     value = pack(b"test")
     try:
         await store.open(f"ceiling-{run_id}")
