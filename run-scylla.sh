@@ -13,7 +13,7 @@
 # not for production, where ScyllaDB wants its own machines (see its docs).
 #
 # Settings (environment):
-#   DNA_SCYLLA_IMAGE    image, default scylladb/scylla:2025.1
+#   DNA_SCYLLA_IMAGE    image, default scylladb/scylla:2025.1.9 (a patch release, pinned)
 #   DNA_SCYLLA_NAME     container name, default dna-scylla
 #   DNA_SCYLLA_PORT     CQL port published on 127.0.0.1, default 9042
 #   DNA_SCYLLA_VOLUME   data volume (/var/lib/scylla), default dna-scylla-data
@@ -22,7 +22,7 @@
 #   DNA_SCYLLA_TIMEOUT  seconds to wait for CQL, default 180
 set -euo pipefail
 
-image=${DNA_SCYLLA_IMAGE:-scylladb/scylla:2025.1}
+image=${DNA_SCYLLA_IMAGE:-scylladb/scylla:2025.1.9}
 name=${DNA_SCYLLA_NAME:-dna-scylla}
 port=${DNA_SCYLLA_PORT:-9042}
 volume=${DNA_SCYLLA_VOLUME:-dna-scylla-data}
