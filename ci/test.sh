@@ -29,8 +29,11 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -z "${DNA_CQL_HOSTS:-}" ] && [ -z "${DNA_NO_CASSANDRA:-}" ]; then
+  # a node already running (a developer's, another run's) is used and left running
+  if ! bash "$root/ci/cassandra/cassandra.sh" status >/dev/null 2>&1; then
+    started_cassandra=1
+  fi
   bash "$root/ci/cassandra/cassandra.sh" start
-  started_cassandra=1
   export DNA_CQL_HOSTS="127.0.0.1:${DNA_CASSANDRA_PORT:-9042}"
 fi
 
