@@ -308,3 +308,20 @@ async def test_commits_are_visible_to_another_process_on_return(tmp_path: Path) 
         for i in range(50):
             await a.commit(c, [("kv", "n", b"%d" % i)])
             assert await b.read(c, "kv", "n") == b"%d" % i
+
+
+async def test_switch_interval_lowered_while_open_and_restored(tmp_path: Path) -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    a = SQLiteStore(str(tmp_path / "a.db"))
+    b = SQLiteStore(str(tmp_path / "b.db"), switch_interval=0.002)
+    await a.open("n-a")
+    await b.open("n-b")
+    assert sys.getswitchinterval() <= 0.001
+    await a.close()
+    assert sys.getswitchinterval() <= 0.002  # b still holds it lowered
+    await b.close()
+    assert sys.getswitchinterval() == before
+    with pytest.raises(ValueError):
+        SQLiteStore(str(tmp_path / "c.db"), switch_interval=0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
+import sys
 from typing import Any
 
 from ..errors import InterfaceError
@@ -28,6 +29,37 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _READ = "SELECT v FROM data WHERE actor = ? AND module = ? AND k = ?"
 _OWNER = "SELECT owner, epoch FROM actors WHERE namespace = ? AND type_name = ? AND key = ?"
 _NODES = "SELECT node_id, address, heartbeat, draining, load FROM nodes ORDER BY node_id"
+
+
+class _SwitchInterval:
+    """Lowers ``sys.setswitchinterval`` while any store that asked for it is open."""
+
+    _holders = 0  # open stores that lowered it
+    _saved: float | None = None  # the interval before the first of them
+
+    def __init__(self) -> None:
+        self.held = False  # this store is one of the holders
+
+    def lower(self, interval: float | None) -> None:
+        if interval is None or self.held:
+            return
+        cls = _SwitchInterval
+        if cls._holders == 0:
+            cls._saved = sys.getswitchinterval()
+        cls._holders += 1
+        self.held = True
+        if sys.getswitchinterval() > interval:
+            sys.setswitchinterval(interval)
+
+    def restore(self) -> None:
+        if not self.held:
+            return
+        cls = _SwitchInterval
+        self.held = False
+        cls._holders -= 1
+        if cls._holders == 0 and cls._saved is not None:
+            sys.setswitchinterval(cls._saved)
+            cls._saved = None
 
 
 class SQLiteStore(Store):
@@ -69,6 +101,7 @@ class SQLiteStore(Store):
         *,
         synchronous: str = "full",
         busy_timeout_ms: int = 5000,
+        switch_interval: float | None = 0.001,
     ) -> None:
         if str(synchronous).upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
@@ -77,6 +110,13 @@ class SQLiteStore(Store):
         self.path = os.fspath(path)  # the database file
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = busy_timeout_ms
+        if switch_interval is not None and not switch_interval > 0:
+            raise ValueError("switch_interval must be > 0 or None")
+        # The writer thread takes the GIL back a few times per commit; at CPython's
+        # default 5 ms switch interval each take can wait out a busy event loop.
+        # While open, the interval is at most this (None: leave it alone).
+        self.switch_interval = switch_interval
+        self._switch = _SwitchInterval()
         self.node_id: str | None = None  # set by open
         self._writer: Writer | None = None  # the writer thread, while open
         self._reader: Connection | None = None  # reads, on the loop thread
@@ -95,6 +135,7 @@ class SQLiteStore(Store):
         writer.start()
         try:
             await writer.submit(writer.do_open, (address,), solo=True)
+            self._switch.lower(self.switch_interval)
         except asyncio.CancelledError:  # it may still open: close it behind our back
             writer.submit(writer.do_close, (), solo=True).add_done_callback(_swallow)
             raise
@@ -113,6 +154,7 @@ class SQLiteStore(Store):
         writer, self._writer = self._writer, None
         if writer is None:
             return
+        self._switch.restore()
         try:
             await writer.submit(writer.do_close, (), solo=True)
         finally:
