@@ -93,6 +93,25 @@ async def test_commit_over_max_commit_bytes_is_refused_before_sending(unique: st
         assert await s.list(c, "kv") == []
 
 
+async def test_commit_over_the_statements_per_batch_limit_is_refused_whole(unique: str) -> None:
+    async with opened(store(), f"a-{unique}") as s:
+        c = await s.claim(aid(unique))
+        with pytest.raises(StoreError, match="65534 writes per batch") as info:
+            await s.commit(c, [("kv", f"k{i}", b"") for i in range(65_535)])
+        assert not isinstance(info.value, StoreUnavailable)  # not worth retrying
+        assert await s.list(c, "kv") == []
+
+
+async def test_list_returns_every_row_past_the_drivers_page_size(unique: str) -> None:
+    async with opened(store(), f"a-{unique}") as s:
+        c = await s.claim(aid(unique))
+        await s.commit(c, [("kv", f"k{i:05d}", b"%d" % i) for i in range(12_000)])
+        got = await s.list(c, "kv", limit=100_000)
+        assert [k for k, _ in got] == [f"k{i:05d}" for i in range(12_000)]
+        assert len(await s.list(c, "kv", limit=7_000)) == 7_000
+        assert (await s.list(c, "kv", start_after="k10999", limit=100_000))[0][0] == "k11000"
+
+
 async def test_bad_rows_are_refused_whole(unique: str) -> None:
     async with opened(store(), f"a-{unique}") as s:
         c = await s.claim(aid(unique))

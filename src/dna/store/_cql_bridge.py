@@ -8,6 +8,9 @@ driver's thread and hand the outcome to the loop with
 ``loop.call_soon_threadsafe``, which resolves an ``asyncio.Future``. No thread
 per request, no blocking call on the loop, one place where the two meet.
 
+A result the driver pages (over 5,000 rows) is fetched page after page from
+the driver's thread; the future gets every row at once.
+
 A caller that stops waiting (cancellation) leaves the request running on the
 server; its outcome is dropped when it arrives.
 """
@@ -206,14 +209,30 @@ class Bridge:
         except Exception as exc:  # bad parameters, session shut down
             fut.set_exception(exc)
             return fut
-        rf.add_callbacks(_on_rows, _on_error, callback_args=(loop, fut), errback_args=(loop, fut))
+        pages: list[Any] = []  # rows of the earlier pages of a paged result
+        rf.add_callbacks(
+            _on_rows, _on_error, callback_args=(loop, fut, rf, pages), errback_args=(loop, fut)
+        )
         return fut
 
 
 # driver thread -> loop thread: the only two functions the driver calls back
 
 
-def _on_rows(rows: Any, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> None:
+def _on_rows(
+    rows: Any,
+    loop: asyncio.AbstractEventLoop,
+    fut: asyncio.Future[Any],
+    rf: Any,
+    pages: list[Any],
+) -> None:
+    if rf.has_more_pages:  # the driver pages results (5,000 rows): the future gets them all
+        pages.extend(rows)
+        rf.start_fetching_next_page()  # calls back here again with the next page
+        return
+    if pages:
+        pages.extend(rows)
+        rows = pages
     try:
         loop.call_soon_threadsafe(_settle, fut, [] if rows is None else rows, None)
     except RuntimeError:  # the loop is closed: nobody waits for this any more

@@ -42,6 +42,7 @@ log = logging.getLogger("dna.store.scylla")
 
 _CLAIM_ROUNDS = 6  # LWT attempts of one claim before giving up under contention
 _ROW_OVERHEAD = 64  # bytes a batch spends per row beyond its key and value (estimate)
+_MAX_STATEMENTS = 0xFFFF  # statements one CQL batch can carry (the fence is one of them)
 
 
 def _marker() -> int:
@@ -73,8 +74,9 @@ class ScyllaStore(Store):
     ``resolve_timeout`` -> ``StoreUnavailable`` saying the outcome is unknown.
     Success is never reported for a write that did not apply, and no write is
     sent twice. A commit larger than ``max_commit_bytes`` (estimated) or than
-    the server accepts fails with ``StoreError`` and writes nothing; it is never
-    split.
+    the server accepts, or of more than 65,534 writes (the protocol's limit of
+    statements per batch), fails with ``StoreError`` and writes nothing; it is
+    never split.
 
     Liveness: an open store bumps its node's heartbeat counter every
     ``heartbeat_interval`` seconds (None: only when ``heartbeat()`` is called)
@@ -367,6 +369,12 @@ class ScyllaStore(Store):
             raise StoreError(
                 f"commit of {actor}: modules and keys must be str, values bytes or None: {exc}"
             ) from None
+        if len(last) >= _MAX_STATEMENTS:
+            raise StoreError(
+                f"commit of {len(last)} writes to {actor} is over the CQL limit of "
+                f"{_MAX_STATEMENTS - 1} writes per batch; nothing was written. A commit is "
+                "one batch and is never split: write less per batch"
+            )
         size += _ROW_OVERHEAD * len(last)
         if self.max_commit_bytes is not None and size > self.max_commit_bytes:
             raise StoreError(
