@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._core import pack
-from .examples import KVActor
+from .examples import KVActor, Noop
 from .node import Node
 from .store import ActorId, Row, Store
 
@@ -209,12 +209,15 @@ async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
             refs = [node.ref(KVActor, f"remote-{run_id}-{j}") for j in range(cfg.actors)]
             for ref in refs:
                 await ref.get("warm-up")
-            elapsed = await _drive(cfg, refs)
+            ping = node.ref(Noop, f"remote-{run_id}").ping  # round trip, no storage
+            for _ in range(200):
+                await ping()
             rtt = []
-            for _ in range(2000):
+            for _ in range(5000):
                 t = time.perf_counter()
-                await refs[0].get("warm-up")
+                await ping()
                 rtt.append(time.perf_counter() - t)
+            elapsed = await _drive(cfg, refs)
     finally:
         if proc.returncode is None:
             proc.terminate()

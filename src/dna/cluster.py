@@ -117,8 +117,36 @@ class RemoteRoute:
         if reply.done():
             return
         self.flush()  # casts sent before this call stay ahead of it
-        wire = [self.aid.type_name, self.aid.namespace, self.aid.key, [entry], hops + 1]
-        self.node._spawn(self._call(wire, reply, msg))
+        hops += 1
+        wire = [self.aid.type_name, self.aid.namespace, self.aid.key, [entry], hops]
+        transport = self.node._transport
+        assert transport is not None
+        try:
+            fut = transport.request_future(self.address, wire, self.node.call_timeout)
+        except Exception as exc:
+            reply.set_exception(exc)
+            return
+        fut.add_done_callback(lambda f: self._answered(f, reply, msg, hops))
+
+    def _answered(self, fut: Any, reply: Any, msg: tuple[Any, ...], hops: int) -> None:
+        if fut.cancelled():
+            if not reply.done():
+                reply.cancel()
+            return
+        exc = fut.exception()
+        if exc is None:
+            if not reply.done():
+                reply.set_result(fut.result())
+        elif isinstance(exc, NotOwner):
+            # the peer refused before running it: safe to route again
+            self.node._drop_route(self)
+            self.node._deliver(self.aid, self.atype, (*msg[:4], hops))
+        else:
+            if isinstance(exc, (PeerUnavailable, Timeout)):
+                # the peer is gone or paused: route afresh next time (it may have lost the name)
+                self.node._drop_route(self)
+            if not reply.done():
+                reply.set_exception(exc)
 
     def flush(self) -> None:
         """Send the buffered casts as one frame (one decode, one routing at the peer)."""
@@ -135,29 +163,6 @@ class RemoteRoute:
             )
         except InterfaceError as exc:  # the node is stopping: casts are never acknowledged
             log.warning("%d casts to %s dropped: %s", len(casts), aid, exc)
-
-    async def _call(self, wire: list[Any], reply: Any, msg: tuple[Any, ...]) -> None:
-        transport = self.node._transport
-        assert transport is not None
-        try:
-            result = await transport.request(self.address, wire, self.node.call_timeout)
-        except NotOwner:
-            # the peer refused before running it: safe to route again
-            self.node._drop_route(self)
-            self.node._deliver(self.aid, self.atype, (*msg[:4], wire[4]))
-            return
-        except (PeerUnavailable, Timeout) as exc:
-            # the peer is gone or paused: route afresh next time (it may have lost the name)
-            self.node._drop_route(self)
-            if not reply.done():
-                reply.set_exception(exc)
-            return
-        except Exception as exc:
-            if not reply.done():
-                reply.set_exception(exc)
-            return
-        if not reply.done():
-            reply.set_result(result)
 
 
 def decode_remote(wire: Any) -> tuple[ActorId, type[Actor], list[tuple[Any, ...]]]:
