@@ -49,7 +49,7 @@ async def test_store_path_holding_something_else(tmp_path: Path, content: bytes)
         async with node:
             assert await node.ref(KVActor, "x").put("k", 1) == "ok"
         return
-    with pytest.raises(StoreError, match="other.db"):
+    with pytest.raises(StoreError, match=r"other\.db"):
         await node.start()
     assert path.read_bytes() == content  # left untouched
 
@@ -60,7 +60,7 @@ async def test_store_path_that_cannot_be_opened(tmp_path: Path) -> None:
         await node.start()
 
 
-async def test_memory_store_nodes_form_a_cluster_in_one_process(unique: str) -> Any:
+async def test_memory_store_nodes_form_a_cluster_in_one_process(unique: str) -> None:
     a = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s")
     b = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s")
     async with a, b:
