@@ -129,7 +129,10 @@ class Activation:
     async def _activate(self) -> None:
         node = self.node
         try:
-            self.claim = await node.store.claim(self.aid)
+            slots = node._claim_slots
+            assert slots is not None
+            async with slots:
+                self.claim = await node.store.claim(self.aid)
             inst = self.atype()
             inst.key = self.aid.key
             inst.namespace = self.aid.namespace

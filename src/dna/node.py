@@ -75,6 +75,7 @@ class Node:
         max_frame_size: int = 16 * 1024 * 1024,
         host_actors: bool = True,
         fence_fraction: float = 0.5,
+        max_claims_in_flight: int = 256,
     ) -> None:
         if store is None:
             from .store.sqlite import SQLiteStore
@@ -120,6 +121,12 @@ class Node:
         self._addresses: dict[str, str] = {}  # peer node id -> transport address
         self._peers: list[Any] = []  # last NodeRecords seen, for draining
         self._reported_load = 0  # activation count last published to the nodes table
+        if max_claims_in_flight < 1:
+            raise ValueError("max_claims_in_flight must be at least 1")
+        # Claims are pipelined up to this many; more would queue the store's own
+        # heartbeat behind them (a stale heartbeat makes a lease node fence itself).
+        self.max_claims_in_flight = max_claims_in_flight
+        self._claim_slots: asyncio.Semaphore | None = None
         if not host_actors and listen is None:
             raise InterfaceError("a node that hosts no actors needs listen= to reach its peers")
         if listen is not None:
@@ -145,6 +152,7 @@ class Node:
         if self._started:
             raise InterfaceError("node already started")
         self._loop = asyncio.get_running_loop()
+        self._claim_slots = asyncio.Semaphore(self.max_claims_in_flight)
         address = ""
         if self._transport is not None:
             host, port = split_listen(self._listen or "")
