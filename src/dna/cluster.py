@@ -122,31 +122,11 @@ class RemoteRoute:
         transport = self.node._transport
         assert transport is not None
         try:
-            fut = transport.request_future(self.address, wire, self.node.call_timeout)
+            transport.request_to(
+                self.address, wire, self.node.call_timeout, _Pending(self, msg, hops)
+            )
         except Exception as exc:
             reply.set_exception(exc)
-            return
-        fut.add_done_callback(lambda f: self._answered(f, reply, msg, hops))
-
-    def _answered(self, fut: Any, reply: Any, msg: tuple[Any, ...], hops: int) -> None:
-        if fut.cancelled():
-            if not reply.done():
-                reply.cancel()
-            return
-        exc = fut.exception()
-        if exc is None:
-            if not reply.done():
-                reply.set_result(fut.result())
-        elif isinstance(exc, NotOwner):
-            # the peer refused before running it: safe to route again
-            self.node._drop_route(self)
-            self.node._deliver(self.aid, self.atype, (*msg[:4], hops))
-        else:
-            if isinstance(exc, (PeerUnavailable, Timeout)):
-                # the peer is gone or paused: route afresh next time (it may have lost the name)
-                self.node._drop_route(self)
-            if not reply.done():
-                reply.set_exception(exc)
 
     def flush(self) -> None:
         """Send the buffered casts as one frame (one decode, one routing at the peer)."""
@@ -163,6 +143,47 @@ class RemoteRoute:
             )
         except InterfaceError as exc:  # the node is stopping: casts are never acknowledged
             log.warning("%d casts to %s dropped: %s", len(casts), aid, exc)
+
+
+class _Pending:
+    """A call forwarded to a peer, settled by the transport straight from the answer."""
+
+    __slots__ = ("finished", "hops", "msg", "route", "timer")
+
+    def __init__(self, route: RemoteRoute, msg: tuple[Any, ...], hops: int) -> None:
+        self.route = route  # where it went
+        self.msg = msg  # the caller's message; msg[3] is the caller's reply
+        self.hops = hops  # forwards so far, for a re-route
+        self.timer: Any = None  # the transport's deadline timer
+        self.finished = False
+
+    def done(self) -> bool:
+        return self.finished or self.msg[3].done()
+
+    def _finish(self) -> Any:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+        return self.msg[3]
+
+    def set_result(self, value: Any) -> None:
+        reply = self._finish()
+        if not reply.done():
+            reply.set_result(value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        reply = self._finish()
+        route = self.route
+        if isinstance(exc, NotOwner):
+            # the peer refused before running it: safe to route again
+            route.node._drop_route(route)
+            route.node._deliver(route.aid, route.atype, (*self.msg[:4], self.hops))
+            return
+        if isinstance(exc, (PeerUnavailable, Timeout)):
+            # the peer is gone or paused: route afresh next time (it may have lost the name)
+            route.node._drop_route(route)
+        if not reply.done():
+            reply.set_exception(exc)
 
 
 def decode_remote(wire: Any) -> tuple[ActorId, type[Actor], list[tuple[Any, ...]]]:

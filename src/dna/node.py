@@ -136,7 +136,8 @@ class Node:
                 secret = secret.encode()
             self._transport = Transport(
                 self.node_id, secret, on_request=self._on_request,
-                on_message=self._on_message, ssl=ssl, client_ssl=client_ssl,
+                on_message=self._on_message, on_call=self._on_call, ssl=ssl,
+                client_ssl=client_ssl,
                 max_frame_size=max_frame_size,
             )
 
@@ -341,6 +342,16 @@ class Node:
         fut = self.loop.create_future()
         self._deliver(aid, atype, (*msg[:3], fut, msg[4]))
         return fut
+
+    def _on_call(self, peer: str, wire: Any, reply: Any) -> None:
+        """A peer's call; the activation settles ``reply``, which answers the peer."""
+        if self._stopped:
+            raise self._leaving()
+        aid, atype, msgs = decode_remote(wire)
+        if len(msgs) != 1:
+            raise ProtocolError("a call frame carries exactly one message")
+        msg = msgs[0]
+        self._deliver(aid, atype, (*msg[:3], reply, msg[4]))
 
     def _on_message(self, peer: str, wire: Any) -> None:
         try:

@@ -60,6 +60,7 @@ log = logging.getLogger("dna.transport")
 
 OnRequest = Callable[[str, Any], Any]  # (peer node id, msg) -> reply or awaitable of it
 OnMessage = Callable[[str, Any], None]  # (peer node id, msg)
+OnCall = Callable[[str, Any, Any], None]  # (peer node id, msg, Reply): answers via the Reply
 
 _CLOSE_GRACE = 2.0  # seconds close() waits for sockets to finish closing
 
@@ -69,11 +70,20 @@ def _expire(fut: asyncio.Future[Any], address: str, timeout: float) -> None:
         fut.set_exception(Timeout(f"no reply from {address} within {timeout} s"))
 
 
+def _expire_call(conn: Connection, rid: int, address: str, timeout: float) -> None:
+    target = conn.pending.pop(rid, None)
+    if target is not None and not target.done():
+        target.set_exception(Timeout(f"no reply from {address} within {timeout} s"))
+
+
 class Transport:
     """Connections to and from the other nodes of a cluster (see the module docstring).
 
     ``on_request(peer_node_id, msg)`` answers calls: its return value, or the
-    result of the awaitable it returns, is the reply. While it runs
+    result of the awaitable it returns, is the reply. ``on_call(peer, msg,
+    reply)``, when given, replaces it: the handler settles ``reply``
+    (``set_result``/``set_exception``; ``done()`` is true once settled or past
+    the deadline) and the answer is queued at once, with no future between. While it runs
     synchronously, ``deadline`` holds the call's deadline in ``loop.time()``
     terms. ``on_message(peer_node_id, msg)`` receives one-way messages.
     """
@@ -85,6 +95,7 @@ class Transport:
         *,
         on_request: OnRequest,
         on_message: OnMessage,
+        on_call: OnCall | None = None,
         ssl: _ssl.SSLContext | None = None,
         client_ssl: _ssl.SSLContext | None = None,
         max_frame_size: int = 16 * 1024 * 1024,
@@ -110,6 +121,7 @@ class Transport:
         self._secret = secret
         self._on_request = on_request
         self._on_message = on_message
+        self._on_call = on_call  # if set, used instead of on_request
         self._ssl = ssl
         self._client_ssl = client_ssl
         self._max_frame_size = max_frame_size
@@ -215,6 +227,19 @@ class Transport:
 
         fut.add_done_callback(done)
         return fut
+
+    def request_to(self, address: str, msg: Any, timeout: float, target: Any) -> None:
+        """``request`` for callers that settle their own object: ``target`` (with
+        ``done()``, ``set_result()``, ``set_exception()`` and a writable ``timer``)
+        is resolved straight from the frame that answers, with no future between."""
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        conn = self._conns.get(address) or self._open(address)
+        rid = conn.new_call(target)
+        conn.queue([REQUEST, rid, timeout, msg])
+        target.timer = self._loop.call_later(
+            timeout, _expire_call, conn, rid, address, timeout
+        )
 
     def send(self, address: str, msg: Any) -> None:
         """Queue a one-way ``msg`` to the peer at ``address`` (at most once, in order)."""

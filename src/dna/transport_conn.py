@@ -45,6 +45,42 @@ log = logging.getLogger("dna.transport")
 DIALING, HANDSHAKE, READY, CLOSED = range(4)  # connection states, in order
 
 
+class Reply:
+    """The answer to one incoming call; settling it queues the REPLY/ERROR frame."""
+
+    __slots__ = ("conn", "deadline", "finished", "rid")
+
+    def __init__(self, conn: Connection, rid: int, deadline: float) -> None:
+        self.conn = conn  # the caller's connection
+        self.rid = rid  # the caller's request id
+        self.deadline = deadline  # loop time after which nobody waits for it
+        self.finished = False  # settled once
+
+    def done(self) -> bool:
+        return self.finished or self.conn.loop.time() > self.deadline
+
+    def cancelled(self) -> bool:
+        return False
+
+    def _send(self, frame: list[Any]) -> None:
+        self.finished = True
+        conn = self.conn
+        if conn.state != READY:
+            return  # the caller's connection is gone: nobody to answer
+        if conn.loop.time() > self.deadline:
+            log.debug("%s: reply to call %d ready past its deadline", conn.describe(), self.rid)
+            return
+        conn.queue(frame)
+
+    def set_result(self, value: Any) -> None:
+        if not self.finished:
+            self._send([REPLY, self.rid, value])
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self.finished:
+            self._send(error_to_wire(self.rid, exc))
+
+
 class Connection(asyncio.Protocol):
     """One TCP connection to or from a peer: handshake, then frames both ways."""
 
@@ -236,6 +272,13 @@ class Connection(asyncio.Protocol):
         owner = self.owner
         deadline = self.loop.time() + left
         owner.deadline = deadline
+        if owner._on_call is not None:
+            reply = Reply(self, rid, deadline)
+            try:
+                owner._on_call(self.peer_id, msg, reply)
+            except Exception as e:
+                reply.set_exception(e)
+            return
         try:
             result = owner._on_request(self.peer_id, msg)
         except Exception as e:
