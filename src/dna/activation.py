@@ -172,6 +172,16 @@ class Activation:
                 log.debug("release of %s after failure: %r", self.aid, exc)
         self.fail_queued(err)
 
+    def hand_over(self, route: Any) -> None:
+        """Forward every queued message to ``route`` (a peer), in order."""
+        for msg in self.mailbox.clear():
+            route.forward(msg)
+        while self.room_waiters:
+            fut, msg = self.room_waiters.popleft()
+            route.forward(msg)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
     def fail_queued(self, err: BaseException) -> None:
         dropped = 0
         for msg in self.mailbox.clear():

@@ -292,13 +292,7 @@ class Node:
             except NotOwner as exc:
                 old.fail_queued(exc)
                 return
-            for msg in old.mailbox.clear():
-                route.forward(msg)
-            while old.room_waiters:
-                fut, msg = old.room_waiters.popleft()
-                route.forward(msg)
-                if fut is not None and not fut.done():
-                    fut.set_result(None)
+            old.hand_over(route)
             return
         if act is None:
             act = Activation(self, old.aid, old.atype, old.mailbox)
@@ -402,13 +396,7 @@ class Node:
         route = RemoteRoute(self, act.aid, act.atype, owner, address)
         if self._acts.get(act.aid) is act:
             self._acts[act.aid] = route
-        for msg in act.mailbox.clear():
-            route.forward(msg)
-        while act.room_waiters:
-            fut, msg = act.room_waiters.popleft()
-            route.forward(msg)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+        act.hand_over(route)
         return True
 
     def _route_to_peer(self, aid: ActorId, atype: type[Actor]) -> Any:

@@ -208,26 +208,6 @@ class Transport:
             timer.cancel()
             conn.pending.pop(rid, None)
 
-    def request_future(self, address: str, msg: Any, timeout: float) -> asyncio.Future[Any]:
-        """``request`` without a coroutine: queues the call now and returns its future.
-
-        Same outcomes as ``request``; for callers that chain callbacks (no Task).
-        """
-        if not timeout > 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
-        conn = self._conns.get(address) or self._open(address)
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        rid = conn.new_call(fut)
-        conn.queue([REQUEST, rid, timeout, msg])
-        timer = self._loop.call_later(timeout, _expire, fut, address, timeout)
-
-        def done(_: asyncio.Future[Any]) -> None:
-            timer.cancel()
-            conn.pending.pop(rid, None)
-
-        fut.add_done_callback(done)
-        return fut
-
     def request_to(self, address: str, msg: Any, timeout: float, target: Any) -> None:
         """``request`` for callers that settle their own object: ``target`` (with
         ``done()``, ``set_result()``, ``set_exception()`` and a writable ``timer``)
