@@ -158,7 +158,9 @@ class _Pending:
         self.finished = False
 
     def done(self) -> bool:
-        return self.finished or self.msg[3].done()
+        # only the forwarded call's own state: a caller that gave up early must not
+        # stop the transport's deadline from dropping a route to a paused peer
+        return self.finished
 
     def _finish(self) -> Any:
         self.finished = True
