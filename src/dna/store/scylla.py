@@ -34,6 +34,7 @@ from ._cql_bridge import AMBIGUOUS, LWT, SERIAL, UNREACHABLE, Bridge, map_error,
 from ._cql_raw import raw_claims, raw_fenced_ingest, store_claims, store_fenced_ingest
 from ._cql_schema import Statements, check_keyspace, replication_map
 from ._cql_session import Peers, connect, shutdown
+from ._gil import SwitchInterval
 from .base import ActorId, Claim, NodeRecord, Row, Store
 
 __all__ = ["ScyllaStore", "raw_claims", "raw_fenced_ingest"]
@@ -106,7 +107,14 @@ class ScyllaStore(Store):
         lease: float = 10.0,
         max_commit_bytes: int | None = 15 * 1024 * 1024,
         cluster_options: Mapping[str, Any] | None = None,
+        switch_interval: float | None = 0.001,
     ) -> None:
+        if switch_interval is not None and not switch_interval > 0:
+            raise ValueError("switch_interval must be > 0 or None")
+        # the driver's reactor thread and the event loop share the GIL: while open,
+        # the switch interval is at most this (None: leave it alone); see _gil.py
+        self.switch_interval = switch_interval
+        self._switch = SwitchInterval()
         self._points, self._port = parse_hosts(hosts)
         self.hosts = list(hosts)  # as given
         self.keyspace = check_keyspace(keyspace)  # lower case, as CQL folds it
@@ -155,6 +163,7 @@ class ScyllaStore(Store):
         loop = asyncio.get_running_loop()
         cluster, session, st = await connect(self, loop)
         self._cluster, self._st = cluster, st
+        self._switch.lower(self.switch_interval)
         self._bridge = bridge = Bridge(loop, session, self.request_timeout)
         self._peers = Peers(self.lease)
         self._beat = 0
@@ -175,6 +184,7 @@ class ScyllaStore(Store):
         cluster, self._cluster = self._cluster, None
         if cluster is None:
             return
+        self._switch.restore()
         task, self._beat_task = self._beat_task, None
         if task is not None:
             task.cancel()

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
-import sys
 from typing import Any
 
 from ..errors import InterfaceError
 from . import _sqlite_locks as locks
+from ._gil import SwitchInterval
 from ._sqlite_c import Connection, SqliteError
 from ._sqlite_schema import connect, map_error
 from ._sqlite_writer import Writer
@@ -29,37 +29,6 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _READ = "SELECT v FROM data WHERE actor = ? AND module = ? AND k = ?"
 _OWNER = "SELECT owner, epoch FROM actors WHERE namespace = ? AND type_name = ? AND key = ?"
 _NODES = "SELECT node_id, address, heartbeat, draining, load FROM nodes ORDER BY node_id"
-
-
-class _SwitchInterval:
-    """Lowers ``sys.setswitchinterval`` while any store that asked for it is open."""
-
-    _holders = 0  # open stores that lowered it
-    _saved: float | None = None  # the interval before the first of them
-
-    def __init__(self) -> None:
-        self.held = False  # this store is one of the holders
-
-    def lower(self, interval: float | None) -> None:
-        if interval is None or self.held:
-            return
-        cls = _SwitchInterval
-        if cls._holders == 0:
-            cls._saved = sys.getswitchinterval()
-        cls._holders += 1
-        self.held = True
-        if sys.getswitchinterval() > interval:
-            sys.setswitchinterval(interval)
-
-    def restore(self) -> None:
-        if not self.held:
-            return
-        cls = _SwitchInterval
-        self.held = False
-        cls._holders -= 1
-        if cls._holders == 0 and cls._saved is not None:
-            sys.setswitchinterval(cls._saved)
-            cls._saved = None
 
 
 class SQLiteStore(Store):
@@ -116,7 +85,7 @@ class SQLiteStore(Store):
         # default 5 ms switch interval each take can wait out a busy event loop.
         # While open, the interval is at most this (None: leave it alone).
         self.switch_interval = switch_interval
-        self._switch = _SwitchInterval()
+        self._switch = SwitchInterval()
         self.node_id: str | None = None  # set by open
         self._writer: Writer | None = None  # the writer thread, while open
         self._reader: Connection | None = None  # reads, on the loop thread
