@@ -12,6 +12,7 @@ route, so the next message claims or re-routes afresh.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from .actor import actor_type
 from .errors import (
     InterfaceError,
     NotOwner,
+    Overloaded,
     PeerUnavailable,
     ProtocolError,
     Timeout,
@@ -37,6 +39,7 @@ __all__ = ["MAX_HOPS", "RemoteRoute", "decode_remote"]
 log = logging.getLogger("dna.cluster")
 
 MAX_HOPS = 3  # forwards a message may take before the sender is told NotOwner
+MAX_FRAME_CASTS = 4096  # casts buffered per route before senders wait for a flush
 
 
 class _Forwarder:
@@ -51,7 +54,10 @@ class _Forwarder:
         self.route = route
 
     def push(self, msg: tuple[Any, ...]) -> bool:
-        self.route.forward(msg)
+        route = self.route
+        if route.must_wait():
+            return False  # the sender awaits push_wait: backpressure
+        route.forward(msg)
         return True
 
     def __len__(self) -> int:
@@ -65,8 +71,8 @@ class RemoteRoute:
     """Where messages for an actor owned by a peer go."""
 
     __slots__ = (
-        "address", "aid", "atype", "casts", "casts_hops", "mailbox", "node", "owner",
-        "room_waiters", "state",
+        "address", "aid", "atype", "casts", "casts_hops", "gate", "mailbox", "node", "owner",
+        "room_waiters", "state", "waiting",
     )
 
     def __init__(
@@ -82,15 +88,39 @@ class RemoteRoute:
         self.state = RUNNING  # never IDLE: senders do not schedule a remote route
         self.casts: list[Any] | None = None  # casts of this loop iteration, sent as one frame
         self.casts_hops = 0  # the hop count shared by the buffered casts
+        self.waiting = 0  # senders inside push_wait: later ones queue behind them
+        self.gate: asyncio.Lock | None = None  # FIFO order of waiting senders
 
     def waiters(self) -> deque[Any]:
         raise AssertionError("a remote route never has room waiters")
 
+    def must_wait(self) -> bool:
+        """Senders wait while a frame's worth of casts is buffered or the socket is full."""
+        casts = self.casts
+        if self.waiting or (casts is not None and len(casts) >= MAX_FRAME_CASTS):
+            return True
+        transport = self.node._transport
+        return transport is not None and transport.congested(self.address)
+
     def push_nowait(self, msg: tuple[Any, ...]) -> None:
+        if self.must_wait():
+            raise Overloaded(f"the connection to {self.address} for {self.aid} is full")
         self.forward(msg)
 
     async def push_wait(self, msg: tuple[Any, ...]) -> None:
-        self.forward(msg)
+        """Forward ``msg`` once the peer's connection has room, in arrival order."""
+        if self.gate is None:
+            self.gate = asyncio.Lock()
+        self.waiting += 1
+        try:
+            async with self.gate:
+                self.flush()
+                transport = self.node._transport
+                assert transport is not None
+                await transport.writable(self.address)
+                self.forward(msg)
+        finally:
+            self.waiting -= 1
 
     def forward(self, msg: tuple[Any, ...]) -> None:
         hops = msg[4] if len(msg) > 4 else 0

@@ -315,6 +315,10 @@ class Node:
         self._deliver_all(self._activation(aid, atype), (msg,))
 
     def _deliver_all(self, route: Any, msgs: Any) -> None:
+        if isinstance(route, RemoteRoute):  # passing through: the socket buffers
+            for msg in msgs:
+                route.forward(msg)
+            return
         mailbox = route.mailbox
         for msg in msgs:
             if route.room_waiters or not mailbox.push(msg):

@@ -221,6 +221,24 @@ class Transport:
             timeout, _expire_call, conn, rid, address, timeout
         )
 
+    def congested(self, address: str) -> bool:
+        """True while frames to ``address`` wait on a full socket buffer."""
+        conn = self._conns.get(address)
+        return conn is not None and conn.write_paused
+
+    async def writable(self, address: str) -> None:
+        """Return once frames to ``address`` may be queued again (the socket drained,
+        or the connection is gone: sending then fails or drops as usual). Always
+        yields to the loop at least once, so queued frames get flushed."""
+        await asyncio.sleep(0)
+        while True:
+            conn = self._conns.get(address)
+            if conn is None or not conn.write_paused or conn.state != READY:
+                return
+            fut: asyncio.Future[None] = self._loop.create_future()
+            conn.drain_waiters.append(fut)
+            await fut
+
     def send(self, address: str, msg: Any) -> None:
         """Queue a one-way ``msg`` to the peer at ``address`` (at most once, in order)."""
         conn = self._conns.get(address) or self._open(address)

@@ -106,6 +106,8 @@ class Connection(asyncio.Protocol):
         self.last_rx = self.loop.time()  # when the peer last sent anything
         self.close_error: tuple[type[Exception], str] | None = None  # what pending calls get
         self.closed: asyncio.Future[None] = self.loop.create_future()  # set once gone
+        self.write_paused = False  # the socket's buffer is over its high-water mark
+        self.drain_waiters: list[asyncio.Future[None]] = []  # senders waiting for room
 
     def describe(self) -> str:
         peer = f" ({self.peer_id})" if self.peer_id else ""
@@ -139,6 +141,19 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        waiters, self.drain_waiters = self.drain_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state != CLOSED:
@@ -411,6 +426,7 @@ class Connection(asyncio.Protocol):
         self.owner._forget(self)
         if self.transport is None and not self.closed.done():
             self.closed.set_result(None)  # never had a socket: nothing to wait for
+        self._wake_writers()  # they find the connection gone
         pending, self.pending = self.pending, {}
         for fut in pending.values():
             if not fut.done():
