@@ -226,13 +226,11 @@ class Activation:
         mailbox = self.mailbox
         while waiters and not mailbox.full:
             fut, msg = waiters.popleft()
-            if fut is None:  # queued for a peer's cast: nobody waits on it
-                mailbox.push(msg)
-                continue
-            if fut.done():  # the sender gave up
+            if fut is not None and fut.done():  # the sender gave up
                 continue
             mailbox.push(msg)
-            fut.set_result(None)
+            if fut is not None:  # None: queued for a peer's cast, nobody waits on it
+                fut.set_result(None)
 
     def run(self) -> None:
         if self.state != SCHEDULED:
@@ -311,36 +309,32 @@ class Activation:
         log.warning("commit of %d writes for %s failed: %r", n, self.aid, exc)
         err = CommitFailed(f"commit of {self.aid} failed: {exc}")
         err.__cause__ = exc
-        for reply, _ in self.inflight + self.gated:  # later writes built on the lost ones
-            if not reply.done():
-                reply.set_exception(err)
-        self.inflight = []
-        self.gated = []
-        self.ws.clear()
+        self._fail_parked(err)  # later writes built on the lost ones
         if self.state == RUNNING:  # a suspended batch is still going: restart after it
             self.failed = True
         elif self.state != CLOSING:
             self._restart()
 
+    def _fail_parked(self, err: BaseException) -> None:
+        """Fail every reply parked on a commit and drop every pending write."""
+        for reply, _ in self.inflight + self.gated:
+            if not reply.done():
+                reply.set_exception(err)
+        self.inflight = []
+        self.gated = []
+        self.ws.clear()
+
     def _restart(self) -> None:
         """Replace this activation by a fresh one from storage, keeping the queue."""
         self.state = CLOSED
-        self.ws.clear()
-        for reply, _ in self.gated + self.inflight:
-            if not reply.done():
-                reply.set_exception(CommitFailed(f"{self.aid} restarted after a failed commit"))
+        self._fail_parked(CommitFailed(f"{self.aid} restarted after a failed commit"))
         self.node._forget(self)
         self.node._takeover(self)
 
     def fence(self, err: BaseException) -> None:
         """Drop this activation without touching the store: ownership is in doubt."""
         self.state = CLOSED
-        for reply, _ in self.gated + self.inflight:
-            if not reply.done():
-                reply.set_exception(err)
-        self.gated = []
-        self.inflight = []
-        self.ws.clear()
+        self._fail_parked(err)
         if self.commit_task is not None:
             self.commit_task.cancel()
         self.node._forget(self)
