@@ -135,8 +135,8 @@ class Node:
             if isinstance(secret, str):
                 secret = secret.encode()
             self._transport = Transport(
-                self.node_id, secret, on_request=self._on_request,
-                on_message=self._on_message, on_call=self._on_call, ssl=ssl,
+                self.node_id, secret, on_message=self._on_message,
+                on_call=self._on_call, ssl=ssl,
                 client_ssl=client_ssl,
                 max_frame_size=max_frame_size,
             )
@@ -329,17 +329,6 @@ class Node:
 
     def _leaving(self) -> NotOwner:
         return NotOwner(f"node {self.node_id} is leaving the cluster: route again", None)
-
-    def _on_request(self, peer: str, wire: Any) -> Any:
-        if self._stopped:
-            raise self._leaving()
-        aid, atype, msgs = decode_remote(wire)
-        if len(msgs) != 1:
-            raise ProtocolError("a call frame carries exactly one message")
-        msg = msgs[0]
-        fut = self.loop.create_future()
-        self._deliver(aid, atype, (*msg[:3], fut, msg[4]))
-        return fut
 
     def _on_call(self, peer: str, wire: Any, reply: Any) -> None:
         """A peer's call; the activation settles ``reply``, which answers the peer."""

@@ -93,7 +93,7 @@ class Transport:
         node_id: str,
         secret: bytes | None,
         *,
-        on_request: OnRequest,
+        on_request: OnRequest | None = None,
         on_message: OnMessage,
         on_call: OnCall | None = None,
         ssl: _ssl.SSLContext | None = None,
@@ -119,6 +119,8 @@ class Transport:
         self.node_id = node_id
         self.deadline = 0.0  # loop-time deadline of the call whose handler is starting
         self._secret = secret
+        if on_request is None and on_call is None:
+            raise InterfaceError("a transport needs on_request or on_call to answer calls")
         self._on_request = on_request
         self._on_message = on_message
         self._on_call = on_call  # if set, used instead of on_request

@@ -295,6 +295,7 @@ class Connection(asyncio.Protocol):
                 reply.set_exception(e)
             return
         try:
+            assert owner._on_request is not None  # checked at construction
             result = owner._on_request(self.peer_id, msg)
         except Exception as e:
             self.queue(error_to_wire(rid, e))
