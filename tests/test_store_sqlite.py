@@ -16,7 +16,8 @@ from tests.conftest import opened
 import dna
 from dna.errors import InterfaceError, NotOwner, StaleEpoch, StoreError, StoreUnavailable
 from dna.store import ActorId
-from dna.store.sqlite import SQLiteStore, _prefix_end
+from dna.store.base import prefix_end as _prefix_end
+from dna.store.sqlite import SQLiteStore
 
 A = ActorId("ns", "Thing", "a")
 # the child imports the same dna as this process: the installed wheel in CI, src/ in dev

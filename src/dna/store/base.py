@@ -11,7 +11,7 @@ import builtins
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ActorId", "Claim", "NodeRecord", "Row", "Store"]
+__all__ = ["ActorId", "Claim", "NodeRecord", "Row", "Store", "prefix_end"]
 
 # One storage write: (module, key, packed value), or (module, key, None) for a delete.
 Row = tuple[str, str, "bytes | None"]
@@ -121,3 +121,17 @@ class Store(abc.ABC):
     async def nodes(self) -> builtins.list[NodeRecord]:
         """Every node row the store knows (cluster status)."""
         raise NotImplementedError
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` in code point
+    order (the order of UTF-8 bytes: SQLite's BINARY and CQL's text order), or None
+    if there is none. Stores list a prefix as the key range ``[prefix, end)``."""
+    chars = [*prefix]
+    while chars:
+        nxt = ord(chars.pop()) + 1
+        if nxt == 0xD800:  # surrogates cannot be stored: skip them
+            nxt = 0xE000
+        if nxt <= 0x10FFFF:
+            return "".join(chars) + chr(nxt)
+    return None

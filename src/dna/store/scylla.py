@@ -35,7 +35,7 @@ from ._cql_raw import raw_claims, raw_fenced_ingest, store_claims, store_fenced_
 from ._cql_schema import Statements, check_keyspace, replication_map
 from ._cql_session import Peers, connect, shutdown
 from ._gil import SwitchInterval
-from .base import ActorId, Claim, NodeRecord, Row, Store
+from .base import ActorId, Claim, NodeRecord, Row, Store, prefix_end
 
 __all__ = ["ScyllaStore", "raw_claims", "raw_fenced_ingest"]
 
@@ -411,7 +411,7 @@ class ScyllaStore(Store):
         bridge, st, _ = self._open()
         if limit <= 0:
             return []
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         strict = start_after is not None and start_after >= prefix
         low: str = start_after if start_after is not None and strict else prefix
         params: tuple[Any, ...] = (*_pk(claim.actor), module, low)
@@ -484,16 +484,3 @@ def _stale(doing: str, claim: Claim, owner: str | None, epoch: int | None) -> St
         f"{doing} of {claim.actor} at epoch {claim.epoch} was fenced "
         f"(now epoch {epoch}, owner {owner})"
     )
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` in code point
-    order (CQL's order of text: UTF-8 bytes), or None if there is none."""
-    chars = builtins.list(prefix)
-    while chars:
-        nxt = ord(chars.pop()) + 1
-        if nxt == 0xD800:  # surrogates cannot be stored: skip them
-            nxt = 0xE000
-        if nxt <= 0x10FFFF:
-            return "".join(chars) + chr(nxt)
-    return None

@@ -21,7 +21,7 @@ from ._gil import SwitchInterval
 from ._sqlite_c import Connection, SqliteError
 from ._sqlite_schema import connect, map_error
 from ._sqlite_writer import Writer
-from .base import ActorId, Claim, NodeRecord, Row, Store
+from .base import ActorId, Claim, NodeRecord, Row, Store, prefix_end
 
 __all__ = ["SQLiteStore"]
 
@@ -210,7 +210,7 @@ class SQLiteStore(Store):
         elif prefix:
             sql += " AND k >= ?"
             params.append(prefix)
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         if end is not None:
             sql += " AND k < ?"
             params.append(end)
@@ -246,19 +246,6 @@ class SQLiteStore(Store):
         """Advance this node's heartbeat counter (and record its load)."""
         writer = self._w()
         await writer.submit(writer.do_set_node, (None, load, True), solo=True)
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code point
-    order, which is SQLite's BINARY order of UTF-8), or None if there is none."""
-    chars = list(prefix)
-    while chars:
-        nxt = ord(chars.pop()) + 1
-        if nxt == 0xD800:  # surrogates cannot be stored: skip them
-            nxt = 0xE000
-        if nxt <= 0x10FFFF:
-            return "".join(chars) + chr(nxt)
-    return None
 
 
 def _swallow(fut: asyncio.Future[Any]) -> None:
