@@ -11,7 +11,9 @@ from __future__ import annotations
 
 __all__ = [
     "ActorError",
+    "CallCycle",
     "CommitFailed",
+    "CommitUnknown",
     "DNAError",
     "InterfaceError",
     "InternalError",
@@ -24,6 +26,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Timeout",
+    "TooLarge",
     "UnknownHandler",
 ]
 
@@ -94,6 +97,22 @@ class StaleEpoch(StoreError, Retryable):
 
 class CommitFailed(StoreError, Retryable):
     """The batch holding this call's writes did not commit; nothing of it is visible."""
+
+
+class CommitUnknown(StoreError, Retryable):
+    """The store could not tell whether the batch holding this call's writes committed
+    (a CQL write timeout, say). Its writes may be visible; the activation restarts
+    from storage, so a retry sees whichever outcome happened."""
+
+
+class CallCycle(InterfaceError):
+    """A call would wait on itself (A calls A, or A -> B -> A): an actor handles one
+    message at a time, so the cycle could only end in a timeout. Not retryable."""
+
+
+class TooLarge(InterfaceError, ValueError):
+    """A message, key or value is over a configured size limit (the frame cap, the
+    store's value limit); nothing was sent or written. Not retryable."""
 
 
 class PeerUnavailable(InternalError, Retryable):
