@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._core import (
     ACTIVATING,
@@ -29,14 +29,24 @@ from ._core import (
     IDLE,
     RUNNING,
     SCHEDULED,
+    TURN,
+    Inbox,
     WriteSet,
 )
-from .errors import ActorError, CommitFailed, DNAError, NotOwner, Overloaded
+from .errors import (
+    ActorError,
+    CommitFailed,
+    CommitUnknown,
+    DNAError,
+    NotOwner,
+    StoreUnavailable,
+)
+from .storage.base import StorageContext
 
 if TYPE_CHECKING:
     from .actor import Actor
-    from .node import Node
-    from .store import ActorId, Claim
+    from .stats import Stats
+    from .store import ActorId, Claim, Store
 
 __all__ = [
     "ACTIVATING",
@@ -47,18 +57,64 @@ __all__ = [
     "RUNNING",
     "SCHEDULED",
     "Activation",
+    "Host",
 ]
 
 log = logging.getLogger("dna.node")
 
 
+class Host(Protocol):
+    """What an activation needs from the node that hosts it (and nothing more)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def stats(self) -> Stats: ...
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def mailbox_size(self) -> int: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+    async def claim(self, aid: ActorId) -> Claim: ...
+    def dispatcher_for(self, atype: type[Actor]) -> Any: ...
+    def setup_instance(self, inst: Actor, aid: ActorId) -> None: ...
+    def lease_ok(self) -> bool: ...
+    def forget(self, act: Activation) -> None: ...
+    def takeover(self, old: Activation) -> None: ...
+    async def redirect(self, act: Activation, owner: str) -> bool: ...
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except BaseException:  # an exception whose __str__ raises must not wedge the actor
+        return f"<unprintable {type(exc).__qualname__}>"
+
+
 def handler_error(exc: BaseException) -> BaseException:
-    """What the caller of a handler that raised ``exc`` receives."""
-    return ActorError(type(exc).__qualname__, str(exc))
+    """What the caller of a handler that raised ``exc`` receives: DNA's own errors keep
+    their type (and so their retryability); anything else becomes ``ActorError``."""
+    if isinstance(exc, DNAError):
+        return exc
+    return ActorError(type(exc).__qualname__, _describe(exc))
 
 
-async def drive(coro: Any, yielded: Any) -> tuple[bool, Any]:
-    """Finish a handler coroutine that suspended on ``yielded`` (a future or None)."""
+def _cancelling() -> bool:
+    """True when the running task itself was asked to cancel (the node is stopping)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return task is not None and (cancelling() > 0 if cancelling is not None else True)
+
+
+async def drive(coro: Any, yielded: Any, instance: Any, msg: Any) -> tuple[bool, Any]:
+    """Finish a handler coroutine that suspended on ``yielded`` (a future or None).
+
+    Whatever the handler raises is its result; only a cancellation of the task
+    driving it (the node stopping) propagates.
+    """
+    turn = TURN
     while True:
         if yielded is None:
             await asyncio.sleep(0)
@@ -72,14 +128,22 @@ async def drive(coro: Any, yielded: Any) -> tuple[bool, Any]:
                 return False, RuntimeError(f"handler awaited {yielded!r}, not an asyncio future")
             try:
                 await yielded
+            except asyncio.CancelledError:
+                if _cancelling():
+                    coro.close()
+                    raise
             except BaseException:  # the coroutine observes the future's outcome itself
                 pass
+        turn.instance = instance
+        turn.msg = msg
         try:
             yielded = coro.send(None)
         except StopIteration as stop:
             return True, stop.value
-        except Exception as exc:
+        except BaseException as exc:  # whatever a handler raises is its caller's error
             return False, exc
+        finally:
+            turn.instance = turn.msg = None
 
 
 class Activation:
@@ -93,107 +157,80 @@ class Activation:
         "dispatcher",
         "failed",
         "gated",
+        "host",
+        "inbox",
         "inflight",
         "instance",
         "last_active",
-        "mailbox",
-        "node",
-        "room_waiters",
         "state",
         "ws",
     )
 
-    def __init__(self, node: Node, aid: ActorId, atype: type[Actor], mailbox: Any) -> None:
-        self.node = node  # owning runtime
+    def __init__(self, host: Host, aid: ActorId, atype: type[Actor]) -> None:
+        self.host = host  # the node, through the narrow interface above
         self.aid = aid  # cluster-wide name
         self.atype = atype  # user class
-        self.mailbox = mailbox  # bounded FIFO of message tuples
+        self.inbox = Inbox(host.mailbox_size, host.loop.create_future)  # where messages enter
+        self.inbox.wake = self.schedule
         self.state = ACTIVATING
         self.instance: Any = None  # user object, set once activated
         self.claim: Claim | None = None  # ownership proof fencing every commit
         self.ws = WriteSet()  # pending writes: current batch + the commit in flight
-        self.dispatcher = node._dispatcher_for(atype)  # shared per class
+        self.dispatcher = host.dispatcher_for(atype)  # shared per class
         self.gated: list[Any] = []  # (reply, result) waiting for the current write set
         self.inflight: list[Any] = []  # (reply, result) waiting for the commit in flight
         self.commit_task: asyncio.Task[None] | None = None  # the commit in flight
-        # senders waiting for room, in order; None while nobody waits (saves ~600 B idle)
-        self.room_waiters: deque[tuple[asyncio.Future[None] | None, tuple[Any, ...]]] | None = None
         self.last_active = 0.0  # loop time of the last batch, for passivation
         self.failed = False  # a commit failed while a batch was running
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self.node._spawn(self._activate())
+        self.host.spawn(self._activate())
 
     async def _activate(self) -> None:
-        node = self.node
+        host = self.host
         try:
-            slots = node._claim_slots
-            assert slots is not None
-            async with slots:
-                self.claim = await node.store.claim(self.aid)
+            self.claim = await host.claim(self.aid)
             inst = self.atype()
-            inst.key = self.aid.key
-            inst.namespace = self.aid.namespace
-            inst.node = node
+            host.setup_instance(inst, self.aid)
+            ctx = StorageContext(self.ws, host.store, self.claim)
             for name, module in self.atype._dna_modules.items():
-                setattr(inst, name, module.bind(self))
+                setattr(inst, name, module.bind(ctx))
             self.instance = inst
             await inst.on_activate()
-        except BaseException as exc:
-            if isinstance(exc, DNAError):
-                err: BaseException = exc
-            elif isinstance(exc, Exception):
-                err = handler_error(exc)
-            else:
+        except asyncio.CancelledError:
+            if _cancelling():
                 raise
+            await self._abandon(handler_error(asyncio.CancelledError("on_activate cancelled")))
+            return
+        except BaseException as exc:
+            err = handler_error(exc)
             if isinstance(exc, NotOwner) and exc.owner and self.claim is None:
-                if await node._redirect(self, exc.owner):
+                if await host.redirect(self, exc.owner):
                     self.state = CLOSED
                     return
             log.warning("activation of %s failed: %r", self.aid, exc)
             await self._abandon(err)
             return
         if self.state == ACTIVATING:
-            self.state = IDLE
-            self.last_active = node.loop.time()
-            if len(self.mailbox):
-                self.schedule()
+            self.last_active = host.loop.time()
+            self._next()
 
     async def _abandon(self, err: BaseException) -> None:
         """This activation cannot run: tell every waiting caller, leave the node."""
         self.state = CLOSED
-        self.node._forget(self)
-        if self.claim is not None and not isinstance(err, CommitFailed):
+        self.host.forget(self)
+        self.inbox.closed = True
+        if self.claim is not None and not isinstance(err, (CommitFailed, CommitUnknown)):
             try:
-                await self.node.store.release(self.claim)
+                await self.host.store.release(self.claim)
             except Exception as exc:
                 log.debug("release of %s after failure: %r", self.aid, exc)
         self.fail_queued(err)
 
-    def hand_over(self, route: Any) -> None:
-        """Forward every queued message to ``route`` (a peer), in order."""
-        for msg in self.mailbox.clear():
-            route.forward(msg)
-        while self.room_waiters:
-            fut, msg = self.room_waiters.popleft()
-            route.forward(msg)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-
     def fail_queued(self, err: BaseException) -> None:
-        dropped = 0
-        for msg in self.mailbox.clear():
-            reply = msg[3]
-            if reply is None:
-                dropped += 1
-            elif not reply.done():
-                reply.set_exception(err)
-        while self.room_waiters:
-            fut, msg = self.room_waiters.popleft()
-            if fut is not None and not fut.done():
-                fut.set_exception(err)
+        dropped = self.inbox.fail(err)
         if dropped:
             log.warning("%s: %d queued casts dropped: %r", self.aid, dropped, err)
 
@@ -201,65 +238,34 @@ class Activation:
 
     def schedule(self) -> None:
         self.state = SCHEDULED
-        self.node.loop.call_soon(self.run)
-
-    def push_nowait(self, msg: tuple[Any, ...]) -> None:
-        if self.room_waiters or not self.mailbox.push(msg):
-            raise Overloaded(f"mailbox of {self.aid} is full ({self.mailbox.capacity})")
-        if self.state == IDLE:
-            self.schedule()
-
-    async def push_wait(self, msg: tuple[Any, ...]) -> None:
-        """Queue behind earlier waiters until the mailbox has room (keeps send order)."""
-        fut: asyncio.Future[None] = self.node.loop.create_future()
-        self.waiters().append((fut, msg))
-        await fut
-
-    def waiters(self) -> deque[tuple[asyncio.Future[None] | None, tuple[Any, ...]]]:
-        if self.room_waiters is None:
-            self.room_waiters = deque()
-        return self.room_waiters
-
-    def _admit_waiters(self) -> None:
-        waiters = self.room_waiters
-        assert waiters is not None
-        mailbox = self.mailbox
-        while waiters and not mailbox.full:
-            fut, msg = waiters.popleft()
-            if fut is not None and fut.done():  # the sender gave up
-                continue
-            mailbox.push(msg)
-            if fut is not None:  # None: queued for a peer's cast, nobody waits on it
-                fut.set_result(None)
+        self.host.loop.call_soon(self.run)
 
     def run(self) -> None:
         if self.state != SCHEDULED:
             return
-        if not self.node.lease_ok():  # fenced: this activation was just dropped
+        if not self.host.lease_ok():  # fenced: this activation was just dropped
             return
         self.state = RUNNING
-        batch = self.mailbox.drain(self.node.max_batch)
-        if self.room_waiters:
-            self._admit_waiters()
+        batch = self.inbox.take(self.host.max_batch)
         r = self.dispatcher.run(self.instance, batch, 0, self.ws, self.gated, self.inflight)
         if r is None:
             self._after_batch(len(batch))
         else:
-            self.node._spawn(self._continue(batch, r))
+            self.host.spawn(self._continue(batch, r))
 
     async def _continue(self, batch: list[Any], r: Any) -> None:
         disp = self.dispatcher
         while r is not None:
             i, coro, yielded = r
-            ok, value = await drive(coro, yielded)
+            ok, value = await drive(coro, yielded, self.instance, batch[i])
             disp.complete(batch[i], ok, value, self.ws, self.gated, self.inflight)
             r = disp.run(self.instance, batch, i + 1, self.ws, self.gated, self.inflight)
         self._after_batch(len(batch))
 
     def _after_batch(self, n: int) -> None:
-        node = self.node
-        node.stats.batch(n)
-        self.last_active = node.loop.time()
+        host = self.host
+        host.stats.batch(n)
+        self.last_active = host.loop.time()
         if self.failed:
             self._restart()
             return
@@ -271,10 +277,8 @@ class Activation:
         self._next()
 
     def _next(self) -> None:
-        if len(self.mailbox):
-            self.schedule()
-        else:
-            self.state = IDLE
+        self.state = IDLE
+        self.inbox.arm()  # schedules at once if messages wait
 
     # ------------------------------------------------------------ commits
 
@@ -282,18 +286,18 @@ class Activation:
         rows = self.ws.take()
         self.inflight = self.gated  # the previous commit released its own replies
         self.gated = []
-        self.commit_task = self.node.loop.create_task(self._commit(rows))
+        self.commit_task = self.host.loop.create_task(self._commit(rows))
 
     async def _commit(self, rows: list[Any]) -> None:
         assert self.claim is not None
         t0 = time.perf_counter()
         try:
-            await self.node.store.commit(self.claim, rows)
+            await self.host.store.commit(self.claim, rows)
         except Exception as exc:
             self.commit_task = None
             self._commit_failed(exc, len(rows))
             return
-        self.node.stats.commit(len(rows), time.perf_counter() - t0)
+        self.host.stats.commit(len(rows), time.perf_counter() - t0)
         self.commit_task = None
         self.ws.settle()
         replies = self.inflight
@@ -307,7 +311,11 @@ class Activation:
 
     def _commit_failed(self, exc: Exception, n: int) -> None:
         log.warning("commit of %d writes for %s failed: %r", n, self.aid, exc)
-        err = CommitFailed(f"commit of {self.aid} failed: {exc}")
+        err: CommitFailed | CommitUnknown
+        if isinstance(exc, CommitUnknown):
+            err = CommitUnknown(f"commit of {self.aid}: outcome unknown: {exc}")
+        else:
+            err = CommitFailed(f"commit of {self.aid} failed: {exc}")
         err.__cause__ = exc
         self._fail_parked(err)  # later writes built on the lost ones
         if self.state == RUNNING:  # a suspended batch is still going: restart after it
@@ -328,8 +336,8 @@ class Activation:
         """Replace this activation by a fresh one from storage, keeping the queue."""
         self.state = CLOSED
         self._fail_parked(CommitFailed(f"{self.aid} restarted after a failed commit"))
-        self.node._forget(self)
-        self.node._takeover(self)
+        self.host.forget(self)
+        self.host.takeover(self)
 
     def fence(self, err: BaseException) -> None:
         """Drop this activation without touching the store: ownership is in doubt."""
@@ -337,7 +345,8 @@ class Activation:
         self._fail_parked(err)
         if self.commit_task is not None:
             self.commit_task.cancel()
-        self.node._forget(self)
+        self.host.forget(self)
+        self.inbox.closed = True
         self.fail_queued(err)
 
     # ------------------------------------------------------------ passivation
@@ -346,7 +355,7 @@ class Activation:
         return (
             self.state == IDLE
             and self.commit_task is None
-            and not len(self.mailbox)
+            and not len(self.inbox)
             and now - self.last_active >= after
         )
 
@@ -361,26 +370,35 @@ class Activation:
         self.state = CLOSING
         try:
             await self.instance.on_passivate()
-        except Exception as exc:
-            log.warning("%s.on_passivate raised %r", self.aid, exc)
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            log.warning("%s.on_passivate raised CancelledError", self.aid)
+            self.ws.rollback()
+        except BaseException as exc:  # a user hook must not keep the node from stopping
+            log.warning("%s.on_passivate raised %s: %s", self.aid, type(exc).__qualname__,
+                        _describe(exc))
             self.ws.rollback()
         if self.commit_task is not None:
             await asyncio.shield(self.commit_task)
         if len(self.ws) and self.claim is not None:
             rows = self.ws.take()
             try:
-                await self.node.store.commit(self.claim, rows)
+                await self.host.store.commit(self.claim, rows)
             except Exception as exc:
                 log.warning("final commit of %s failed: %r", self.aid, exc)
         released = False
         if release and self.claim is not None:
             try:
-                await self.node.store.release(self.claim)
+                await self.host.store.release(self.claim)
                 released = True
             except Exception as exc:
                 log.warning("release of %s failed: %r", self.aid, exc)
         self.state = CLOSED
-        self.node._forget(self)
-        if len(self.mailbox) or self.room_waiters:
-            if released or not release:
-                self.node._takeover(self)
+        self.host.forget(self)
+        if len(self.inbox) and (released or not release):
+            self.host.takeover(self)  # a fresh route adopts the queue, in order
+            return
+        self.inbox.closed = True
+        if len(self.inbox):  # still ours in the store: nobody else may run them yet
+            self.fail_queued(StoreUnavailable(f"{self.aid} could not be released: retry"))

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from .errors import InterfaceError, UnknownHandler
+from .storage.base import StorageModule
 
 if TYPE_CHECKING:
     from .node import Node
     from .store import ActorId
 
-__all__ = ["Actor", "ActorRef", "HandlerSpec", "actor_type", "call", "cast"]
+__all__ = ["Actor", "ActorRef", "HandlerSpec", "StorageModule", "actor_type", "call", "cast"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,22 +73,6 @@ def cast(fn: F) -> F:
     return _mark(fn, KIND_CAST, False)
 
 
-class StorageModule:
-    """Base of class-level storage declarations such as ``kv = KV()``.
-
-    Each activation gets its own bound view (``bind``) set on the instance.
-    """
-
-    name: str = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        if not self.name:
-            self.name = name
-
-    def bind(self, activation: Any) -> Any:
-        raise NotImplementedError
-
-
 _TYPES: dict[str, type[Actor]] = {}
 
 
@@ -119,6 +104,7 @@ class Actor:
     key: str
     namespace: str
     node: Node
+    _dna_aid: ActorId
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

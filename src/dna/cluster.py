@@ -1,30 +1,37 @@
-"""Cluster glue: routes to actors owned by peers, and the receiving side.
+"""The cluster side of a node: peers, liveness, self-fencing, redirects, remote routes,
+and the handlers that answer peers.
 
-A name owned by a live peer gets a ``RemoteRoute`` in the node's routing
-table in place of a local activation; senders push into it exactly as into a
-local mailbox and it forwards over the transport, in send order (one
-connection per peer). The receiver routes what arrives like a local send,
-so it re-checks ownership: it activates the actor, or forwards once more to
-the owner it finds, up to ``MAX_HOPS``. A call lost with its peer fails with
-``PeerUnavailable`` (it may have run; never a false success) and drops the
-route, so the next message claims or re-routes afresh.
+A node that listens owns one ``Cluster``. A name owned by a live peer gets a
+``RemoteRoute`` in the node's routing table in place of a local activation;
+senders put messages into its inbox exactly as into a local one, and it
+forwards them over the transport in send order (one connection per peer).
+The receiver routes what arrives like a local send, so it re-checks
+ownership: it activates the actor, or forwards once more to the owner it
+finds, up to ``MAX_HOPS``. A call lost with its peer fails with
+``PeerUnavailable`` (it may have run; never a false success) and closes the
+route, so every sender, kept refs included, routes afresh on its next message.
+
+Liveness: on a lease store (CQL) the node judges its own lease by the time of
+the last heartbeat known to have succeeded (issued) before now; once that is
+``fence_after`` old, or a gap that long is seen between two heartbeats (the
+process was paused), every activation is dropped before anything else runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ._core import RUNNING
+from ._core import Inbox
 from .actor import actor_type
 from .errors import (
+    CallCycle,
     InterfaceError,
     NotOwner,
-    Overloaded,
     PeerUnavailable,
     ProtocolError,
+    StoreUnavailable,
     Timeout,
     UnknownHandler,
 )
@@ -33,157 +40,158 @@ from .store import ActorId
 if TYPE_CHECKING:
     from .actor import Actor
     from .node import Node
+    from .store import NodeRecord
 
-__all__ = ["MAX_HOPS", "RemoteRoute", "decode_remote"]
+__all__ = ["MAX_HOPS", "Cluster", "PeerCall", "RemoteRoute", "decode_remote"]
 
 log = logging.getLogger("dna.cluster")
 
 MAX_HOPS = 3  # forwards a message may take before the sender is told NotOwner
-MAX_FRAME_CASTS = 4096  # casts buffered per route before senders wait for a flush
+MAX_FRAME_CASTS = 4096  # casts a route buffers before senders wait for a flush
 
 
-class _Forwarder:
-    """The 'mailbox' of a remote route: pushing forwards at once, never full."""
+def _chain_wire(chain: tuple[ActorId, ...]) -> list[list[str]]:
+    return [[a.namespace, a.type_name, a.key] for a in chain]
 
-    __slots__ = ("route",)
 
-    capacity = 1 << 30
-    full = False
+class PeerCall:
+    """A call that arrived from a peer, as the activation sees its reply: it settles
+    the transport's reply and carries the caller's deadline, chain and hop count."""
 
-    def __init__(self, route: RemoteRoute) -> None:
-        self.route = route
+    __slots__ = ("chain", "deadline", "hops", "reply")
 
-    def push(self, msg: tuple[Any, ...]) -> bool:
-        route = self.route
-        if route.must_wait():
-            return False  # the sender awaits push_wait: backpressure
-        route.forward(msg)
-        return True
+    def __init__(self, reply: Any, chain: tuple[ActorId, ...], hops: int) -> None:
+        self.reply = reply  # the transport's answer to the peer
+        self.deadline: float = reply.deadline  # the caller's, in our loop's time
+        self.chain = chain  # actors whose handlers wait on this call, outermost first
+        self.hops = hops  # forwards so far
 
-    def __len__(self) -> int:
-        return 0
+    def done(self) -> bool:
+        return bool(self.reply.done())
 
-    def clear(self) -> list[Any]:
-        return []
+    def set_result(self, value: Any) -> None:
+        self.reply.set_result(value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.reply.set_exception(exc)
 
 
 class RemoteRoute:
-    """Where messages for an actor owned by a peer go."""
+    """Where messages for an actor owned by a peer go: an inbox drained to the socket."""
 
-    __slots__ = (
-        "address", "aid", "atype", "casts", "casts_hops", "gate", "mailbox", "node", "owner",
-        "room_waiters", "state", "waiting",
-    )
+    __slots__ = ("address", "aid", "atype", "cluster", "inbox", "owner", "waiting_room")
 
     def __init__(
-        self, node: Node, aid: ActorId, atype: type[Actor], owner: str, address: str
+        self, cluster: Cluster, aid: ActorId, atype: type[Actor], owner: str, address: str
     ) -> None:
-        self.node = node
+        self.cluster = cluster
         self.aid = aid
         self.atype = atype
         self.owner = owner  # peer node id
         self.address = address  # peer's transport address
-        self.mailbox = _Forwarder(self)
-        self.room_waiters: deque[Any] | None = None  # always empty: the socket buffers
-        self.state = RUNNING  # never IDLE: senders do not schedule a remote route
-        self.casts: list[Any] | None = None  # casts of this loop iteration, sent as one frame
-        self.casts_hops = 0  # the hop count shared by the buffered casts
-        self.waiting = 0  # senders inside push_wait: later ones queue behind them
-        self.gate: asyncio.Lock | None = None  # FIFO order of waiting senders
+        self.inbox = Inbox(MAX_FRAME_CASTS, cluster.loop.create_future)
+        self.inbox.wake = self._wake
+        self.inbox.arm()
+        self.waiting_room = False  # a task waits for the socket to drain
 
-    def waiters(self) -> deque[Any]:
-        raise AssertionError("a remote route never has room waiters")
+    def _wake(self) -> None:
+        self.cluster.loop.call_soon(self.flush)
 
-    def must_wait(self) -> bool:
-        """Senders wait while a frame's worth of casts is buffered or the socket is full."""
-        casts = self.casts
-        if self.waiting or (casts is not None and len(casts) >= MAX_FRAME_CASTS):
-            return True
-        transport = self.node._transport
-        return transport is not None and transport.congested(self.address)
-
-    def push_nowait(self, msg: tuple[Any, ...]) -> None:
-        if self.must_wait():
-            raise Overloaded(f"the connection to {self.address} for {self.aid} is full")
-        self.forward(msg)
-
-    async def push_wait(self, msg: tuple[Any, ...]) -> None:
-        """Forward ``msg`` once the peer's connection has room, in arrival order."""
-        if self.gate is None:
-            self.gate = asyncio.Lock()
-        self.waiting += 1
-        try:
-            async with self.gate:
-                self.flush()
-                transport = self.node._transport
-                assert transport is not None
-                await transport.writable(self.address)
-                self.forward(msg)
-        finally:
-            self.waiting -= 1
-
-    def forward(self, msg: tuple[Any, ...]) -> None:
-        hops = msg[4] if len(msg) > 4 else 0
-        reply = msg[3]
-        if hops >= MAX_HOPS:
-            err = NotOwner(f"{self.aid}: ownership kept moving ({hops} forwards)", self.owner)
+    def flush(self) -> None:
+        """Send what the inbox holds, in order, while the connection takes it."""
+        inbox = self.inbox
+        if inbox.closed:
+            return
+        transport = self.cluster.transport
+        if transport.congested(self.address):
+            if not self.waiting_room:
+                self.waiting_room = True
+                self.cluster.node.spawn(self._when_writable())
+            return
+        msgs = inbox.take(MAX_FRAME_CASTS)
+        casts: list[Any] = []
+        casts_hops = 0
+        for msg in msgs:
+            reply = msg[3]
             if reply is None:
-                log.warning("cast to %s dropped: %s", self.aid, err)
-            elif not reply.done():
-                reply.set_exception(err)
+                hops = msg[4] if len(msg) > 4 else 0
+                if casts and hops != casts_hops:
+                    self._send_casts(casts, casts_hops)
+                    casts = []
+                casts_hops = hops
+                casts.append(msg)
+            else:
+                if casts:  # casts sent before this call stay ahead of it
+                    self._send_casts(casts, casts_hops)
+                    casts = []
+                self._send_call(msg)
+        if casts:
+            self._send_casts(casts, casts_hops)
+        inbox.arm()
+
+    async def _when_writable(self) -> None:
+        try:
+            await self.cluster.transport.writable(self.address)
+        finally:
+            self.waiting_room = False
+        self.flush()
+
+    def _entry(self, msg: tuple[Any, ...]) -> list[Any]:
+        return [self.atype._dna_table[msg[0]].name, list(msg[1]), msg[2]]
+
+    def _send_casts(self, msgs: list[Any], hops: int) -> None:
+        aid = self.aid
+        if hops >= MAX_HOPS:
+            log.warning("%d casts to %s dropped: ownership kept moving (%d forwards)",
+                        len(msgs), aid, hops)
             return
-        entry = [self.atype._dna_table[msg[0]].name, list(msg[1]), msg[2]]
-        if reply is None:
-            casts = self.casts
-            if casts is not None and self.casts_hops != hops:
-                self.flush()
-                casts = None
-            if casts is None:
-                casts = self.casts = []
-                self.casts_hops = hops
-                self.node.loop.call_soon(self.flush)
-            casts.append(entry)
-            return
+        entries = [self._entry(m) for m in msgs]
+        try:
+            self.cluster.transport.send(
+                self.address, [aid.type_name, aid.namespace, aid.key, entries, hops + 1, []]
+            )
+        except InterfaceError as exc:  # the node is stopping: casts are never acknowledged
+            log.warning("%d casts to %s dropped: %s", len(msgs), aid, exc)
+
+    def _send_call(self, msg: tuple[Any, ...]) -> None:
+        reply = msg[3]
         if reply.done():
             return
-        self.flush()  # casts sent before this call stay ahead of it
-        hops += 1
-        wire = [self.aid.type_name, self.aid.namespace, self.aid.key, [entry], hops]
-        transport = self.node._transport
-        assert transport is not None
-        try:
-            transport.request_to(
-                self.address, wire, self.node.call_timeout, _Pending(self, msg, hops)
+        hops = reply.hops
+        if hops >= MAX_HOPS:
+            reply.set_exception(
+                NotOwner(f"{self.aid}: ownership kept moving ({hops} forwards)", self.owner)
             )
+            return
+        left = reply.deadline - self.cluster.loop.time()
+        if left <= 0:
+            reply.set_exception(Timeout(f"{self.aid}: the deadline passed before forwarding"))
+            return
+        aid = self.aid
+        wire = [aid.type_name, aid.namespace, aid.key, [self._entry(msg)], hops + 1,
+                _chain_wire(reply.chain)]
+        try:
+            self.cluster.transport.request_to(self.address, wire, left, _Pending(self, msg))
         except Exception as exc:
             reply.set_exception(exc)
 
-    def flush(self) -> None:
-        """Send the buffered casts as one frame (one decode, one routing at the peer)."""
-        casts = self.casts
-        if not casts:
+    def close(self) -> None:
+        """This route is dead: senders resolve again; queued messages route afresh."""
+        inbox = self.inbox
+        if inbox.closed:
             return
-        self.casts = None
-        transport = self.node._transport
-        assert transport is not None
-        aid = self.aid
-        try:
-            transport.send(
-                self.address, [aid.type_name, aid.namespace, aid.key, casts, self.casts_hops + 1]
-            )
-        except InterfaceError as exc:  # the node is stopping: casts are never acknowledged
-            log.warning("%d casts to %s dropped: %s", len(casts), aid, exc)
+        inbox.closed = True
+        self.cluster.drop_route(self)
 
 
 class _Pending:
     """A call forwarded to a peer, settled by the transport straight from the answer."""
 
-    __slots__ = ("finished", "hops", "msg", "route", "timer")
+    __slots__ = ("finished", "msg", "route", "timer")
 
-    def __init__(self, route: RemoteRoute, msg: tuple[Any, ...], hops: int) -> None:
+    def __init__(self, route: RemoteRoute, msg: tuple[Any, ...]) -> None:
         self.route = route  # where it went
         self.msg = msg  # the caller's message; msg[3] is the caller's reply
-        self.hops = hops  # forwards so far, for a re-route
         self.timer: Any = None  # the transport's deadline timer
         self.finished = False
 
@@ -206,31 +214,42 @@ class _Pending:
     def set_exception(self, exc: BaseException) -> None:
         reply = self._finish()
         route = self.route
-        if isinstance(exc, NotOwner):
-            # the peer refused before running it: safe to route again
-            route.node._drop_route(route)
-            route.node._deliver(route.aid, route.atype, (*self.msg[:4], self.hops))
+        if isinstance(exc, NotOwner) and not reply.done():
+            # the peer refused before running it: safe to route again, one hop further
+            route.close()
+            reply.hops += 1
+            route.cluster.reroute(route.aid, route.atype, self.msg)
             return
         if isinstance(exc, (PeerUnavailable, Timeout)):
             # the peer is gone or paused: route afresh next time (it may have lost the name)
-            route.node._drop_route(route)
+            route.close()
         if not reply.done():
             reply.set_exception(exc)
 
 
-def decode_remote(wire: Any) -> tuple[ActorId, type[Actor], list[tuple[Any, ...]]]:
-    """Validate a frame of actor messages from a peer: ``(aid, class, messages)``.
+def decode_remote(
+    wire: Any,
+) -> tuple[ActorId, type[Actor], list[tuple[Any, ...]], int, tuple[ActorId, ...]]:
+    """Validate a frame of actor messages from a peer: ``(aid, class, messages, hops, chain)``.
 
-    A frame is ``[type_name, namespace, key, [[handler, args, kwargs], ...], hops]``;
-    the messages come back as mailbox tuples without a reply.
+    A frame is ``[type_name, namespace, key, [[handler, args, kwargs], ...], hops,
+    [[namespace, type_name, key], ...]]``; the messages come back as mailbox tuples
+    without a reply (casts carry the hop count as item 4).
     """
-    if type(wire) is not list or len(wire) != 5:
+    if type(wire) is not list or len(wire) != 6:
         raise ProtocolError("malformed actor message")
-    tname, ns, key, entries, hops = wire
+    tname, ns, key, entries, hops, chain_w = wire
     if type(tname) is not str or type(ns) is not str or type(key) is not str:
         raise ProtocolError("malformed actor message: names must be str")
     if type(entries) is not list or type(hops) is not int or hops < 0:
         raise ProtocolError("malformed actor message: bad entries or hop count")
+    if type(chain_w) is not list or len(chain_w) > 64:
+        raise ProtocolError("malformed actor message: bad call chain")
+    chain = []
+    for link in chain_w:
+        if type(link) is not list or len(link) != 3 or any(type(x) is not str for x in link):
+            raise ProtocolError("malformed actor message: bad call chain")
+        chain.append(ActorId(*link))
     atype = actor_type(tname)
     handlers = atype._dna_handlers
     out = []
@@ -244,4 +263,215 @@ def decode_remote(wire: Any) -> tuple[ActorId, type[Actor], list[tuple[Any, ...]
         if type(args) is not list or not (kwargs is None or type(kwargs) is dict):
             raise ProtocolError("malformed actor message: bad arguments")
         out.append((spec.index, tuple(args), kwargs or None, None, hops))
-    return ActorId(ns, tname, key), atype, out
+    return ActorId(ns, tname, key), atype, out, hops, tuple(chain)
+
+
+class Cluster:
+    """Everything a node does with its peers (see the module docstring)."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        listen: str | None,
+        secret: bytes | None,
+        ssl: Any,
+        client_ssl: Any,
+        insecure: bool,
+        max_frame_size: int,
+        fence_after: float | None,
+    ) -> None:
+        self.node = node
+        self.listen = listen  # "host:port" to serve peers on, None for a lone node
+        self.insecure = insecure
+        self.fence_after = fence_after  # seconds without a heartbeat before we fence
+        self.transport: Any = None
+        self.addresses: dict[str, str] = {}  # peer node id -> transport address
+        self.peers: list[NodeRecord] = []  # last node rows seen
+        self.reported_load = 0  # activation count last published to the nodes table
+        self.seen_beat: float | None = None  # last heartbeat time observed (lease stores)
+        self.leaving = False
+        if listen is not None:
+            from .transport import Transport
+
+            self.transport = Transport(
+                node.node_id, secret, on_message=self.on_message, on_call=self.on_call,
+                ssl=ssl, client_ssl=client_ssl, max_frame_size=max_frame_size,
+            )
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.node.loop
+
+    @property
+    def address(self) -> str:
+        return (self.transport.address or "") if self.transport is not None else ""
+
+    async def start(self) -> None:
+        """Listen (before the store registers our address)."""
+        if self.transport is not None:
+            from .node import split_listen
+
+            host, port = split_listen(self.listen or "")
+            await self.transport.start(host, port, insecure=self.insecure)
+
+    async def joined(self) -> None:
+        """The store knows us: learn the peers."""
+        if self.transport is not None:
+            await self.refresh_peers()
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            await self.transport.close()
+
+    # ------------------------------------------------------------ liveness
+
+    def lease_ok(self) -> bool:
+        """False (and every activation dropped) once our lease cannot be trusted: the
+        last heartbeat known to have succeeded is ``fence_after`` old, or a gap that long
+        lay between two heartbeats (the process was paused: peers may own our names)."""
+        fence_after = self.fence_after
+        if fence_after is None:
+            return True
+        last = self.node.store.last_heartbeat
+        seen = self.seen_beat
+        self.seen_beat = last
+        if last is not None and self.loop.time() - last <= fence_after:
+            if seen is None or last - seen <= fence_after:
+                return True
+        self.fence()
+        return False
+
+    def fence(self) -> None:
+        acts = self.node.local_activations()
+        if acts:
+            log.warning("no heartbeat for %.1f s: dropping %d activations (the lease may "
+                        "have passed to peers)", self.fence_after or 0, len(acts))
+        err = StoreUnavailable(f"node {self.node.node_id} lost its lease: retry")
+        for act in acts:
+            act.fence(err)
+
+    # ------------------------------------------------------------ peers
+
+    async def refresh_peers(self) -> None:
+        self.peers = await self.node.store.nodes()
+        for rec in self.peers:
+            if rec.address:
+                self.addresses[rec.node_id] = rec.address
+
+    async def report_load(self) -> None:
+        """Publish this node's activation count (``dna status``) when it changed."""
+        n = self.node.activations
+        if n != self.reported_load:
+            await self.node.store.heartbeat(n)
+            self.reported_load = n
+
+    async def tick(self) -> None:
+        """Periodic work of the node's sweeper."""
+        if self.transport is not None:
+            try:
+                await self.refresh_peers()
+                await self.report_load()
+            except Exception as exc:
+                log.warning("cannot list peers: %r", exc)
+
+    async def address_of(self, node_id: str) -> str | None:
+        addr = self.addresses.get(node_id)
+        if addr is None:
+            await self.refresh_peers()
+            addr = self.addresses.get(node_id)
+        return addr
+
+    def _alive(self, node_id: str) -> bool:
+        for rec in self.peers:
+            if rec.node_id == node_id:
+                return rec.alive is not False and not rec.draining
+        return True  # not listed yet: a node that just joined
+
+    async def redirect(self, inbox: Inbox, aid: ActorId, atype: type[Actor], owner: str) -> bool:
+        """The claim found a live owner: forward ``inbox``'s queue there. False if unreachable."""
+        if self.transport is None or not self._alive(owner):
+            return False
+        address = await self.address_of(owner)
+        if not address or address == self.transport.address:
+            return False
+        route = RemoteRoute(self, aid, atype, owner, address)
+        self.node.replace_route(aid, inbox, route)
+        return True
+
+    def route_to_peer(self, aid: ActorId, atype: type[Actor]) -> RemoteRoute:
+        """While draining, or on a client node: new names go to a live peer, which claims them."""
+        for rec in self.peers:
+            if rec.node_id != self.node.node_id and not rec.draining and rec.alive is not False:
+                if rec.address and self.transport is not None:
+                    return RemoteRoute(self, aid, atype, rec.node_id, rec.address)
+        why = "is draining" if self.node.draining else "hosts no actors"
+        raise NotOwner(f"{aid}: this node {why} and no live peer is known", None)
+
+    def drop_route(self, route: RemoteRoute) -> None:
+        """A closed route leaves the table; what it still queues routes afresh."""
+        node = self.node
+        node.forget_route(route.aid, route)
+        if not node.running:
+            route.inbox.fail(PeerUnavailable(f"{route.aid}: the node is stopping"))
+            return
+        if len(route.inbox):
+            try:
+                node.resolve(route.aid, route.atype).adopt(route.inbox)
+            except Exception as exc:
+                route.inbox.fail(exc)
+        node.spawn(self._refresh_quietly())
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh_peers()
+        except Exception as exc:
+            log.debug("cannot list peers: %r", exc)
+
+    def reroute(self, aid: ActorId, atype: type[Actor], msg: tuple[Any, ...]) -> None:
+        """Deliver ``msg`` again after a peer refused it; its caller hears any failure."""
+        try:
+            self.node.resolve(aid, atype).push(msg)
+        except Exception as exc:
+            reply = msg[3]
+            if reply is not None and not reply.done():
+                reply.set_exception(exc)
+
+    # ------------------------------------------------------------ peer-facing
+
+    def _leaving_error(self) -> NotOwner:
+        return NotOwner(f"node {self.node.node_id} is leaving the cluster: route again", None)
+
+    def on_call(self, peer: str, wire: Any, reply: Any) -> None:
+        """A peer's call; the activation settles ``reply``, which answers the peer."""
+        if not self.node.running:
+            raise self._leaving_error()
+        aid, atype, msgs, hops, chain = decode_remote(wire)
+        if len(msgs) != 1:
+            raise ProtocolError("a call frame carries exactly one message")
+        if aid in chain:
+            raise CallCycle(_cycle_text(chain, aid))
+        msg = msgs[0]
+        self.node.resolve(aid, atype).push((*msg[:3], PeerCall(reply, chain, hops)))
+
+    def on_message(self, peer: str, wire: Any) -> None:
+        try:
+            aid, atype, msgs, _hops, _chain = decode_remote(wire)
+        except Exception as exc:
+            log.warning("casts from %r refused: %r", peer, exc)
+            return
+        try:
+            if not self.node.running:
+                raise self._leaving_error()
+            inbox = self.node.resolve(aid, atype)
+        except Exception as exc:
+            log.warning("%d casts from %r refused: %r", len(msgs), peer, exc)
+            return
+        push = inbox.push
+        for msg in msgs:
+            push(msg)
+
+
+def _cycle_text(chain: tuple[ActorId, ...], target: ActorId) -> str:
+    path = " -> ".join(str(a) for a in (*chain, target))
+    return f"call cycle: {path} (an actor handles one message at a time)"

@@ -3,7 +3,11 @@
 Arguments are checked and copied as msgpack would deliver them (tuples become
 lists, containers are copied) at the call, so a bad argument raises
 ``TypeError`` in the caller and nothing is enqueued. The cast fast path is in
-the compiled core (``CastSenderBase.__call__``).
+the compiled core (``CastSenderBase.__call__``): one call into the route's inbox.
+
+A call carries its deadline (one timer per call, wherever the call travels)
+and its chain: the actors whose handlers wait on it. A call that would wait on
+an actor already in its chain fails at once with ``CallCycle``.
 """
 
 from __future__ import annotations
@@ -12,18 +16,46 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._core import CLOSING, IDLE, CastSenderBase, SenderBase, copy_args, copy_packable
-from .errors import Timeout
+from ._core import TURN, CastSenderBase, SenderBase, copy_args, copy_packable
+from .errors import CallCycle, Overloaded, Timeout
 
 if TYPE_CHECKING:
-    from .actor import ActorRef
+    from .store import ActorId
 
-__all__ = ["CallSender", "CastSender"]
+__all__ = ["CallFuture", "CallSender", "CastSender"]
 
 
-def _expire(fut: asyncio.Future[Any], timeout: float, ref: ActorRef, name: str) -> None:
+class CallFuture(asyncio.Future):  # type: ignore[type-arg]
+    """The reply of one call: a future that also carries the call's deadline (loop
+    time), chain and hop count, wherever the message goes."""
+
+    __slots__ = ("chain", "deadline", "hops", "pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float,
+                 chain: tuple[ActorId, ...]) -> None:
+        super().__init__(loop=loop)
+        self.deadline = deadline  # the caller's deadline in ``loop.time()`` terms
+        self.chain = chain  # actors whose handlers wait on this call, outermost first
+        self.hops = 0  # forwards between nodes so far
+
+
+def current_chain() -> tuple[ActorId, ...]:
+    """The chain a call made right now carries: the running handler's own chain plus
+    its actor; empty outside handlers."""
+    inst = TURN.instance
+    if inst is None:
+        return ()
+    msg = TURN.msg
+    reply = msg[3] if msg is not None else None
+    outer: tuple[ActorId, ...] = getattr(reply, "chain", ()) if reply is not None else ()
+    return (*outer, inst._dna_aid)
+
+
+def _expire(fut: CallFuture, timeout: float, sender: CallSender) -> None:
     if not fut.done():
-        fut.set_exception(Timeout(f"{ref.actor_id}.{name}: no reply within {timeout} s"))
+        fut.set_exception(
+            Timeout(f"{sender.ref.actor_id}.{sender.name}: no reply within {timeout} s")
+        )
 
 
 class CastSender(CastSenderBase):
@@ -34,7 +66,11 @@ class CastSender(CastSenderBase):
     def nowait(self, *args: Any, **kwargs: Any) -> None:
         """Enqueue or raise ``Overloaded`` at once; never waits."""
         msg = (self.index, copy_args(args), copy_packable(kwargs) if kwargs else None, None)
-        self.route().push_nowait(msg)
+        inbox = self.route()
+        if not inbox.offer(msg):
+            raise Overloaded(
+                f"mailbox of {self.ref.actor_id} is full ({inbox.capacity}) or senders wait"
+            )
 
     def __repr__(self) -> str:
         return f"<cast {self.ref.actor_id}.{self.name}>"
@@ -46,7 +82,12 @@ class CallSender(SenderBase):
     __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-        return self._call(copy_args(args), copy_packable(kwargs) if kwargs else None)
+        chain = current_chain()
+        aid = self.ref.actor_id
+        if chain and aid in chain:
+            path = " -> ".join(str(a) for a in (*chain, aid))
+            raise CallCycle(f"call cycle: {path} (an actor handles one message at a time)")
+        return self._call(copy_args(args), copy_packable(kwargs) if kwargs else None, chain)
 
     def __repr__(self) -> str:
         return f"<call {self.ref.actor_id}.{self.name}>"
@@ -56,27 +97,18 @@ class CallSender(SenderBase):
         if not timeout > 0:
             raise ValueError("timeout must be positive")
         other = CallSender(self.node, self.ref, self.index, timeout)
-        other.act = self.act
+        other.inbox = self.inbox
         return other
 
-    async def _call(self, args: tuple[Any, ...], kwargs: Any) -> Any:
+    async def _call(self, args: tuple[Any, ...], kwargs: Any, chain: tuple[Any, ...]) -> Any:
         loop = self.node.loop
-        fut = loop.create_future()
-        msg = (self.index, args, kwargs, fut)
-        act = self.act
-        if act is None or act.state >= CLOSING:
-            act = self.route()
         timeout = self.timeout
-        handle = loop.call_later(timeout, _expire, fut, timeout, self.ref, self.name)
+        deadline = loop.time() + timeout
+        fut = CallFuture(loop, deadline, chain)
+        inbox = self.route()
+        handle = loop.call_at(deadline, _expire, fut, timeout, self)
         try:
-            if not act.room_waiters and act.mailbox.push(msg):
-                if act.state == IDLE:
-                    act.schedule()
-            else:
-                wait = loop.create_task(act.push_wait(msg))
-                await asyncio.wait((wait, fut), return_when=asyncio.FIRST_COMPLETED)
-                if not wait.done():
-                    wait.cancel()
+            inbox.push((self.index, args, kwargs, fut))  # the caller waits on the reply only
             return await fut
         finally:
             handle.cancel()

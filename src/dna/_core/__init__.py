@@ -23,10 +23,12 @@ if not NO_EXTENSIONS:
         IDLE,
         RUNNING,
         SCHEDULED,
+        TURN,
         CastSenderBase,
         Dispatcher,
         KVWriter,
         SenderBase,
+        Turn,
         pack_value,
     )
     from .framing import (
@@ -38,6 +40,7 @@ if not NO_EXTENSIONS:
         pack,
         unpack,
     )
+    from .inbox import Inbox
     from .mailbox import Mailbox
     from .writeset import MISSING, WriteSet
 
@@ -52,10 +55,12 @@ else:
         IDLE,
         RUNNING,
         SCHEDULED,
+        TURN,
         CastSenderBase,
         Dispatcher,
         KVWriter,
         SenderBase,
+        Turn,
         pack_value,
     )
     from .framing_py import (  # type: ignore[assignment]
@@ -67,6 +72,7 @@ else:
         pack,
         unpack,
     )
+    from .inbox_py import Inbox  # type: ignore[assignment]
     from .mailbox_py import Mailbox  # type: ignore[assignment]
     from .writeset_py import MISSING, WriteSet  # type: ignore[assignment]
 
@@ -83,12 +89,15 @@ __all__ = [
     "MISSING",
     "RUNNING",
     "SCHEDULED",
+    "TURN",
     "CastSenderBase",
     "Dispatcher",
     "FrameDecoder",
+    "Inbox",
     "KVWriter",
     "Mailbox",
     "SenderBase",
+    "Turn",
     "WriteSet",
     "copy_args",
     "copy_packable",

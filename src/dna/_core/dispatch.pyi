@@ -34,13 +34,19 @@ class _Done:
 
 DONE: _Done
 
+class Turn:
+    instance: Any
+    msg: Any
+
+TURN: Turn
+
 class SenderBase:
     node: Any
     ref: Any
     index: int
     name: str
     timeout: float
-    act: Any
+    inbox: Any
     def __init__(self, node: Any, ref: Any, index: int, timeout: float) -> None: ...
     def route(self) -> Any: ...
 

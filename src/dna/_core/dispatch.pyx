@@ -5,6 +5,23 @@ from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 
 from .framing import copy_args, copy_packable
+from .inbox cimport Inbox
+
+
+cdef class Turn:
+    """Which handler is running right now (one per process: handlers run one at a time
+    on a thread's loop). Senders read it to extend the call chain of the message."""
+
+    cdef public object instance  # the actor instance whose batch is running, or None
+    cdef public object msg  # the message whose handler is running, or None
+
+    def __init__(self):
+        self.instance = None
+        self.msg = None
+
+
+TURN = Turn()
+cdef Turn _turn = TURN
 
 
 cdef class Dispatcher:
@@ -27,6 +44,7 @@ cdef class Dispatcher:
         cdef Py_ssize_t idx
         cdef tuple msg
         cdef object reply, result, kwargs, yielded
+        _turn.instance = instance
         while i < n:
             msg = <tuple>PyList_GET_ITEM(batch, i)
             reply = <object>PyTuple_GET_ITEM(msg, 3)
@@ -35,6 +53,7 @@ cdef class Dispatcher:
                 continue
             idx = <object>PyTuple_GET_ITEM(msg, 0)
             ws.begin()
+            _turn.msg = msg
             try:
                 kwargs = <object>PyTuple_GET_ITEM(msg, 2)
                 if kwargs is None:
@@ -49,16 +68,20 @@ cdef class Dispatcher:
                     except StopIteration as stop:
                         result = stop.value
                     else:
+                        _turn.msg = None
+                        _turn.instance = None
                         return (i, result, yielded)
                 if reply is not None:
                     result = copy_packable(result)
-            except Exception as exc:
+            except BaseException as exc:  # whatever a handler raises is its caller's error
                 self._failed(msg, exc, ws)
             else:
                 if reply is not None:
                     self._reply(reply, <bint>(<object>PyList_GET_ITEM(self.gated, idx)),
                                 result, ws, gated, inflight)
             i += 1
+        _turn.msg = None
+        _turn.instance = None
         return None
 
     def complete(self, tuple msg, bint ok, value, ws, list gated, list inflight):
@@ -68,7 +91,7 @@ cdef class Dispatcher:
                 return
             try:
                 value = copy_packable(value)
-            except Exception as exc:
+            except BaseException as exc:
                 self._failed(msg, exc, ws)
                 return
             self._reply(reply, self.gated[msg[0]], value, ws, gated, inflight)
@@ -97,8 +120,6 @@ cdef class Dispatcher:
 
 # Activation states, shared with the runtime (dna.activation).
 ACTIVATING, IDLE, SCHEDULED, RUNNING, BLOCKED, CLOSING, CLOSED = range(7)
-cdef int C_IDLE = 1
-cdef int C_CLOSING = 5
 
 
 cdef class _Done:
@@ -123,7 +144,7 @@ cdef class SenderBase:
     cdef public Py_ssize_t index  # handler index in the class table
     cdef public object name  # handler name
     cdef public double timeout  # call deadline in seconds (unused by casts)
-    cdef public object act  # cached route: local activation or remote route
+    cdef public Inbox inbox  # cached route's inbox; resolved again once closed
 
     def __init__(self, node, ref, Py_ssize_t index, double timeout):
         self.node = node
@@ -131,28 +152,28 @@ cdef class SenderBase:
         self.index = index
         self.name = ref.actor_type._dna_table[index].name
         self.timeout = timeout
-        self.act = None
+        self.inbox = None
 
     def route(self):
-        act = self.act
-        if act is None or act.state >= C_CLOSING:
+        """The inbox of the actor's current route, resolved again when the cached one closed."""
+        inbox = self.inbox
+        if inbox is None or inbox.closed:
             ref = self.ref
-            act = self.act = self.node._activation(ref.actor_id, ref.actor_type)
-        return act
+            inbox = self.inbox = self.node.resolve(ref.actor_id, ref.actor_type)
+        return inbox
 
 
 cdef class CastSenderBase(SenderBase):
 
     def __call__(self, *args, **kwargs):
         msg = (self.index, copy_args(args), copy_packable(kwargs) if kwargs else None, None)
-        act = self.act
-        if act is None or act.state >= C_CLOSING:
-            act = self.route()
-        if not act.room_waiters and act.mailbox.push(msg):
-            if act.state == C_IDLE:
-                act.schedule()
+        cdef Inbox inbox = self.inbox
+        if inbox is None or inbox.closed:
+            inbox = self.route()
+        fut = inbox.put(msg)
+        if fut is None:
             return DONE
-        return act.push_wait(msg)
+        return fut
 
 
 # ---------------------------------------------------------------- KV writes

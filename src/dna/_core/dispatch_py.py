@@ -22,6 +22,20 @@ from typing import Any
 from .framing_py import copy_args, copy_packable, pack
 
 
+class Turn:
+    """Which handler is running right now (one per process: handlers run one at a time
+    on a thread's loop). Senders read it to extend the call chain of the message."""
+
+    __slots__ = ("instance", "msg")
+
+    def __init__(self) -> None:
+        self.instance: Any = None  # the actor instance whose batch is running, or None
+        self.msg: Any = None  # the message whose handler is running, or None
+
+
+TURN = Turn()
+
+
 class Dispatcher:
     """Shared by every activation of one actor class."""
 
@@ -58,6 +72,8 @@ class Dispatcher:
         fns = self.fns
         n = len(batch)
         i = start
+        turn = TURN
+        turn.instance = instance
         while i < n:
             msg = batch[i]
             reply = msg[3]
@@ -66,6 +82,7 @@ class Dispatcher:
                 continue
             idx = msg[0]
             ws.begin()
+            turn.msg = msg
             try:
                 kwargs = msg[2]
                 if kwargs is None:
@@ -78,15 +95,17 @@ class Dispatcher:
                     except StopIteration as stop:
                         result = stop.value
                     else:
+                        turn.msg = turn.instance = None
                         return (i, result, yielded)
                 if reply is not None:
                     result = copy_packable(result)
-            except Exception as exc:
+            except BaseException as exc:  # whatever a handler raises is its caller's error
                 self._failed(msg, exc, ws)
             else:
                 if reply is not None:
                     self._reply(reply, self.gated[idx], result, ws, gated, inflight)
             i += 1
+        turn.msg = turn.instance = None
         return None
 
     def complete(
@@ -105,7 +124,7 @@ class Dispatcher:
                 return
             try:
                 value = copy_packable(value)
-            except Exception as exc:
+            except BaseException as exc:
                 self._failed(msg, exc, ws)
                 return
             self._reply(reply, self.gated[msg[0]], value, ws, gated, inflight)
@@ -153,7 +172,7 @@ DONE = _Done()
 class SenderBase:
     """State of a ``ref.<handler>`` callable; subclasses add the calling surface."""
 
-    __slots__ = ("act", "index", "name", "node", "ref", "timeout")
+    __slots__ = ("inbox", "index", "name", "node", "ref", "timeout")
 
     def __init__(self, node: Any, ref: Any, index: int, timeout: float) -> None:
         self.node = node  # routes and activates
@@ -161,15 +180,15 @@ class SenderBase:
         self.index = index  # handler index in the class table
         self.name = ref.actor_type._dna_table[index].name
         self.timeout = timeout  # call deadline in seconds (unused by casts)
-        self.act: Any = None  # cached route: local activation or remote route
+        self.inbox: Any = None  # cached route's inbox; resolved again once closed
 
     def route(self) -> Any:
-        """The current route, re-resolved when the cached one closed."""
-        act = self.act
-        if act is None or act.state >= CLOSING:
+        """The inbox of the actor's current route, resolved again when the cached one closed."""
+        inbox = self.inbox
+        if inbox is None or inbox.closed:
             ref = self.ref
-            act = self.act = self.node._activation(ref.actor_id, ref.actor_type)
-        return act
+            inbox = self.inbox = self.node.resolve(ref.actor_id, ref.actor_type)
+        return inbox
 
 
 class CastSenderBase(SenderBase):
@@ -177,14 +196,11 @@ class CastSenderBase(SenderBase):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         msg = (self.index, copy_args(args), copy_packable(kwargs) if kwargs else None, None)
-        act = self.act
-        if act is None or act.state >= CLOSING:
-            act = self.route()
-        if not act.room_waiters and act.mailbox.push(msg):
-            if act.state == IDLE:
-                act.schedule()
-            return DONE
-        return act.push_wait(msg)
+        inbox = self.inbox
+        if inbox is None or inbox.closed:
+            inbox = self.route()
+        fut = inbox.put(msg)
+        return DONE if fut is None else fut
 
 
 def pack_value(value: Any) -> bytes:

@@ -9,14 +9,11 @@ carry (checked at ``write``: ``TypeError`` otherwise).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
-from .._core import MISSING, KVWriter, unpack
-from ..actor import StorageModule
+from .._core import KVWriter, unpack
 from ..errors import InterfaceError
-
-if TYPE_CHECKING:
-    from ..activation import Activation
+from .base import StorageContext, StorageModule
 
 __all__ = ["KV", "BoundKV"]
 
@@ -29,8 +26,8 @@ class KV(StorageModule):
             raise ValueError("KV name must be a str without NUL")
         self.name = name
 
-    def bind(self, activation: Activation) -> BoundKV:
-        return BoundKV(activation, self.name)
+    def bind(self, ctx: StorageContext) -> BoundKV:
+        return BoundKV(ctx, self.name)
 
     # Each activation's bound view sits in the instance dict and shadows this
     # (non-data) descriptor; reaching here from an instance means no activation.
@@ -53,21 +50,16 @@ def _check_key(key: object) -> str:
 class BoundKV(KVWriter):
     """The KV module as one activation sees it (``write``/``delete`` are compiled)."""
 
-    __slots__ = ("_act", "_name", "_pending")
+    __slots__ = ("_ctx", "_name")
 
-    def __init__(self, activation: Activation, module: str) -> None:
-        super().__init__(activation.ws, module)
-        self._act = activation  # for the claim and the store
+    def __init__(self, ctx: StorageContext, module: str) -> None:
+        super().__init__(ctx.ws, module)
+        self._ctx = ctx  # the activation's storage, scoped to its claim
         self._name = module  # module name in the clustering key
-        self._pending = activation.ws  # pending writes (reads look here first)
 
     async def read(self, key: str) -> Any:
         """The value of ``key`` (pending writes first), or None."""
-        v = self._pending.get(self._name, _check_key(key))
-        if v is MISSING:
-            act = self._act
-            assert act.claim is not None
-            v = await act.node.store.read(act.claim, self._name, key)
+        v = await self._ctx.read(self._name, _check_key(key))
         return None if v is None else unpack(v)
 
     async def list(
@@ -79,24 +71,5 @@ class BoundKV(KVWriter):
             raise TypeError("prefix and start_after are str")
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        pending = self._pending.pending(self._name, prefix)
-        if start_after is not None:
-            pending = [(k, v) for k, v in pending if k > start_after]
-        act = self._act
-        assert act.claim is not None
-        # every pending delete may hide one stored row: ask for that many more
-        extra = sum(1 for _, v in pending if v is None)
-        stored = await act.node.store.list(
-            act.claim, self._name, prefix, limit + extra, start_after
-        )
-        merged = dict(stored)
-        for k, v in pending:
-            if v is None:
-                merged.pop(k, None)
-            else:
-                merged[k] = v
-        keys = sorted(merged)
-        if len(stored) == limit + extra and stored:
-            horizon = stored[-1][0]  # beyond the last stored key we know nothing
-            keys = [k for k in keys if k <= horizon]
-        return [(k, unpack(merged[k])) for k in keys[:limit]]
+        rows = await self._ctx.list(self._name, prefix, limit, start_after)
+        return [(k, unpack(v)) for k, v in rows]

@@ -69,6 +69,24 @@ class Store(abc.ABC):
 
     #: short name used by the command line and in messages ("sqlite", "memory", "cql")
     kind: str = "?"
+    #: seconds after which peers may reclaim a silent node's names; None: liveness is
+    #: not a lease (an OS lock, an open client) and nodes never fence themselves
+    lease: float | None = None
+    #: seconds between this node's heartbeats (lease stores), None otherwise
+    heartbeat_interval: float | None = None
+    #: loop time at which the last successful heartbeat was issued (lease stores)
+    last_heartbeat: float | None = None
+    #: largest key (UTF-8 bytes) and packed value a commit may carry
+    max_key_bytes: int = 4096
+    max_value_bytes: int = 16 * 1024 * 1024 - 4096
+
+    async def heartbeat(self, load: int | None = None) -> None:
+        """Refresh this node's row (and its published load); a no-op without a lease."""
+        return None
+
+    async def set_draining(self, draining: bool = True) -> None:
+        """Mark this node as leaving: peers stop routing new names to it."""
+        return None
 
     @abc.abstractmethod
     async def open(self, node_id: str, address: str = "") -> None:

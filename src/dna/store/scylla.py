@@ -92,6 +92,7 @@ class ScyllaStore(Store):
     """
 
     kind = "cql"
+    lease: float  # always a lease store
 
     def __init__(
         self,

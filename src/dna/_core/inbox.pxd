@@ -1,0 +1,21 @@
+# The inbox of one route (see inbox.pyx): mailbox, waiting senders, wake-up.
+
+from .mailbox cimport Mailbox
+
+
+cdef class Inbox:
+    cdef readonly Mailbox mailbox  # admitted messages, oldest first
+    cdef object _waiters           # deque of (future or None, msg) behind a full mailbox; None while empty
+    cdef public object new_future  # makes the future a waiting cast awaits
+    cdef public object wake        # the consumer's wake-up, called once per arming
+    cdef public bint armed         # the consumer is idle: the next arrival calls wake()
+    cdef public bint closed        # the route is gone: senders resolve again
+
+    cdef inline void _arrived(self) except *
+    cdef void _queue(self, object fut, object msg) except *
+    cdef void _admit(self) except *
+    cpdef object put(self, object msg)
+    cpdef bint offer(self, object msg) except -1
+    cpdef bint push(self, object msg) except -1
+    cpdef list take(self, Py_ssize_t max_n)
+    cpdef void arm(self) except *

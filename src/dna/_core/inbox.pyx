@@ -1,0 +1,152 @@
+# cython: language_level=3
+"""The inbox of a route (compiled). Same behaviour as ``inbox_py.py``: read its docs."""
+
+from collections import deque
+
+from .mailbox cimport Mailbox
+
+
+def _nothing():
+    return None
+
+
+cdef class Inbox:
+    """Mailbox, waiting senders and wake-up of one route (see ``inbox_py``)."""
+
+    def __cinit__(self, Py_ssize_t capacity, new_future):
+        self.mailbox = Mailbox(capacity)
+        self._waiters = None
+        self.new_future = new_future
+        self.wake = _nothing
+        self.armed = False
+        self.closed = False
+
+    def __len__(self):
+        return len(self.mailbox) + (0 if self._waiters is None else len(self._waiters))
+
+    @property
+    def capacity(self):
+        return self.mailbox.capacity
+
+    @property
+    def waiting(self):
+        """Messages queued behind a full mailbox."""
+        return 0 if self._waiters is None else len(self._waiters)
+
+    cdef inline void _arrived(self) except *:
+        if self.armed:
+            self.armed = False
+            self.wake()
+
+    cpdef object put(self, object msg):
+        """Admit ``msg`` (None) or queue it and return a future resolved on admission."""
+        if not self._waiters and self.mailbox.push(msg):
+            if self.armed:
+                self.armed = False
+                self.wake()
+            return None
+        fut = self.new_future()
+        self._queue(fut, msg)
+        return fut
+
+    cpdef bint offer(self, object msg) except -1:
+        """Admit ``msg`` if it fits now (nobody waiting and room); False otherwise."""
+        if not self._waiters and self.mailbox.push(msg):
+            if self.armed:
+                self.armed = False
+                self.wake()
+            return True
+        return False
+
+    cpdef bint push(self, object msg) except -1:
+        """Admit ``msg`` or queue it behind the waiters; True when admitted now."""
+        if not self._waiters and self.mailbox.push(msg):
+            self._arrived()
+            return True
+        self._queue(None, msg)
+        return False
+
+    cdef void _queue(self, object fut, object msg) except *:
+        if self._waiters is None:
+            self._waiters = deque()
+        self._waiters.append((fut, msg))
+        self._arrived()
+
+    cpdef list take(self, Py_ssize_t max_n):
+        """Up to ``max_n`` oldest admitted messages; waiters move into the room freed."""
+        cdef list batch = self.mailbox.drain(max_n)
+        if self._waiters:
+            self._admit()
+        return batch
+
+    cdef void _admit(self) except *:
+        w = self._waiters
+        cdef Mailbox mailbox = self.mailbox
+        while w and mailbox._count < mailbox.capacity:
+            fut, msg = w.popleft()
+            if fut is not None and fut.done():  # the sender gave up
+                continue
+            reply = (<tuple>msg)[3]
+            if reply is not None and reply.done():  # the caller gave up
+                continue
+            mailbox.push(msg)
+            if fut is not None:
+                fut.set_result(None)
+        if not w:
+            self._waiters = None
+
+    cpdef void arm(self) except *:
+        """The consumer is idle: wake it now if messages wait, else on the next arrival."""
+        if len(self.mailbox):
+            self.armed = False
+            self.wake()
+        else:
+            self.armed = True
+
+    def adopt(self, Inbox other):
+        """Take every message of ``other`` (admitted, then waiting), in order, behind ours."""
+        if other is self:
+            return
+        other.closed = True
+        other.armed = False
+        for msg in other.mailbox.clear():
+            self.push(msg)
+        w = other._waiters
+        other._waiters = None
+        if w:
+            for fut, msg in w:
+                if fut is not None and fut.done():
+                    continue
+                if not self._waiters and self.mailbox.push(msg):
+                    if fut is not None:
+                        fut.set_result(None)
+                    self._arrived()
+                else:
+                    self._queue(fut, msg)
+
+    def fail(self, err):
+        """Fail every queued message with ``err`` (calls' replies and waiting senders);
+        returns how many casts were dropped."""
+        cdef Py_ssize_t dropped = 0
+        for msg in self.mailbox.clear():
+            reply = msg[3]
+            if reply is None:
+                dropped += 1
+            elif not reply.done():
+                reply.set_exception(err)
+        w = self._waiters
+        self._waiters = None
+        if w:
+            for fut, msg in w:
+                reply = msg[3]
+                if reply is None:
+                    dropped += fut is None  # a waiting sender hears of it below
+                elif not reply.done():
+                    reply.set_exception(err)
+                if fut is not None and not fut.done():
+                    fut.set_exception(err)
+        return dropped
+
+    def __repr__(self):
+        state = "closed" if self.closed else "armed" if self.armed else "busy"
+        return f"<Inbox {len(self.mailbox)}/{self.mailbox.capacity} +{self.waiting} {state}>"

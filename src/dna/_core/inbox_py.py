@@ -1,0 +1,185 @@
+"""The inbox of a route: where every message for one actor enters this node.
+
+Pure-Python twin of ``inbox.pyx``; both must behave identically.
+
+An inbox owns a bounded ``Mailbox``, the messages waiting for room behind it
+(in arrival order), and the consumer's wake-up: a local activation or a route
+to a peer drains it with ``take`` and re-arms it with ``arm`` when idle; the
+first message to arrive while armed calls ``wake()`` once. Messages are
+tuples whose item 3 is the reply (anything with ``done()``, ``set_result()``,
+``set_exception()``) or None for a cast.
+
+Three ways in, one per kind of sender:
+
+- ``put(msg)``: a cast that may wait. None when admitted; else a future
+  (from ``new_future()``) that resolves when the message is admitted.
+- ``push(msg)``: nobody waits for room (a call, whose caller awaits its reply;
+  a message from a peer; a re-route). Admitted now, or queued behind the
+  waiters; always kept, in order.
+- ``adopt(other)``: a hand-over; every message of ``other`` follows ours, in
+  order, waiting senders included, and ``other`` closes.
+
+``closed`` tells a sender holding this inbox to resolve its route again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .mailbox_py import Mailbox
+
+__all__ = ["Inbox"]
+
+
+def _nothing() -> None:
+    return None
+
+
+class Inbox:
+    """Mailbox, waiting senders and wake-up of one route (see the module docstring)."""
+
+    __slots__ = ("_waiters", "armed", "closed", "mailbox", "new_future", "wake")
+
+    def __init__(self, capacity: int, new_future: Callable[[], Any]) -> None:
+        self.mailbox = Mailbox(capacity)  # admitted messages, oldest first
+        self._waiters: deque[tuple[Any, Any]] | None = None  # (future or None, msg); None: empty
+        self.new_future = new_future  # makes the future a waiting cast awaits
+        self.wake: Callable[[], None] = _nothing  # the consumer's wake-up
+        self.armed = False  # the consumer is idle: the next arrival calls wake()
+        self.closed = False  # the route is gone: senders resolve again
+
+    def __len__(self) -> int:
+        w = self._waiters
+        return len(self.mailbox) + (0 if w is None else len(w))
+
+    @property
+    def capacity(self) -> int:
+        return self.mailbox.capacity
+
+    @property
+    def waiting(self) -> int:
+        """Messages queued behind a full mailbox."""
+        w = self._waiters
+        return 0 if w is None else len(w)
+
+    def _arrived(self) -> None:
+        if self.armed:
+            self.armed = False
+            self.wake()
+
+    def put(self, msg: Any) -> Any:
+        """Admit ``msg`` (None) or queue it and return a future resolved on admission."""
+        if not self._waiters and self.mailbox.push(msg):
+            if self.armed:
+                self.armed = False
+                self.wake()
+            return None
+        fut = self.new_future()
+        self._queue(fut, msg)
+        return fut
+
+    def offer(self, msg: Any) -> bool:
+        """Admit ``msg`` if it fits now (nobody waiting and room); False otherwise."""
+        if not self._waiters and self.mailbox.push(msg):
+            if self.armed:
+                self.armed = False
+                self.wake()
+            return True
+        return False
+
+    def push(self, msg: Any) -> bool:
+        """Admit ``msg`` or queue it behind the waiters; True when admitted now."""
+        if not self._waiters and self.mailbox.push(msg):
+            self._arrived()
+            return True
+        self._queue(None, msg)
+        return False
+
+    def _queue(self, fut: Any, msg: Any) -> None:
+        w = self._waiters
+        if w is None:
+            w = self._waiters = deque()
+        w.append((fut, msg))
+        self._arrived()  # a full mailbox is never idle, but an adopted queue may be
+
+    def take(self, max_n: int) -> list[Any]:
+        """Up to ``max_n`` oldest admitted messages; waiters move into the room freed."""
+        batch = self.mailbox.drain(max_n)
+        if self._waiters:
+            self._admit()
+        return batch
+
+    def _admit(self) -> None:
+        w = self._waiters
+        assert w is not None
+        mailbox = self.mailbox
+        while w and not mailbox.full:
+            fut, msg = w.popleft()
+            if fut is not None and fut.done():  # the sender gave up
+                continue
+            reply = msg[3]
+            if reply is not None and reply.done():  # the caller gave up
+                continue
+            mailbox.push(msg)
+            if fut is not None:
+                fut.set_result(None)
+        if not w:
+            self._waiters = None
+
+    def arm(self) -> None:
+        """The consumer is idle: wake it now if messages wait, else on the next arrival."""
+        if len(self.mailbox):
+            self.armed = False
+            self.wake()
+        else:
+            self.armed = True
+
+    def adopt(self, other: Inbox) -> None:
+        """Take every message of ``other`` (admitted, then waiting), in order, behind ours."""
+        if other is self:
+            return
+        other.closed = True
+        other.armed = False
+        for msg in other.mailbox.clear():
+            self.push(msg)
+        w = other._waiters
+        other._waiters = None
+        if w:
+            for fut, msg in w:
+                if fut is not None and fut.done():
+                    continue
+                if not self._waiters and self.mailbox.push(msg):
+                    if fut is not None:
+                        fut.set_result(None)
+                    self._arrived()
+                else:
+                    self._queue(fut, msg)
+
+    def fail(self, err: BaseException) -> int:
+        """Fail every queued message with ``err`` (calls' replies and waiting senders);
+        returns how many casts were dropped."""
+        dropped = 0
+        for msg in self.mailbox.clear():
+            reply = msg[3]
+            if reply is None:
+                dropped += 1
+            elif not reply.done():
+                reply.set_exception(err)
+        w = self._waiters
+        self._waiters = None
+        if w:
+            for fut, msg in w:
+                reply = msg[3]
+                if reply is None:
+                    dropped += fut is None  # a waiting sender hears of it below
+                elif not reply.done():
+                    reply.set_exception(err)
+                if fut is not None and not fut.done():
+                    fut.set_exception(err)
+        return dropped
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "armed" if self.armed else "busy"
+        return f"<Inbox {len(self.mailbox)}/{self.mailbox.capacity} +{self.waiting} {state}>"

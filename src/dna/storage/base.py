@@ -1,0 +1,91 @@
+"""What a storage module is, and the typed context it binds to.
+
+A storage module is declared on an actor class (``kv = KV()``) and bound once
+per activation: ``bind(ctx)`` returns the object handlers use
+(``self.kv``). The ``StorageContext`` is all a module sees of the runtime:
+
+- ``ctx.ws``: the activation's write set. Writes made with ``ws.write(module,
+  key, packed)`` / ``ws.delete(module, key)`` are part of the running
+  handler's batch: committed atomically with everything else it wrote,
+  discarded if the handler raises.
+- ``await ctx.read(module, key)``: the value as this activation sees it (its
+  pending writes first, then the store), packed bytes or None.
+- ``await ctx.list(module, prefix, limit, start_after)``: ``(key, packed)``
+  pairs in key order with pending writes merged in.
+- ``ctx.max_key_bytes`` / ``ctx.max_value_bytes``: the store's limits, for
+  validating a write where it is made.
+
+Rows of a module live under its ``name`` (a prefix of the clustering key on
+CQL), so several modules commit together. Adding a module is one new file
+here: subclass ``StorageModule``, implement ``bind``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._core import MISSING
+
+if TYPE_CHECKING:
+    from ..store import Claim, Store
+
+__all__ = ["StorageContext", "StorageModule"]
+
+
+class StorageModule:
+    """Base of class-level storage declarations such as ``kv = KV()``.
+
+    Each activation gets its own bound view (``bind``) set on the instance.
+    """
+
+    name: str = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if not self.name:
+            self.name = name
+
+    def bind(self, ctx: StorageContext) -> Any:
+        raise NotImplementedError
+
+
+class StorageContext:
+    """One activation's storage, scoped to its claim (see the module docstring)."""
+
+    __slots__ = ("claim", "max_key_bytes", "max_value_bytes", "store", "ws")
+
+    def __init__(self, ws: Any, store: Store, claim: Claim) -> None:
+        self.ws = ws  # pending writes: the running batch and the commit in flight
+        self.store = store  # committed state, read under ``claim``
+        self.claim = claim  # the ownership every read and commit is fenced by
+        self.max_key_bytes: int = store.max_key_bytes
+        self.max_value_bytes: int = store.max_value_bytes
+
+    async def read(self, module: str, key: str) -> bytes | None:
+        """The packed value of ``key`` (pending writes first), or None."""
+        v = self.ws.get(module, key)
+        if v is MISSING:
+            return await self.store.read(self.claim, module, key)
+        return v  # type: ignore[no-any-return]
+
+    async def list(
+        self, module: str, prefix: str, limit: int, start_after: str | None
+    ) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` ``(key, packed)`` pairs under ``prefix`` after ``start_after``,
+        in key order, pending writes merged in."""
+        pending = self.ws.pending(module, prefix)
+        if start_after is not None:
+            pending = [(k, v) for k, v in pending if k > start_after]
+        # every pending delete may hide one stored row: ask for that many more
+        extra = sum(1 for _, v in pending if v is None)
+        stored = await self.store.list(self.claim, module, prefix, limit + extra, start_after)
+        merged = dict(stored)
+        for k, v in pending:
+            if v is None:
+                merged.pop(k, None)
+            else:
+                merged[k] = v
+        keys = sorted(merged)
+        if len(stored) == limit + extra and stored:
+            horizon = stored[-1][0]  # beyond the last stored key we know nothing
+            keys = [k for k in keys if k <= horizon]
+        return [(k, merged[k]) for k in keys[:limit]]
