@@ -160,6 +160,7 @@ class Activation:
         "host",
         "inbox",
         "inflight",
+        "running",
         "instance",
         "last_active",
         "state",
@@ -180,6 +181,7 @@ class Activation:
         self.gated: list[Any] = []  # (reply, result) waiting for the current write set
         self.inflight: list[Any] = []  # (reply, result) waiting for the commit in flight
         self.commit_task: asyncio.Task[None] | None = None  # the commit in flight
+        self.running: list[Any] | None = None  # a batch whose handler suspended, until done
         self.last_active = 0.0  # loop time of the last batch, for passivation
         self.failed = False  # a commit failed while a batch was running
 
@@ -255,14 +257,19 @@ class Activation:
 
     async def _continue(self, batch: list[Any], r: Any) -> None:
         disp = self.dispatcher
+        self.running = batch
         while r is not None:
             i, coro, yielded = r
             ok, value = await drive(coro, yielded, self.instance, batch[i])
             disp.complete(batch[i], ok, value, self.ws, self.gated, self.inflight)
             r = disp.run(self.instance, batch, i + 1, self.ws, self.gated, self.inflight)
+        self.running = None
         self._after_batch(len(batch))
 
     def _after_batch(self, n: int) -> None:
+        if self.state == CLOSED:  # fenced while a handler ran: its writes are dropped
+            self.ws.clear()
+            return
         host = self.host
         host.stats.batch(n)
         self.last_active = host.loop.time()
@@ -343,6 +350,11 @@ class Activation:
         """Drop this activation without touching the store: ownership is in doubt."""
         self.state = CLOSED
         self._fail_parked(err)
+        for msg in self.running or ():  # a batch still running: its callers hear now
+            reply = msg[3]
+            if reply is not None and not reply.done():
+                reply.set_exception(err)
+        self.running = None
         if self.commit_task is not None:
             self.commit_task.cancel()
         self.host.forget(self)

@@ -10,10 +10,12 @@ opts out (the seed's ``reply_async``).
 from __future__ import annotations
 
 import inspect
+import warnings
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
-from .errors import InterfaceError, UnknownHandler
+from .errors import ActorRedefinedWarning, InterfaceError, UnknownHandler
 from .storage.base import StorageModule
 
 if TYPE_CHECKING:
@@ -73,7 +75,30 @@ def cast(fn: F) -> F:
     return _mark(fn, KIND_CAST, False)
 
 
-_TYPES: dict[str, type[Actor]] = {}
+# type_name -> class; weak, so a class nothing uses any more frees its name
+_TYPES: weakref.WeakValueDictionary[str, type[Actor]] = weakref.WeakValueDictionary()
+
+
+def _register(cls: type[Actor]) -> None:
+    """One class per ``type_name``: it names the actor's storage and its handlers on the
+    wire, so two classes sharing one would call each other's handlers and share data.
+    A class defined again under the same module and name (a notebook cell run twice, a
+    reload) replaces the old one, with a warning."""
+    old = _TYPES.get(cls.type_name)
+    if old is not None and old is not cls:
+        if (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise InterfaceError(
+                f"actor type_name {cls.type_name!r} of {cls.__module__}.{cls.__qualname__} "
+                f"is already used by {old.__module__}.{old.__qualname__}: pin a distinct "
+                f"type_name on one of them"
+            )
+        warnings.warn(
+            f"actor class {cls.__module__}.{cls.__qualname__} redefined: the new definition "
+            f"replaces the old one for type_name {cls.type_name!r}",
+            ActorRedefinedWarning,
+            stacklevel=3,
+        )
+    _TYPES[cls.type_name] = cls
 
 
 def actor_type(type_name: str) -> type[Actor]:
@@ -131,7 +156,7 @@ class Actor:
         cls._dna_modules = modules
         cls._dna_dispatcher = None  # built on first activation
         cls._dna_ref_class = _make_ref_class(cls)
-        _TYPES[cls.type_name] = cls
+        _register(cls)
 
     async def on_activate(self) -> None:
         """Called once per activation before its first message: build in-memory state."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "ActorError",
+    "ActorRedefinedWarning",
     "CallCycle",
     "CommitFailed",
     "CommitUnknown",
@@ -120,3 +121,8 @@ class PeerUnavailable(InternalError, Retryable):
 
     The call may or may not have run on the peer; sending it again may succeed.
     """
+
+
+class ActorRedefinedWarning(RuntimeWarning):
+    """An actor class was defined again under the same module and name (a notebook
+    cell run twice, a reload): the new definition replaces the old one."""

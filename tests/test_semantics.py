@@ -1,0 +1,229 @@
+"""What users rely on at the edges: actor identity, deadlines that travel, call cycles,
+DNA's own errors keeping their type through handlers, and handlers that cannot wedge
+their actor or the node (issues 8 and 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from tests.conftest import make_store
+
+import dna
+from dna.errors import ActorRedefinedWarning, CallCycle, Retryable, Timeout
+
+# ---------------------------------------------------------------- identity
+
+
+def test_two_classes_cannot_share_a_type_name(unique: str) -> None:
+    class First(dna.Actor):
+        type_name = f"shared-{unique}"
+
+        @dna.call
+        def wipe(self) -> str:
+            return "wiped"
+
+    with pytest.raises(dna.InterfaceError, match="already used by"):
+        type("Second", (dna.Actor,), {"type_name": f"shared-{unique}", "__module__": "other"})
+    assert dna.actor.actor_type(f"shared-{unique}") is First
+
+
+def test_redefining_a_class_in_its_module_replaces_it_with_a_warning(unique: str) -> None:
+    def define(tag: str) -> type[dna.Actor]:
+        class Cell(dna.Actor):
+            type_name = f"cell-{unique}"
+
+            @dna.call
+            def which(self) -> str:
+                return tag
+
+        return Cell
+
+    first = define("first")
+    with pytest.warns(ActorRedefinedWarning, match="redefined"):
+        second = define("second")
+    assert dna.actor.actor_type(f"cell-{unique}") is second
+    assert first is not second
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class Slow(dna.Actor):
+    ran: list[str] = []
+
+    @dna.call
+    async def wait(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "waited"
+
+    @dna.call
+    def mark(self, tag: str) -> str:
+        Slow.ran.append(tag)
+        return tag
+
+
+class Cyclic(dna.Actor):
+    @dna.call
+    async def call_self(self) -> Any:
+        return await self.node.ref(Cyclic, self.key).ping()
+
+    @dna.call
+    async def call_other(self, other: str) -> Any:
+        return await self.node.ref(Cyclic, other).call_back(self.key)
+
+    @dna.call
+    async def call_back(self, origin: str) -> Any:
+        return await self.node.ref(Cyclic, origin).ping()
+
+    @dna.call
+    async def call_slow(self, key: str) -> Any:
+        return await self.node.ref(Slow, key).wait.with_timeout(0.2)(1.0)
+
+    @dna.call
+    def ping(self) -> str:
+        return "pong"
+
+
+async def two_nodes(unique: str) -> tuple[dna.Node, dna.Node]:
+    host = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s")
+    client = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                      host_actors=False)
+    await host.start()
+    await client.start()
+    return host, client
+
+
+# ---------------------------------------------------------------- deadlines
+
+
+async def test_forwarded_call_carries_the_callers_deadline(unique: str) -> None:
+    host, client = await two_nodes(unique)
+    try:
+        Slow.ran.clear()
+        busy = client.ref(Slow, unique)
+        first = asyncio.ensure_future(busy.wait(1.0))  # occupies the actor on the host
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        with pytest.raises(Timeout):
+            await busy.mark.with_timeout(0.3)("late")
+        assert time.monotonic() - t0 < 1.0
+        assert await first == "waited"
+        # the host knew the caller gave up at 0.3 s: it never ran the late call
+        assert await busy.mark("after") == "after"
+        assert Slow.ran == ["after"]
+    finally:
+        await client.stop()
+        await host.stop()
+
+
+# ---------------------------------------------------------------- cycles
+
+
+async def test_call_to_self_fails_at_once_with_call_cycle(tmp_path: Any, unique: str) -> None:
+    async with dna.Node(store=make_store("sqlite", tmp_path), call_timeout=5.0) as node:
+        t0 = time.monotonic()
+        with pytest.raises(CallCycle, match="call cycle") as info:
+            await node.ref(Cyclic, unique).call_self()
+        assert time.monotonic() - t0 < 1.0
+        assert not isinstance(info.value, Retryable)
+        assert await node.ref(Cyclic, unique).ping() == "pong"  # the actor still serves
+
+
+async def test_a_b_a_cycle_is_named_in_the_error(tmp_path: Any, unique: str) -> None:
+    async with dna.Node(store=make_store("sqlite", tmp_path), call_timeout=5.0) as node:
+        t0 = time.monotonic()
+        with pytest.raises(CallCycle) as info:
+            await node.ref(Cyclic, f"a-{unique}").call_other(f"b-{unique}")
+        assert time.monotonic() - t0 < 1.0
+        assert f"a-{unique}" in str(info.value) and f"b-{unique}" in str(info.value)
+
+
+async def test_cycle_across_nodes_is_detected(unique: str) -> None:
+    host, client = await two_nodes(unique)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CallCycle):
+            await client.ref(Cyclic, f"a-{unique}").call_other(f"b-{unique}")
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        await client.stop()
+        await host.stop()
+
+
+async def test_timeout_inside_a_handler_keeps_its_type(tmp_path: Any, unique: str) -> None:
+    async with dna.Node(store=make_store("sqlite", tmp_path)) as node:
+        with pytest.raises(Timeout) as info:
+            await node.ref(Cyclic, unique).call_slow(f"slow-{unique}")
+        assert isinstance(info.value, Retryable)
+
+
+# ---------------------------------------------------------------- contained handlers
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class Wild(dna.Actor):
+    @dna.call
+    def raise_it(self, kind: str) -> None:
+        raise _make(kind)
+
+    @dna.call
+    async def raise_async(self, kind: str) -> None:
+        await asyncio.sleep(0)
+        raise _make(kind)
+
+    @dna.cast
+    def cast_raise(self, kind: str) -> None:
+        raise _make(kind)
+
+    @dna.call
+    async def hang(self) -> None:
+        await asyncio.Event().wait()
+
+    @dna.call
+    def ping(self) -> str:
+        return "pong"
+
+
+def _make(kind: str) -> BaseException:
+    return {
+        "cancelled": asyncio.CancelledError(),
+        "unprintable": Unprintable(),
+        "exit": SystemExit(3),
+        "interrupt": KeyboardInterrupt(),
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["cancelled", "unprintable", "exit", "interrupt"])
+async def test_whatever_a_handler_raises_is_its_callers_error(
+    tmp_path: Any, unique: str, kind: str
+) -> None:
+    node = dna.Node(store=make_store("sqlite", tmp_path), call_timeout=5.0)
+    async with node:
+        ref = node.ref(Wild, unique)
+        for handler in (ref.raise_it, ref.raise_async):
+            with pytest.raises(dna.ActorError):
+                await handler(kind)
+            assert await ref.ping() == "pong"  # the actor keeps serving
+        await ref.cast_raise(kind)
+        assert await ref.ping() == "pong"
+
+
+async def test_stop_finishes_while_a_handler_hangs(tmp_path: Any, unique: str) -> None:
+    node = dna.Node(store=make_store("sqlite", tmp_path), stop_timeout=0.5)
+    await node.start()
+    ref = node.ref(Wild, unique)
+    assert await ref.ping() == "pong"
+    hung = asyncio.ensure_future(ref.hang())
+    await asyncio.sleep(0.05)
+    t0 = time.monotonic()
+    await asyncio.wait_for(node.stop(), 5.0)
+    assert time.monotonic() - t0 < 3.0
+    with pytest.raises(dna.errors.DNAError):
+        await asyncio.wait_for(hung, 1.0)  # told at once, not at its 30 s deadline
