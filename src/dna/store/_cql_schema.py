@@ -76,10 +76,14 @@ STATEMENTS: dict[str, str] = {
     # membership
     "node_up": "INSERT INTO {ks}.nodes (node_id, address, heartbeat, draining, load, started_at) "
     "VALUES (?, ?, ?, false, 0, toTimestamp(now()))",
-    "node_beat": "UPDATE {ks}.nodes SET heartbeat = ? WHERE node_id = ?",
-    "node_beat_load": "UPDATE {ks}.nodes SET heartbeat = ?, load = ? WHERE node_id = ?",
+    # a heartbeat also writes the address: it rebuilds a row collected while we were paused
+    "node_beat": "UPDATE {ks}.nodes SET heartbeat = ?, address = ? WHERE node_id = ?",
+    "node_beat_load": "UPDATE {ks}.nodes SET heartbeat = ?, address = ?, load = ? "
+    "WHERE node_id = ?",
     "node_draining": "UPDATE {ks}.nodes SET draining = ? WHERE node_id = ?",
     "node_down": "DELETE FROM {ks}.nodes WHERE node_id = ?",
+    # garbage collection of a dead node's row, only if its counter did not move meanwhile
+    "node_collect": "DELETE FROM {ks}.nodes WHERE node_id = ? IF heartbeat = ?",
     "node_get": "SELECT heartbeat, draining FROM {ks}.nodes WHERE node_id = ?",
     "node_all": "SELECT node_id, address, heartbeat, draining, load FROM {ks}.nodes",
 }
@@ -104,6 +108,7 @@ class Statements:
     node_beat_load: Any
     node_draining: Any
     node_down: Any
+    node_collect: Any
     node_get: Any
     node_all: Any
 

@@ -14,7 +14,7 @@ from bisect import bisect_left, bisect_right
 from itertools import islice
 
 from ..errors import InterfaceError, NotOwner, StaleEpoch, StoreError
-from .base import ActorId, Claim, NodeRecord, Row, Store
+from .base import ALIVE, DEAD, ActorId, Claim, NodeRecord, Row, Store
 
 __all__ = ["MemoryStore"]
 
@@ -224,10 +224,14 @@ class MemoryStore(Store):
         """Every registered node; ``alive`` is exact (its client is open)."""
         self._me()
         db = self._db
-        return [
-            NodeRecord(r.node_id, r.address, r.heartbeat, r.draining, r.load, r.node_id in db.open)
-            for r in sorted(db.nodes.values(), key=lambda r: r.node_id)
-        ]
+        out = []
+        for r in sorted(db.nodes.values(), key=lambda r: r.node_id):
+            alive = r.node_id in db.open
+            state = ALIVE if alive else DEAD
+            out.append(
+                NodeRecord(r.node_id, r.address, r.heartbeat, r.draining, r.load, alive, state)
+            )
+        return out
 
     async def set_draining(self, draining: bool = True) -> None:
         """Mark this node draining: its actors become claimable by other nodes."""

@@ -21,7 +21,7 @@ from ._gil import SwitchInterval
 from ._sqlite_c import Connection, SqliteError
 from ._sqlite_schema import connect, map_error
 from ._sqlite_writer import Writer
-from .base import ActorId, Claim, NodeRecord, Row, Store, prefix_end
+from .base import ALIVE, DEAD, ActorId, Claim, NodeRecord, Row, Store, prefix_end
 
 __all__ = ["SQLiteStore"]
 
@@ -63,6 +63,10 @@ class SQLiteStore(Store):
     """
 
     kind = "sqlite"
+    # SQLite's own limit is SQLITE_MAX_LENGTH (10^9 bytes) per row; keys are held to
+    # CQL's 65,535 so an application moved to CQL meets no new failure
+    max_key_bytes = 65_535
+    max_value_bytes = 1_000_000_000 - 128 * 1024  # a row: its key, value and header
 
     def __init__(
         self,
@@ -234,7 +238,8 @@ class SQLiteStore(Store):
                 alive = fd is None
                 if fd is not None:
                     locks.unlock(fd)
-            out.append(NodeRecord(node_id, address, heartbeat, bool(draining), load, alive))
+            state = ALIVE if alive else DEAD
+            out.append(NodeRecord(node_id, address, heartbeat, bool(draining), load, alive, state))
         return out
 
     async def set_draining(self, draining: bool = True) -> None:
