@@ -153,8 +153,9 @@ def is_scylla(session: Any) -> bool:
     return bool(list(rows))
 
 
-def create_schema(session: Any, keyspace: str, replication: str) -> None:
+def create_schema(session: Any, keyspace: str, replication: str, create: bool = True) -> None:
     """Create the keyspace and tables if missing (blocking; run in a worker thread).
+    ``create`` False: a missing keyspace or table is a ``StoreError`` instead.
 
     On ScyllaDB the keyspace is created without tablets: ScyllaDB does not
     support lightweight transactions on tablets keyspaces, and every claim and
@@ -162,6 +163,8 @@ def create_schema(session: Any, keyspace: str, replication: str) -> None:
     """
     scylla = is_scylla(session)
     meta = session.cluster.metadata.keyspaces.get(keyspace)
+    if meta is None and not create:
+        raise StoreError(f"CQL keyspace {keyspace} does not exist (no DNA store there)")
     if meta is None:
         ddl = f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}"
         if scylla:
@@ -178,6 +181,8 @@ def create_schema(session: Any, keyspace: str, replication: str) -> None:
     meta = session.cluster.metadata.keyspaces.get(keyspace)
     tables = meta.tables if meta is not None else {}
     for name, ddl in (("actor_data", _ACTOR_DATA), ("nodes", _NODES)):
+        if name not in tables and not create:
+            raise StoreError(f"CQL keyspace {keyspace} has no table {name}: not a DNA store")
         if name not in tables:
             session.execute(ddl.format(ks=keyspace))
 

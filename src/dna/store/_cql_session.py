@@ -102,7 +102,7 @@ def _connect_once(store: ScyllaStore) -> tuple[Any, Any, Any]:
     )
     try:
         session = cluster.connect()
-        create_schema(session, store.keyspace, store._replication)
+        create_schema(session, store.keyspace, store._replication, store.create)
         statements = Statements(session, store.keyspace)
         return cluster, session, statements
     except BaseException:

@@ -66,12 +66,13 @@ class Writer:
     """The writer thread of one open ``SQLiteStore`` (one node)."""
 
     def __init__(
-        self, path: str, node_id: str, synchronous: str, busy_timeout_ms: int
+        self, path: str, node_id: str, synchronous: str, busy_timeout_ms: int, create: bool = True
     ) -> None:
         self.path = path  # the database file
         self.node_id = node_id  # the node this store serves
         self.synchronous = synchronous  # PRAGMA synchronous of the write connection
         self.busy_timeout_ms = busy_timeout_ms
+        self.create = create  # whether open may create the database
         self.generation = 0  # grows when the file at ``path`` was replaced and reopened
         self.transactions = 0  # group transactions committed (statistics, tests)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()  # loop -> thread
@@ -222,7 +223,11 @@ class Writer:
     def do_open(self, address: str) -> None:
         """Open (creating if needed) the database and register this node."""
         try:
-            self._reopen(create=True)
+            if not self.create and not os.path.exists(self.path):
+                raise StoreError(
+                    f"SQLite store {self.path} does not exist (no DNA database there)"
+                )
+            self._reopen(create=self.create)
             self.generation = 0
             self._lock_fd = locks.acquire_own(self.path, self.node_id)
             conn = self._begin()

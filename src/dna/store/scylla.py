@@ -104,7 +104,8 @@ class ScyllaStore(Store):
     Size limits: a key up to 65,535 bytes (CQL's clustering key limit), a
     value up to ``max_commit_bytes`` less a key and overhead.
 
-    ``cluster_options``: extra keyword arguments for the driver's ``Cluster``
+    ``create``: False refuses a missing keyspace (``StoreError``) instead of
+    creating it. ``cluster_options``: extra keyword arguments for the driver's ``Cluster``
     (``auth_provider``, ``ssl_context``, ``compression``, ...). A cancelled
     ``commit`` may still be applied.
     """
@@ -127,6 +128,7 @@ class ScyllaStore(Store):
         max_commit_bytes: int | None = _DEFAULT_COMMIT_BYTES,
         cluster_options: Mapping[str, Any] | None = None,
         switch_interval: float | None = 0.001,
+        create: bool = True,
     ) -> None:
         if switch_interval is not None and not switch_interval > 0:
             raise ValueError("switch_interval must be > 0 or None")
@@ -157,6 +159,7 @@ class ScyllaStore(Store):
         self.heartbeat_interval = heartbeat_interval
         self.lease: float = lease
         self.dead_node_grace = dead_node_grace
+        self.create = create  # False: a missing keyspace is an error, not created
         self.max_commit_bytes = max_commit_bytes
         self.max_key_bytes = _MAX_KEY
         self.max_value_bytes = (max_commit_bytes or _DEFAULT_COMMIT_BYTES) - _MAX_KEY - 1024

@@ -43,7 +43,9 @@ class SQLiteStore(Store):
     (default) means a commit that returned is on disk; ``"normal"`` may lose
     the last commits on power loss (never on a process crash).
     ``busy_timeout_ms``: how long a write waits for another process's
-    transaction before failing with ``StoreUnavailable``.
+    transaction before failing with ``StoreUnavailable``. ``create``: False
+    makes ``open`` refuse a file that does not exist (``StoreError``, nothing
+    created) instead of creating a database there.
 
     A file that is not a DNA database (random bytes, another application's
     SQLite database) is refused by ``open`` with ``StoreError`` and left
@@ -75,6 +77,7 @@ class SQLiteStore(Store):
         synchronous: str = "full",
         busy_timeout_ms: int = 5000,
         switch_interval: float | None = 0.001,
+        create: bool = True,
     ) -> None:
         if str(synchronous).upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
@@ -83,6 +86,7 @@ class SQLiteStore(Store):
         self.path = os.fspath(path)  # the database file
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = busy_timeout_ms
+        self.create = create  # False: open refuses a missing or empty file
         if switch_interval is not None and not switch_interval > 0:
             raise ValueError("switch_interval must be > 0 or None")
         # The writer thread takes the GIL back a few times per commit; at CPython's
@@ -104,7 +108,7 @@ class SQLiteStore(Store):
     async def open(self, node_id: str, address: str = "") -> None:
         if self._writer is not None:
             raise InterfaceError(f"SQLite store {self.path} is already open")
-        writer = Writer(self.path, node_id, self.synchronous, self.busy_timeout_ms)
+        writer = Writer(self.path, node_id, self.synchronous, self.busy_timeout_ms, self.create)
         writer.start()
         try:
             await writer.submit(writer.do_open, (address,), solo=True)
