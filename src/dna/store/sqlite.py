@@ -238,7 +238,7 @@ class SQLiteStore(Store):
             if node_id == self.node_id:
                 alive = True
             else:
-                fd = locks.probe(self.path, node_id)
+                fd = locks.probe(self._w().lock_base, node_id)
                 alive = fd is None
                 if fd is not None:
                     locks.unlock(fd)
