@@ -60,6 +60,19 @@ class SQLiteStore(Store):
     transaction, so it sees every claim and commit that returned before it
     started.
 
+    A process stopped (SIGSTOP, a debugger) while it holds the write
+    transaction holds the database's write lock, and a stopped node still holds
+    its liveness lock, so it is alive to its peers. Until it is continued or
+    killed, every other node's claim and commit fails with the retryable
+    ``StoreUnavailable`` ("locked ... past the busy timeout") after
+    ``busy_timeout_ms``, at most twice that for one queued behind another
+    group, and applies nothing; reads go on unblocked (WAL).
+
+    Liveness is keyed by the database file's real path, so processes that open
+    one file through a symlink and through its own path see each other.
+    Processes opening a fresh file at the same moment all succeed: one creates
+    the schema, the others wait for it (up to ``busy_timeout_ms``).
+
     ``commit`` hands ``rows`` to the writer thread: do not change the list
     until the commit returns. A cancelled ``commit`` may still be applied.
     """
