@@ -143,3 +143,46 @@ def test_status_of_a_missing_keyspace_is_an_error_and_creates_nothing() -> None:
     r = dna_cli("status", "--store", f"cql://{CQL_HOSTS}/dna_no_such_ks")
     assert r.returncode == 1 and "dna_no_such_ks does not exist" in r.stderr, r
     assert "Traceback" not in r.stderr
+
+
+NO_DRIVER = r"""
+import asyncio, sys
+sys.modules["cassandra"] = None  # as if neither were installed
+sys.modules["tqdm"] = None
+import dna
+from dna.examples import KVActor
+from dna.store import open_store
+
+async def main(path):
+    async with dna.Node(store=open_store("sqlite://" + path)) as node:
+        ref = node.ref(KVActor, "k")
+        await ref.put("x", b"1")
+        print("ok" if await ref.get("x") == b"1" else "wrong", flush=True)
+    try:
+        open_store("cql://127.0.0.1:9042/ks")
+    except ImportError as exc:
+        print("import error:", exc)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_dna_and_the_sqlite_store_need_no_cql_driver(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([SRC, env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-c", NO_DRIVER, str(tmp_path / "a.db")],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "ok"
+    assert "pip install 'dna-actors[cql]'" in lines[1], lines
+
+
+def test_the_cql_extra_and_no_hard_progress_bar_dependency() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    deps = meta["project"]["dependencies"]
+    assert [d.split(">")[0] for d in deps] == ["msgpack"]
+    extras = meta["project"]["optional-dependencies"]
+    assert any(d.startswith("scylla-driver") for d in extras["cql"])
+    assert any(d.startswith("scylla-driver") for d in extras["test"])  # CI runs the CQL tests

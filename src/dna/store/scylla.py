@@ -20,7 +20,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cassandra.query import BatchStatement, BatchType
+try:
+    from cassandra.query import BatchStatement, BatchType
+except ImportError as _exc:  # the driver is the [cql] extra
+    raise ImportError(
+        f"the CQL store needs scylla-driver: pip install 'dna-actors[cql]' ({_exc})"
+    ) from _exc
 
 from ..errors import (
     CommitFailed,
