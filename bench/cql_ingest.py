@@ -11,7 +11,7 @@ Figures (medians of ``--rounds``, raw and store alternating), on fresh actors:
 - store claims: the same number of ``ScyllaStore.claim`` calls, as many in flight.
 
 A benchmark, not a test: it prints figures and asserts nothing about speed.
-The raw parts live in ``dna.store.scylla`` (only ``dna.store`` imports the driver).
+The raw parts live in ``bench/_cql_raw.py``, outside the package.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from dna.store import ActorId, Row, scylla
+import _cql_raw  # bench/_cql_raw.py: this script's directory is on sys.path
+
+from dna.store import ActorId, Row
 from dna.store.scylla import ScyllaStore
 
 VALUE = b"\xc4\x04test"  # msgpack of b"test", as in `dna bench`
@@ -34,14 +36,14 @@ async def raw_fenced_ingest(
     hosts: Sequence[str], keyspace: str, n: int, batch_size: int, *, actors: int = 1
 ) -> float:
     """Rows/s of the raw driver: ``n`` rows as fenced batches of ``batch_size`` rows."""
-    return await scylla.raw_fenced_ingest(hosts, keyspace, n, batch_size, actors=actors)
+    return await _cql_raw.raw_fenced_ingest(hosts, keyspace, n, batch_size, actors=actors)
 
 
 async def raw_claims(
     hosts: Sequence[str], keyspace: str, n: int, *, concurrency: int = 256
 ) -> float:
     """Claims/s of the raw driver: ``n`` pipelined first-claim LWTs."""
-    return await scylla.raw_claims(hosts, keyspace, n, concurrency=concurrency)
+    return await _cql_raw.raw_claims(hosts, keyspace, n, concurrency=concurrency)
 
 
 async def store_commit_ingest(

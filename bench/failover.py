@@ -1,6 +1,6 @@
 """Failover time: kill -9 of an actor's owner to the first successful call on its new owner.
 
-    python bench/failover.py [--store sqlite|cql] [--hosts H:P] [--rounds 5]
+    python bench/failover.py [--store sqlite|cql://H:P/KEYSPACE] [--rounds 5]
 
 Two `dna node` processes share a store; this process is a client node
 (host_actors=False) that calls the actor, kills its owner, and calls until a
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import dna
 from dna.examples import KVActor
+from dna.store import open_store
 
 
 def start_node(args: list[str], secret_file: Path) -> tuple[subprocess.Popen[str], str]:
@@ -69,9 +70,10 @@ async def one_round(store_args: list[str], make_store: object, secret_file: Path
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--store", choices=["sqlite", "cql"], default="sqlite")
-    ap.add_argument("--hosts", default="127.0.0.1:9042")
-    ap.add_argument("--keyspace", default="dna_failover")
+    ap.add_argument("--store", default="sqlite",
+                    help="sqlite (a fresh file per round) or a cql:// store URL")
+    ap.add_argument("--hosts", default="127.0.0.1:9042", help="with --store cql (older form)")
+    ap.add_argument("--keyspace", default="dna_failover", help="with --store cql (older form)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     ns = ap.parse_args()
@@ -80,14 +82,13 @@ def main() -> None:
     secret_file.write_bytes(secrets.token_hex(16).encode())
     times = []
     for r in range(ns.rounds):
-        if ns.store == "sqlite":
-            path = str(work / f"f{r}.db")
-            args = ["--store", "sqlite", "--path", path]
-            make = lambda path=path: dna.SQLiteStore(path)  # noqa: E731
-        else:
-            args = ["--store", "cql", "--hosts", ns.hosts, "--keyspace", ns.keyspace]
-            hosts = ns.hosts.split(",")
-            make = lambda hosts=hosts: dna.ScyllaStore(hosts=hosts, keyspace=ns.keyspace)  # noqa: E731
+        url = ns.store
+        if url == "sqlite":
+            url = "sqlite://" + str(work / f"f{r}.db")
+        elif url == "cql":
+            url = f"cql://{ns.hosts}/{ns.keyspace}"
+        args = ["--store", url]
+        make = lambda url=url: open_store(url)  # noqa: E731
         times.append(asyncio.run(one_round(args, make, secret_file)))
     fig = {"store": ns.store, "rounds": ns.rounds,
            "failover_ms_median": statistics.median(times) * 1e3,

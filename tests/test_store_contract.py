@@ -247,3 +247,74 @@ async def test_nodes_lists_open_node(store_factory: Factory, unique: str) -> Non
         assert len(mine) == 1
         assert mine[0].alive in (True, None)
         assert not mine[0].draining
+
+
+# ---------------------------------------------------------------- the declared contract
+
+
+async def test_every_capability_is_declared_with_a_sound_value(
+    store_factory: Factory, store_kind: str, unique: str
+) -> None:
+    s = store_factory()
+    assert s.kind == store_kind
+    assert s.lease is None or s.lease > 0
+    assert s.heartbeat_interval is None or (s.lease is not None and s.heartbeat_interval > 0)
+    for limit in (s.max_key_bytes, s.max_value_bytes, s.max_commit_bytes):
+        assert limit is None or limit > 0
+    node = f"a-{unique}"
+    async with opened(s, node):
+        loop = asyncio.get_running_loop()
+        if s.lease is None:  # liveness by lock: no lease to judge
+            assert s.last_heartbeat is None
+        else:  # registering counts as the first heartbeat, sent before now
+            assert s.last_heartbeat is not None and s.last_heartbeat <= loop.time()
+        assert s.lease_term == 0
+        await s.heartbeat(7)
+        await s.heartbeat()
+        await s.set_draining(True)
+        mine = {n.node_id: n for n in await s.nodes()}[node]
+        assert (mine.alive, mine.state, mine.draining, mine.load) == (True, "alive", True, 7)
+        await s.set_draining(False)
+        assert not {n.node_id: n for n in await s.nodes()}[node].draining
+
+
+def test_check_row_refuses_what_the_store_could_never_commit(
+    store_factory: Factory, store_kind: str
+) -> None:
+    from dna.errors import TooLarge
+
+    s = store_factory()
+    s.check_row("kv", "k", b"v")
+    s.check_row("kv", "k", None)
+    with pytest.raises(TypeError, match="must be str"):
+        s.check_row("kv", 1, b"v")
+    with pytest.raises(TypeError, match="bytes or None"):
+        s.check_row("kv", "k", "text")
+    with pytest.raises(ValueError, match="not valid text"):
+        s.check_row("kv", "bad\ud800", b"v")
+    if s.max_key_bytes is not None:
+        s.check_row("kv", "k" * s.max_key_bytes, None)
+        with pytest.raises(TooLarge, match=f"limit of {s.max_key_bytes}"):
+            s.check_row("kv", "é" * s.max_key_bytes, None)  # 2 bytes a character
+    if s.max_value_bytes is not None:
+        with pytest.raises(TooLarge, match=f"{s.max_value_bytes + 1} bytes"):
+            s.check_row("kv", "k", memoryview(bytearray(s.max_value_bytes + 1)))
+    if store_kind != "memory":  # the real databases have limits
+        assert s.max_key_bytes == 65_535 and s.max_value_bytes is not None
+
+
+def test_a_store_missing_part_of_the_contract_cannot_be_made() -> None:
+    class Partial(Store):  # everything but the node-facing half
+        async def open(self, node_id: str, address: str = "") -> None: ...
+        async def close(self) -> None: ...
+        async def claim(self, actor: ActorId) -> Any: ...
+        async def release(self, claim: Any) -> None: ...
+        async def commit(self, claim: Any, rows: Any) -> None: ...
+        async def read(self, claim: Any, module: str, key: str) -> Any: ...
+        async def list(self, claim: Any, module: str, prefix: str = "", limit: int = 100,
+                       start_after: str | None = None) -> Any: ...
+
+    with pytest.raises(TypeError, match="nodes") as info:
+        Partial()  # type: ignore[abstract]
+    for name in ("owner_of", "set_draining"):
+        assert name in str(info.value)

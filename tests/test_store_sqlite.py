@@ -326,3 +326,57 @@ async def test_switch_interval_lowered_while_open_and_restored(tmp_path: Path) -
     assert sys.getswitchinterval() == before
     with pytest.raises(ValueError):
         SQLiteStore(str(tmp_path / "c.db"), switch_interval=0)
+
+
+# ---------------------------------------------------------------- one file, two paths
+
+
+HOLDER = r"""
+import asyncio, sys
+from dna.store import ActorId
+from dna.store.sqlite import SQLiteStore
+
+async def main(path):
+    s = SQLiteStore(path)
+    await s.open("holder", "127.0.0.1:1")
+    c = await s.claim(ActorId("ns", "Thing", "a"))
+    print(c.epoch, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("how", ["symlinked file", "symlinked directory"])
+async def test_one_file_opened_by_two_paths_is_one_cluster(tmp_path: Path, how: str) -> None:
+    real_dir, other = tmp_path / "data", tmp_path / "elsewhere"
+    real_dir.mkdir()
+    other.mkdir()
+    if how == "symlinked file":
+        alias = other / "link.db"
+        alias.symlink_to(real_dir / "app.db")
+    else:
+        (other / "d").symlink_to(real_dir, target_is_directory=True)
+        alias = other / "d" / "app.db"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([SRC, env.get("PYTHONPATH", "")])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, str(real_dir / "app.db"),
+        stdout=asyncio.subprocess.PIPE, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"1"
+        async with opened(SQLiteStore(alias), "other") as s:
+            alive = {n.node_id: n.alive for n in await s.nodes()}
+            assert alive == {"holder": True, "other": True}
+            with pytest.raises(NotOwner) as info:  # the holder is alive: no second activation
+                await s.claim(A)
+            assert info.value.owner == "holder"
+            proc.kill()
+            await proc.wait()
+            assert (await s.claim(A)).epoch == 2  # and dead at once once killed
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

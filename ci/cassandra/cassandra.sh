@@ -83,6 +83,28 @@ running_pid() {
   fi
 }
 
+# The pid in the pid file if that process is alive, whatever it runs yet: between
+# the fork and the exec of java (long on a loaded machine) it is still a shell.
+launched_pid() {
+  local pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    echo "$pid"
+  fi
+}
+
+# Wait (up to $1 seconds) until the launched process has exec'd Cassandra, or died.
+wait_exec() {
+  local pid i
+  for i in $(seq 1 $(($1 * 10))); do
+    pid=$(launched_pid)
+    [ -n "$pid" ] || return 0
+    grep -q CassandraDaemon "/proc/$pid/cmdline" 2>/dev/null && return 0
+    sleep 0.1
+  done
+}
+
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
@@ -149,6 +171,7 @@ EOF
 cmd_wait() {
   local pid deadline
   deadline=$((SECONDS + timeout))
+  wait_exec 30 # a node being launched right now is not "not running"
   while :; do
     pid=$(running_pid)
     [ -n "$pid" ] || {

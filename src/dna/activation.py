@@ -160,9 +160,9 @@ class Activation:
         "host",
         "inbox",
         "inflight",
-        "running",
         "instance",
         "last_active",
+        "running",
         "state",
         "ws",
     )

@@ -2,24 +2,28 @@
 
 Timed end to end: when it returns, every write is durable. ``ceiling`` first
 measures the raw store ingest of the same rows in batches of the same size
-(no actors) so the runtime's overhead shows as a ratio.
+(no actors) so the runtime's overhead shows as a ratio: on SQLite and memory
+the store's own commit path; on CQL the raw driver, whose code lives with the
+bench scripts (``bench/_cql_raw.py`` of a source checkout, not the package).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ._core import pack
 from .examples import KVActor, Noop
 from .node import Node
-from .store import ActorId, Row, Store
+from .store import ActorId, Row, Store, open_store
 
 __all__ = ["BenchConfig", "make_store", "run_bench"]
 
@@ -28,10 +32,8 @@ __all__ = ["BenchConfig", "make_store", "run_bench"]
 class BenchConfig:
     n: int = 1_000_000
     actors: int = 1
-    store: str = "sqlite"
-    path: str | None = None
-    hosts: list[str] = field(default_factory=list)
-    keyspace: str = "dna_bench"
+    store: str = "sqlite"  # a store URL, or "sqlite": a temporary SQLite file
+    path: str | None = None  # with store "sqlite": this file instead of a temporary one
     ceiling: bool = False
     progress: bool = False
     max_batch: int = 5_000
@@ -39,29 +41,32 @@ class BenchConfig:
     remote: bool = False
 
 
-def make_store(cfg: BenchConfig, suffix: str = "") -> tuple[Store, Path | None]:
-    """A store for the bench, and a temporary directory to remove afterwards (or None)."""
-    if cfg.store == "sqlite":
-        from .store.sqlite import SQLiteStore
-
-        tmp: Path | None = None
+def bench_url(cfg: BenchConfig, suffix: str = "") -> tuple[str, Path | None]:
+    """The store URL of one bench run (``suffix`` keeps SQLite files apart), and a
+    temporary directory to remove afterwards (or None)."""
+    url = cfg.store
+    tmp: Path | None = None
+    if url == "sqlite":
         if cfg.path:
-            path = Path(cfg.path + suffix)
+            path = cfg.path
         else:
             tmp = Path(tempfile.mkdtemp(prefix="dna-bench-"))
-            path = tmp / f"bench{suffix}.db"
-        return SQLiteStore(str(path)), tmp
-    if cfg.store == "memory":
-        from .store.memory import MemoryStore
+            path = str(tmp / "bench.db")
+        url = "sqlite://" + quote(path, safe="/")
+    if url.startswith("sqlite://") and suffix:
+        url, _, query = url.partition("?")
+        url += quote(suffix, safe="/") + ("?" + query if query else "")
+    return url, tmp
 
-        return MemoryStore(), None
-    if cfg.store == "cql":
-        from .store.scylla import ScyllaStore
 
-        if not cfg.hosts:
-            raise SystemExit("dna bench --store cql needs --hosts HOST:PORT")
-        return ScyllaStore(hosts=cfg.hosts, keyspace=cfg.keyspace), None
-    raise SystemExit(f"unknown store {cfg.store!r} (sqlite, cql, memory)")
+def make_store(cfg: BenchConfig, suffix: str = "") -> tuple[Store, Path | None]:
+    """A store for the bench, and a temporary directory to remove afterwards (or None)."""
+    url, tmp = bench_url(cfg, suffix)
+    try:
+        return open_store(url), tmp
+    except (ValueError, ImportError) as exc:
+        _cleanup(tmp)
+        raise SystemExit(f"dna bench: {exc}") from None
 
 
 def peak_rss_mib() -> float:
@@ -76,14 +81,8 @@ async def raw_ingest(cfg: BenchConfig, run_id: str) -> float:
     rows, no store code); on SQLite the store's commit path without actors.
     """
     store, tmp = make_store(cfg, ".ceiling")
-    raw = getattr(store, "raw_fenced_ingest", None)
-    if raw is not None:
-        await store.open(f"ceiling-{run_id}")
-        try:
-            rate: float = await raw(cfg.n, cfg.max_batch, actors=cfg.actors)
-        finally:
-            await store.close()
-        return rate
+    if store.kind == "cql":
+        return await _cql_ceiling(store, cfg)
     value = pack(b"test")
     try:
         await store.open(f"ceiling-{run_id}")
@@ -104,6 +103,59 @@ async def raw_ingest(cfg: BenchConfig, run_id: str) -> float:
     finally:
         _cleanup(tmp)
     return (per * cfg.actors) / elapsed
+
+
+def _load_cql_raw() -> Any:
+    """``bench/_cql_raw.py`` of a source checkout (or of ``$DNA_BENCH_DIR``)."""
+    import importlib.util
+
+    where = os.environ.get("DNA_BENCH_DIR") or str(Path(__file__).resolve().parents[2] / "bench")
+    path = Path(where) / "_cql_raw.py"
+    spec = importlib.util.spec_from_file_location("dna_bench_cql_raw", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise SystemExit(
+            f"dna bench --ceiling on CQL measures the raw driver with bench/_cql_raw.py of a "
+            f"source checkout, not found at {path}: run it from the checkout (or set "
+            "DNA_BENCH_DIR to its bench/ directory), or use: python bench/cql_ingest.py"
+        )
+    raw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(raw)
+    return raw
+
+
+async def _cql_ceiling(store: Store, cfg: BenchConfig) -> float:
+    """The raw driver's fenced ingest (the CQL store's ceiling)."""
+    raw = _load_cql_raw()
+    await store.open(f"ceiling-{os.getpid()}-{int(time.time() * 1000):x}")
+    try:
+        rate: float = await raw.store_fenced_ingest(store, cfg.n, cfg.max_batch, actors=cfg.actors)
+    finally:
+        await store.close()
+    return rate
+
+
+class _Progress:
+    """A one-line progress bar on stderr (no dependency)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        rate = self.done / max(1e-9, time.perf_counter() - self.t0)
+        width = 30
+        fill = width * self.done // max(1, self.total)
+        sys.stderr.write(
+            f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done:,}/{self.total:,} put "
+            f"{rate:,.0f}/s"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\r" + " " * 78 + "\r")
+        sys.stderr.flush()
 
 
 def _cleanup(tmp: Path | None) -> None:
@@ -152,9 +204,7 @@ async def _drive(cfg: BenchConfig, refs: list[Any]) -> float:
     casts = [ref.put_cast for ref in refs]
     bar = None
     if cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="put", unit_scale=True, file=sys.stderr, leave=False)
+        bar = _Progress(n)
     step = 1 << 15
     t0 = time.perf_counter()
     if k == 1:
@@ -180,20 +230,16 @@ async def _drive(cfg: BenchConfig, refs: list[Any]) -> float:
 async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
     """The seed bench in process, then with the actor in a ``dna node`` process and the
     sender here, over loopback TCP; reports both and their ratio."""
-    import os
     import secrets
 
     inproc = await run_bench(BenchConfig(**{**cfg.__dict__, "remote": False, "ceiling": False}))
-    store, tmp = make_store(cfg, ".remote")
+    url, tmp = bench_url(cfg, ".remote")
+    store = open_store(url)
     work = Path(tempfile.mkdtemp(prefix="dna-remote-"))
     secret_file = work / "secret"
     secret_file.write_bytes(secrets.token_hex(16).encode())
     cmd = [sys.executable, "-m", "dna", "node", "--listen", "127.0.0.1:0",
-           "--secret-file", str(secret_file), "--store", cfg.store]
-    if cfg.store == "sqlite":
-        cmd += ["--path", str(getattr(store, "path", ""))]
-    else:
-        cmd += ["--hosts", ",".join(cfg.hosts), "--keyspace", cfg.keyspace]
+           "--secret-file", str(secret_file), "--store", url]
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, env=dict(os.environ)
     )

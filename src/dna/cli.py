@@ -8,17 +8,64 @@ import json
 import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
-__all__ = ["main"]
+__all__ = ["main", "store_url"]
+
+_URL_HELP = (
+    "store URL: sqlite:///abs/path/app.db, sqlite://relative.db, "
+    "cql://host:9042,host2/keyspace, memory://name"
+)
+
+
+def _store_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--store", default=default, metavar="URL", help=f"{_URL_HELP} (default {default})"
+    )
+    # the form before URLs, kept for scripts: --store sqlite --path F / --store cql --hosts H
+    p.add_argument("--path", help=argparse.SUPPRESS)
+    p.add_argument("--hosts", help=argparse.SUPPRESS)
+    p.add_argument("--keyspace", help=argparse.SUPPRESS)
+
+
+def store_url(ns: argparse.Namespace, sqlite_path: str, keyspace: str) -> str:
+    """The store URL of ``--store``; the older ``--store sqlite|cql|memory`` with
+    ``--path``/``--hosts``/``--keyspace`` is translated (``sqlite_path`` and
+    ``keyspace`` are its defaults)."""
+    store: str = ns.store
+    if "://" in store:
+        if ns.path or ns.hosts or ns.keyspace:
+            raise SystemExit(
+                f"--path, --hosts and --keyspace do not go with a store URL: put them in "
+                f"the URL ({_URL_HELP})"
+            )
+        return store
+    if store == "sqlite":
+        return "sqlite://" + quote(ns.path or sqlite_path, safe="/")
+    if store == "cql":
+        hosts = ",".join(h.strip() for h in (ns.hosts or "").split(",") if h.strip())
+        if not hosts:
+            raise SystemExit("--store cql needs --hosts HOST:PORT (or --store cql://HOST:PORT/KEYSPACE)")
+        return f"cql://{hosts}/{ns.keyspace or keyspace}"
+    if store == "memory":
+        return "memory://"
+    raise SystemExit(f"--store {store!r} is not a store URL ({_URL_HELP})")
+
+
+def _open_store(ns: argparse.Namespace, **options: Any) -> Any:
+    from .store import open_store
+
+    url = store_url(ns, "dna.db", "dna")
+    try:
+        return open_store(url, **options)
+    except (ValueError, ImportError) as exc:
+        raise SystemExit(f"dna {ns.command}: {exc}") from None
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=1_000_000, help="cast puts (default 1,000,000)")
     p.add_argument("--actors", type=int, default=1, help="spread the puts over K actors")
-    p.add_argument("--store", choices=["sqlite", "cql", "memory"], default="sqlite")
-    p.add_argument("--path", help="SQLite file (default: a temporary file)")
-    p.add_argument("--hosts", default="", help="CQL contact points HOST:PORT[,HOST:PORT]")
-    p.add_argument("--keyspace", default="dna_bench")
+    _store_args(p, "sqlite")  # bare "sqlite": a temporary file
     p.add_argument("--ceiling", action="store_true", help="first measure raw store ingest")
     p.add_argument("--max-batch", type=int, default=5_000)
     p.add_argument("--remote", action="store_true",
@@ -45,13 +92,11 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
     if ns.n < 1 or ns.actors < 1:
         raise SystemExit("-n and --actors must be at least 1")
+    store = "sqlite" if ns.store == "sqlite" and not ns.path else store_url(ns, "", "dna_bench")
     cfg = BenchConfig(
         n=ns.n,
         actors=ns.actors,
-        store=ns.store,
-        path=ns.path,
-        hosts=[h for h in ns.hosts.split(",") if h],
-        keyspace=ns.keyspace,
+        store=store,
         ceiling=ns.ceiling,
         progress=sys.stderr.isatty() and not ns.json,
         max_batch=ns.max_batch,
@@ -79,26 +124,6 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", choices=["sqlite", "cql"], default="sqlite")
-    p.add_argument("--path", default="dna.db", help="SQLite file (default dna.db)")
-    p.add_argument("--hosts", default="", help="CQL contact points HOST:PORT[,HOST:PORT]")
-    p.add_argument("--keyspace", default="dna")
-
-
-def _open_store(ns: argparse.Namespace) -> Any:
-    if ns.store == "sqlite":
-        from .store.sqlite import SQLiteStore
-
-        return SQLiteStore(ns.path)
-    from .store.scylla import ScyllaStore
-
-    hosts = [h for h in ns.hosts.split(",") if h]
-    if not hosts:
-        raise SystemExit("--store cql needs --hosts HOST:PORT")
-    return ScyllaStore(hosts=hosts, keyspace=ns.keyspace)
-
-
 def _read_secret(path: str | None) -> bytes | None:
     if path is None:
         return None
@@ -117,10 +142,11 @@ def cmd_node(ns: argparse.Namespace) -> int:
 
     for mod in ns.app or ["dna.examples"]:
         importlib.import_module(mod)
+    store = _open_store(ns)
 
     async def run() -> None:
         node = Node(
-            store=_open_store(ns), listen=ns.listen, secret=_read_secret(ns.secret_file),
+            store=store, listen=ns.listen, secret=_read_secret(ns.secret_file),
             insecure=ns.insecure, passivate_after=ns.passivate_after,
         )
         await node.start()
@@ -138,27 +164,45 @@ def cmd_node(ns: argparse.Namespace) -> int:
     return 0
 
 
+async def _status_rows(store: Any) -> list[Any]:
+    """Every node but status probes. On a lease store a node first seen is not
+    judged yet: look again for up to three heartbeat intervals (the lease at most)."""
+    from .node import new_node_id
+
+    await store.open(f"status-{new_node_id()}", "")
+    try:
+        loop = asyncio.get_running_loop()
+        beat = store.heartbeat_interval or 1.0
+        deadline = loop.time() + (0 if store.lease is None else min(store.lease, 3 * beat))
+        while True:
+            rows = [r for r in await store.nodes() if not r.node_id.startswith("status-")]
+            if all(r.state != "unknown" for r in rows) or loop.time() >= deadline:
+                return rows
+            await asyncio.sleep(beat / 2)
+    finally:
+        await store.close()
+
+
 def cmd_status(ns: argparse.Namespace) -> int:
-    async def run() -> list[Any]:
-        from .node import new_node_id
+    from .errors import StoreError
 
-        store = _open_store(ns)
-        await store.open(f"status-{new_node_id()}", "")
-        try:
-            return [r for r in await store.nodes() if not r.node_id.startswith("status-")]
-        finally:
-            await store.close()
-
-    rows = asyncio.run(run())
+    store = _open_store(ns, create=False)  # a status never creates a database
+    try:
+        rows = asyncio.run(_status_rows(store))
+    except StoreError as exc:
+        print(f"dna status: {exc}", file=sys.stderr)
+        return 1
     if ns.json:
         print(json.dumps([{"node_id": r.node_id, "address": r.address, "alive": r.alive,
+                           "state": r.state, "heartbeat_age": r.heartbeat_age,
                            "draining": r.draining, "activations": r.load} for r in rows]))
         return 0
-    print(f"{'node':<36} {'address':<22} {'alive':<6} {'draining':<9} activations")
+    print(f"{'node':<36} {'address':<22} {'state':<8} {'beat age':<9} {'draining':<9} "
+          "activations")
     for r in rows:
-        alive = "?" if r.alive is None else ("yes" if r.alive else "no")
-        print(f"{r.node_id:<36} {r.address:<22} {alive:<6} {'yes' if r.draining else 'no':<9} "
-              f"{r.load}")
+        age = "-" if r.heartbeat_age is None else f"{r.heartbeat_age:.1f}s"
+        print(f"{r.node_id:<36} {r.address:<22} {r.state:<8} {age:<9} "
+              f"{'yes' if r.draining else 'no':<9} {r.load}")
     return 0
 
 
@@ -169,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_args(bench)
     bench.set_defaults(func=cmd_bench)
     node = sub.add_parser("node", help="run a node process (SIGTERM drains it)")
-    _store_args(node)
+    _store_args(node, "sqlite://dna.db")
     node.add_argument("--listen", default="127.0.0.1:7101", help="HOST:PORT for peers")
     node.add_argument("--secret-file", help="file holding the cluster secret")
     node.add_argument("--insecure", action="store_true",
@@ -178,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--passivate-after", type=float, default=300.0)
     node.set_defaults(func=cmd_node)
     status = sub.add_parser("status", help="list the cluster's nodes")
-    _store_args(status)
+    _store_args(status, "sqlite://dna.db")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
     return parser

@@ -289,7 +289,7 @@ class Cluster:
         self.addresses: dict[str, str] = {}  # peer node id -> transport address
         self.peers: list[NodeRecord] = []  # last node rows seen
         self.reported_load = 0  # activation count last published to the nodes table
-        self.seen_beat: float | None = None  # last heartbeat time observed (lease stores)
+        self.term = 0  # the store's lease term our activations were made under
         self.leaving = False
         if listen is not None:
             from .transport import Transport
@@ -328,17 +328,18 @@ class Cluster:
 
     def lease_ok(self) -> bool:
         """False (and every activation dropped) once our lease cannot be trusted: the
-        last heartbeat known to have succeeded is ``fence_after`` old, or a gap that long
-        lay between two heartbeats (the process was paused: peers may own our names)."""
+        last heartbeat known to have succeeded was sent ``fence_after`` ago, or the
+        lease lapsed and was taken up again (the process was paused: peers may own
+        our names meanwhile). Checked before every batch, reads included."""
         fence_after = self.fence_after
         if fence_after is None:
             return True
-        last = self.node.store.last_heartbeat
-        seen = self.seen_beat
-        self.seen_beat = last
-        if last is not None and self.loop.time() - last <= fence_after:
-            if seen is None or last - seen <= fence_after:
-                return True
+        store = self.node.store
+        term = store.lease_term
+        last = store.last_heartbeat
+        if term == self.term and last is not None and self.loop.time() - last <= fence_after:
+            return True
+        self.term = term
         self.fence()
         return False
 

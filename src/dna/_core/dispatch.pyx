@@ -236,23 +236,50 @@ cpdef bytes pack_value(object value):
 
 
 cdef class KVWriter:
-    """The write half of an activation's KV view (``dna.storage.kv.BoundKV``)."""
+    """The write half of an activation's KV view (``dna.storage.kv.BoundKV``).
+
+    Each write is checked where it is made, so a bad one fails only its handler:
+    the key must be text SQLite and CQL can store (no lone surrogate) and within
+    ``max_key``, the packed value within ``max_value`` (negative: no limit).
+    """
 
     cdef WriteSet _ws  # the activation's pending writes
     cdef object _module  # module name in the clustering key
+    cdef Py_ssize_t _max_key  # most UTF-8 bytes in a key, or -1
+    cdef Py_ssize_t _max_value  # most bytes in a packed value, or -1
+    cdef object _too_large  # the exception class for a key or value over its limit
 
-    def __init__(self, WriteSet ws, str module):
+    def __init__(self, WriteSet ws, str module, Py_ssize_t max_key=-1,
+                 Py_ssize_t max_value=-1, too_large=ValueError):
         self._ws = ws
         self._module = module
+        self._max_key = max_key
+        self._max_value = max_value
+        self._too_large = too_large
+
+    cdef _check_key(self, key):
+        cdef Py_ssize_t n
+        if type(key) is not str:
+            raise TypeError(f"KV keys are str, not {type(key).__name__}")
+        try:
+            PyUnicode_AsUTF8AndSize(key, &n)
+        except UnicodeEncodeError:
+            raise ValueError(f"KV key {key!r} is not valid text (a lone surrogate?)") from None
+        if self._max_key >= 0 and n > self._max_key:
+            raise self._too_large(
+                f"KV key of {n} bytes is over the store's limit of {self._max_key}")
 
     def write(self, key, value):
         """Buffer ``key = value``; durable when the batch commits."""
-        if type(key) is not str:
-            raise TypeError(f"KV keys are str, not {type(key).__name__}")
-        self._ws._put(self._module, key, pack_value(value))
+        self._check_key(key)
+        packed = pack_value(value)
+        if self._max_value >= 0 and PyBytes_GET_SIZE(packed) > self._max_value:
+            raise self._too_large(
+                f"KV value of {PyBytes_GET_SIZE(packed)} bytes for {key!r} is over the "
+                f"store's limit of {self._max_value}")
+        self._ws._put(self._module, key, packed)
 
     def delete(self, key):
         """Buffer the removal of ``key``."""
-        if type(key) is not str:
-            raise TypeError(f"KV keys are str, not {type(key).__name__}")
+        self._check_key(key)
         self._ws._put(self._module, key, None)

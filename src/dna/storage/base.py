@@ -22,6 +22,7 @@ here: subclass ``StorageModule``, implement ``bind``.
 
 from __future__ import annotations
 
+import abc
 from typing import TYPE_CHECKING, Any
 
 from .._core import MISSING
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["StorageContext", "StorageModule"]
 
 
-class StorageModule:
+class StorageModule(abc.ABC):
     """Base of class-level storage declarations such as ``kv = KV()``.
 
     Each activation gets its own bound view (``bind``) set on the instance.
@@ -44,8 +45,9 @@ class StorageModule:
         if not self.name:
             self.name = name
 
+    @abc.abstractmethod
     def bind(self, ctx: StorageContext) -> Any:
-        raise NotImplementedError
+        """The object handlers use for this module in one activation."""
 
 
 class StorageContext:
@@ -57,8 +59,8 @@ class StorageContext:
         self.ws = ws  # pending writes: the running batch and the commit in flight
         self.store = store  # committed state, read under ``claim``
         self.claim = claim  # the ownership every read and commit is fenced by
-        self.max_key_bytes: int = store.max_key_bytes
-        self.max_value_bytes: int = store.max_value_bytes
+        self.max_key_bytes: int | None = store.max_key_bytes  # None: no limit
+        self.max_value_bytes: int | None = store.max_value_bytes  # None: no limit
 
     async def read(self, module: str, key: str) -> bytes | None:
         """The packed value of ``key`` (pending writes first), or None."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, overload
 
 from .._core import KVWriter, unpack
-from ..errors import InterfaceError
+from ..errors import InterfaceError, TooLarge
 from .base import StorageContext, StorageModule
 
 __all__ = ["KV", "BoundKV"]
@@ -53,7 +53,9 @@ class BoundKV(KVWriter):
     __slots__ = ("_ctx", "_name")
 
     def __init__(self, ctx: StorageContext, module: str) -> None:
-        super().__init__(ctx.ws, module)
+        limits = (ctx.max_key_bytes, ctx.max_value_bytes)
+        max_key, max_value = (-1 if n is None else n for n in limits)
+        super().__init__(ctx.ws, module, max_key, max_value, TooLarge)
         self._ctx = ctx  # the activation's storage, scoped to its claim
         self._name = module  # module name in the clustering key
 

@@ -41,7 +41,7 @@ from cassandra.policies import (
 from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
 from cassandra.query import dict_factory, tuple_factory
 
-from ..errors import StoreError, StoreUnavailable
+from ..errors import CommitUnknown, StoreError, StoreUnavailable
 
 __all__ = [
     "AMBIGUOUS",
@@ -52,6 +52,7 @@ __all__ = [
     "make_cluster",
     "map_error",
     "parse_hosts",
+    "unknown_outcome",
 ]
 
 # execution profiles: the default one serves plain reads and writes
@@ -176,6 +177,15 @@ def map_error(exc: BaseException, doing: str) -> StoreError:
             "written. A commit is one batch and is never split: write less per batch"
         )
     return StoreError(f"{doing}: {_describe(exc)}")
+
+
+def unknown_outcome(exc: BaseException, why: BaseException, doing: str) -> CommitUnknown:
+    """The error for a commit that failed with ``exc`` (one of ``AMBIGUOUS``: it
+    may have applied) and whose outcome could not be read back (``why``)."""
+    return CommitUnknown(
+        f"{doing}: outcome unknown, it may or may not have applied ({_describe(exc)}); "
+        f"reading it back failed: {why}"
+    )
 
 
 def _describe(exc: BaseException) -> str:

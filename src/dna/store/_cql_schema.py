@@ -76,10 +76,14 @@ STATEMENTS: dict[str, str] = {
     # membership
     "node_up": "INSERT INTO {ks}.nodes (node_id, address, heartbeat, draining, load, started_at) "
     "VALUES (?, ?, ?, false, 0, toTimestamp(now()))",
-    "node_beat": "UPDATE {ks}.nodes SET heartbeat = ? WHERE node_id = ?",
-    "node_beat_load": "UPDATE {ks}.nodes SET heartbeat = ?, load = ? WHERE node_id = ?",
+    # a heartbeat also writes the address: it rebuilds a row collected while we were paused
+    "node_beat": "UPDATE {ks}.nodes SET heartbeat = ?, address = ? WHERE node_id = ?",
+    "node_beat_load": "UPDATE {ks}.nodes SET heartbeat = ?, address = ?, load = ? "
+    "WHERE node_id = ?",
     "node_draining": "UPDATE {ks}.nodes SET draining = ? WHERE node_id = ?",
     "node_down": "DELETE FROM {ks}.nodes WHERE node_id = ?",
+    # garbage collection of a dead node's row, only if its counter did not move meanwhile
+    "node_collect": "DELETE FROM {ks}.nodes WHERE node_id = ? IF heartbeat = ?",
     "node_get": "SELECT heartbeat, draining FROM {ks}.nodes WHERE node_id = ?",
     "node_all": "SELECT node_id, address, heartbeat, draining, load FROM {ks}.nodes",
 }
@@ -104,6 +108,7 @@ class Statements:
     node_beat_load: Any
     node_draining: Any
     node_down: Any
+    node_collect: Any
     node_get: Any
     node_all: Any
 
@@ -148,8 +153,9 @@ def is_scylla(session: Any) -> bool:
     return bool(list(rows))
 
 
-def create_schema(session: Any, keyspace: str, replication: str) -> None:
+def create_schema(session: Any, keyspace: str, replication: str, create: bool = True) -> None:
     """Create the keyspace and tables if missing (blocking; run in a worker thread).
+    ``create`` False: a missing keyspace or table is a ``StoreError`` instead.
 
     On ScyllaDB the keyspace is created without tablets: ScyllaDB does not
     support lightweight transactions on tablets keyspaces, and every claim and
@@ -157,6 +163,8 @@ def create_schema(session: Any, keyspace: str, replication: str) -> None:
     """
     scylla = is_scylla(session)
     meta = session.cluster.metadata.keyspaces.get(keyspace)
+    if meta is None and not create:
+        raise StoreError(f"CQL keyspace {keyspace} does not exist (no DNA store there)")
     if meta is None:
         ddl = f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}"
         if scylla:
@@ -173,6 +181,8 @@ def create_schema(session: Any, keyspace: str, replication: str) -> None:
     meta = session.cluster.metadata.keyspaces.get(keyspace)
     tables = meta.tables if meta is not None else {}
     for name, ddl in (("actor_data", _ACTOR_DATA), ("nodes", _NODES)):
+        if name not in tables and not create:
+            raise StoreError(f"CQL keyspace {keyspace} has no table {name}: not a DNA store")
         if name not in tables:
             session.execute(ddl.format(ks=keyspace))
 

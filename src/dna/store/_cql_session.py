@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StoreError, StoreUnavailable
 from ._cql_bridge import UNREACHABLE, make_cluster, map_error
 from ._cql_schema import Statements, create_schema
+from .base import ALIVE, DEAD, SUSPECT, UNKNOWN
 
 if TYPE_CHECKING:
     from .scylla import ScyllaStore
@@ -29,27 +30,40 @@ _RETRY_DELAY = 0.5  # seconds between attempts to reach a server at open
 class Peers:
     """Other nodes' heartbeat counters as this node saw them, on its monotonic clock.
 
-    A peer is alive while its counter keeps moving: judged dead once the
-    counter has not changed for ``lease`` seconds of our own clock, so clock
-    skew between machines never matters.
+    A peer is alive while its counter keeps moving: suspect once it has not
+    moved for ``suspect_after`` seconds of our own clock, dead once it has not
+    moved for ``lease`` seconds, so clock skew between machines never matters.
+    A peer first seen is unknown until its counter moves (alive) or stays
+    still for the lease (dead).
     """
 
-    __slots__ = ("lease", "seen")
+    __slots__ = ("lease", "seen", "suspect_after")
 
-    def __init__(self, lease: float) -> None:
+    def __init__(self, lease: float, suspect_after: float | None = None) -> None:
         self.lease = lease  # seconds without a change that make a peer dead
-        self.seen: dict[str, tuple[Any, float]] = {}  # node id -> (counter, when it last moved)
+        self.suspect_after = min(lease, suspect_after if suspect_after is not None else lease / 2)
+        # node id -> (counter, when it last moved or was first seen, seen moving)
+        self.seen: dict[str, tuple[Any, float, bool]] = {}
 
-    def judge(self, node_id: str, heartbeat: Any, now: float) -> bool | None:
-        """Record an observation; True alive, False dead, None first seen (not known yet)."""
+    def judge(self, node_id: str, heartbeat: Any, now: float) -> tuple[str, float | None]:
+        """Record an observation; ``(state, heartbeat age)``: ALIVE, SUSPECT, DEAD or
+        UNKNOWN, and seconds since the counter last moved (None while unknown)."""
         prev = self.seen.get(node_id)
         if prev is None:
-            self.seen[node_id] = (heartbeat, now)
-            return None
+            self.seen[node_id] = (heartbeat, now, False)
+            return UNKNOWN, None
         if prev[0] != heartbeat:
-            self.seen[node_id] = (heartbeat, now)
-            return True
-        return now - prev[1] < self.lease
+            self.seen[node_id] = (heartbeat, now, True)
+            return ALIVE, 0.0
+        age = now - prev[1]
+        if age >= self.lease:
+            return DEAD, age if prev[2] else None
+        if not prev[2]:
+            return UNKNOWN, None
+        return (SUSPECT if age > self.suspect_after else ALIVE), age
+
+    def forget(self, node_id: str) -> None:
+        self.seen.pop(node_id, None)
 
 
 async def connect(store: ScyllaStore, loop: asyncio.AbstractEventLoop) -> tuple[Any, Any, Any]:
@@ -88,7 +102,7 @@ def _connect_once(store: ScyllaStore) -> tuple[Any, Any, Any]:
     )
     try:
         session = cluster.connect()
-        create_schema(session, store.keyspace, store._replication)
+        create_schema(session, store.keyspace, store._replication, store.create)
         statements = Statements(session, store.keyspace)
         return cluster, session, statements
     except BaseException:

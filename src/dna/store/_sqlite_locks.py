@@ -1,7 +1,11 @@
 """Node liveness on one machine: one advisory lock file per open node.
 
 Each open ``SQLiteStore`` holds ``flock(LOCK_EX)`` on ``<db>.nodes/<node>.lock``
-for as long as it is open. The kernel drops the lock when the process dies
+for as long as it is open, where ``<db>`` is the database file's real path
+(``identity``: symlinks resolved), so processes that open one file through
+different paths (a symlink, a symlinked directory, ``..``) share one set of
+locks and see each other. Hard links are not resolved: open a database by one
+of its names. The kernel drops the lock when the process dies
 (even by ``kill -9``), so "can I take that node's lock?" is an exact and
 immediate liveness test for every process sharing the database file. Lock
 files are only ever removed by someone holding their lock.
@@ -20,12 +24,18 @@ import time
 from ..errors import StoreError, StoreUnavailable
 
 __all__ = [
-    "DEAD_NO_FILE", "acquire_own", "lock_dir", "probe", "release_dead", "release_own", "unlock",
+    "DEAD_NO_FILE", "acquire_own", "identity", "lock_dir", "probe", "release_dead",
+    "release_own", "unlock",
 ]
 
 DEAD_NO_FILE = -1  # probe() result: the node has no lock file, so it is not open anywhere
 _SAFE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _ACQUIRE_RETRY_S = 1.0  # how long a brief liveness probe by a peer may delay our own lock
+
+
+def identity(db_path: str) -> str:
+    """The path every process opening ``db_path`` agrees on: its real path."""
+    return os.path.realpath(db_path)
 
 
 def lock_dir(db_path: str) -> str:

@@ -8,6 +8,7 @@ such a database nor empty is refused at open without being written to.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from ..errors import StoreError, StoreUnavailable
@@ -148,13 +149,11 @@ def open_database(
     _read_header(path)
     conn = connect(path, busy_timeout_ms, create=create)
     try:
-        if not _inspect(conn, path):
-            if not create:
-                raise StoreError(f"{path} was replaced by an empty database")
-            _create(conn, path)
-        mode = conn.execute("PRAGMA journal_mode=WAL")[0][0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"SQLite store {path}: cannot use WAL mode (got {mode!r})")
+        if conn.execute("PRAGMA application_id")[0][0] != APPLICATION_ID:
+            _inspect_or_create(conn, path, create)
+        else:  # ours, committed whole (the id and the tables come in one transaction)
+            _inspect(conn, path)
+        _use_wal(conn, path, busy_timeout_ms)
         conn.execute(f"PRAGMA synchronous={synchronous}")
     except BaseException as exc:
         conn.close()
@@ -162,17 +161,47 @@ def open_database(
     return conn
 
 
-def _create(conn: Connection, path: str) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("BEGIN IMMEDIATE")
+def _inspect_or_create(conn: Connection, path: str, create: bool) -> None:
+    """Inspect the file and create the schema if it is empty, in ONE write
+    transaction: a process creating it at the same moment is wholly before or
+    wholly after us, never seen half-way (which looked like "another
+    application's database"). BEGIN IMMEDIATE waits out the busy timeout."""
     try:
-        if not _inspect(conn, path):  # another process may have created it meanwhile
+        conn.execute("BEGIN IMMEDIATE")
+    except SqliteError as exc:
+        if exc.primary != sq.READONLY:
+            raise
+        if not _inspect(conn, path):  # read-only and not ours yet: cannot create it
+            raise StoreUnavailable(f"SQLite store {path}: the file is read-only") from None
+        return
+    try:
+        if not _inspect(conn, path):
+            if not create:
+                raise StoreError(f"{path} was replaced by an empty database")
             conn.execute(_SCHEMA)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _use_wal(conn: Connection, path: str, busy_timeout_ms: int) -> None:
+    """Switch to WAL mode (a no-op once it is). The switch needs the file to
+    itself and SQLite fails it at once, without the busy handler, while another
+    connection writes (a process creating the file at the same moment): retry
+    until the busy timeout."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL")[0][0]
+            break
+        except SqliteError as exc:
+            if exc.primary != sq.BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.005)
+    if str(mode).lower() != "wal":
+        raise StoreError(f"SQLite store {path}: cannot use WAL mode (got {mode!r})")
 
 
 def fetch(conn: Connection, sql: str, params: Any = ()) -> list[Any]:

@@ -66,18 +66,20 @@ class Writer:
     """The writer thread of one open ``SQLiteStore`` (one node)."""
 
     def __init__(
-        self, path: str, node_id: str, synchronous: str, busy_timeout_ms: int
+        self, path: str, node_id: str, synchronous: str, busy_timeout_ms: int, create: bool = True
     ) -> None:
         self.path = path  # the database file
         self.node_id = node_id  # the node this store serves
         self.synchronous = synchronous  # PRAGMA synchronous of the write connection
         self.busy_timeout_ms = busy_timeout_ms
+        self.create = create  # whether open may create the database
         self.generation = 0  # grows when the file at ``path`` was replaced and reopened
         self.transactions = 0  # group transactions committed (statistics, tests)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()  # loop -> thread
         self._conn: Connection | None = None  # the write connection (thread only)
         self._ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the open file
         self._lock_fd = -1  # our node's liveness lock, held while open
+        self.lock_base = path  # the file's real path: where every node's lock lives
         self._dead: dict[str, int] = {}  # owners found dead in this group -> their lock fd
         self._verdicts: dict[str, bool] = {}  # owner -> reclaimable, within one group
         self._stopped = False
@@ -222,9 +224,15 @@ class Writer:
     def do_open(self, address: str) -> None:
         """Open (creating if needed) the database and register this node."""
         try:
-            self._reopen(create=True)
+            if not self.create and not os.path.exists(self.path):
+                raise StoreError(
+                    f"SQLite store {self.path} does not exist (no DNA database there)"
+                )
+            self._reopen(create=self.create)
             self.generation = 0
-            self._lock_fd = locks.acquire_own(self.path, self.node_id)
+            # liveness is keyed by the file, not the path it was opened by
+            self.lock_base = locks.identity(self.path)
+            self._lock_fd = locks.acquire_own(self.lock_base, self.node_id)
             conn = self._begin()
             conn.execute(
                 "INSERT OR REPLACE INTO nodes (node_id, address, started_at) VALUES (?, ?, ?)",
@@ -249,7 +257,7 @@ class Writer:
                 conn.close()
         finally:
             if self._lock_fd >= 0:
-                locks.release_own(self.path, self.node_id, self._lock_fd)
+                locks.release_own(self.lock_base, self.node_id, self._lock_fd)
                 self._lock_fd = -1
 
     def do_set_node(self, draining: bool | None, load: int | None, heartbeat: bool) -> None:
@@ -324,7 +332,7 @@ class Writer:
         if draining and draining[0][0]:
             verdict = True
         else:
-            fd = locks.probe(self.path, owner)
+            fd = locks.probe(self.lock_base, owner)
             verdict = fd is not None
             if fd is not None:
                 self._dead[owner] = fd  # hold its lock until the group is over
@@ -338,7 +346,7 @@ class Writer:
     def _release_dead(self) -> None:
         self._verdicts.clear()
         for owner, fd in self._dead.items():
-            locks.release_dead(self.path, owner, fd)
+            locks.release_dead(self.lock_base, owner, fd)
         self._dead.clear()
 
 

@@ -9,9 +9,18 @@ from __future__ import annotations
 import abc
 import builtins
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["ActorId", "Claim", "NodeRecord", "Row", "Store", "prefix_end"]
+from ..errors import TooLarge
+
+__all__ = ["ALIVE", "DEAD", "SUSPECT", "UNKNOWN", "ActorId", "Claim", "NodeRecord", "Row",
+           "Store", "prefix_end"]
+
+# NodeRecord.state: what an observer knows of a node's liveness
+ALIVE = "alive"  # live for sure (its lock is held, or its heartbeat moved recently)
+SUSPECT = "suspect"  # heartbeat stalled for a while, lease not out yet: not reclaimable
+DEAD = "dead"  # its lock is free or its lease ran out: its actors may be reclaimed
+UNKNOWN = "unknown"  # first seen by this observer: not judged yet (treat as alive)
 
 # One storage write: (module, key, packed value), or (module, key, None) for a delete.
 Row = tuple[str, str, "bytes | None"]
@@ -49,14 +58,23 @@ class Claim:
 
 @dataclass(slots=True)
 class NodeRecord:
-    """One row of the nodes table as a store reports it."""
+    """One row of the nodes table as a store reports it.
+
+    ``alive`` is False exactly when the node's actors may be reclaimed (``state``
+    ``"dead"``), True for ``"alive"`` and ``"suspect"``, None for ``"unknown"``.
+    ``heartbeat_age``: seconds, on the observer's own monotonic clock, since the
+    observer last saw the node's heartbeat counter move (None where liveness is
+    a lock, or not known yet).
+    """
 
     node_id: str
     address: str
     heartbeat: int
     draining: bool
     load: int = 0
-    alive: bool | None = None  # set where the store can know (SQLite: OS lock), else None
+    alive: bool | None = None  # None: not judged yet (a lease store's first sight)
+    state: str = UNKNOWN  # ALIVE, SUSPECT, DEAD or UNKNOWN
+    heartbeat_age: float | None = None  # seconds since its counter last moved, as seen here
 
 
 class Store(abc.ABC):
@@ -64,29 +82,92 @@ class Store(abc.ABC):
 
     A store is opened once by one node (``open``) and closed by it. Errors: a
     database that cannot be reached raises ``StoreUnavailable``; a fenced write
-    raises ``StaleEpoch``; a live foreign owner raises ``NotOwner``.
+    raises ``StaleEpoch``; a live foreign owner raises ``NotOwner``; a commit
+    whose outcome cannot be known raises ``CommitUnknown``.
+
+    Everything a node, the command line or the bench may use is declared here,
+    with its default; a backend overrides what differs.
     """
 
     #: short name used by the command line and in messages ("sqlite", "memory", "cql")
-    kind: str = "?"
-    #: seconds after which peers may reclaim a silent node's names; None: liveness is
-    #: not a lease (an OS lock, an open client) and nodes never fence themselves
+    kind: ClassVar[str] = "?"
+
+    #: Liveness by lease: peers may reclaim this node's actors once its heartbeat
+    #: counter has not moved for ``lease`` seconds of their clock. None: liveness
+    #: is exact (a lock the OS drops when the process dies, an open client).
     lease: float | None = None
-    #: seconds between this node's heartbeats (lease stores), None otherwise
+
+    #: Seconds between the store's own background heartbeats, or None when it
+    #: runs none (lock stores; a lease store whose heartbeats the node drives).
     heartbeat_interval: float | None = None
-    #: loop time at which the last successful heartbeat was issued (lease stores)
-    last_heartbeat: float | None = None
-    #: largest key (UTF-8 bytes) and packed value a commit may carry
-    max_key_bytes: int = 4096
-    max_value_bytes: int = 16 * 1024 * 1024 - 4096
+
+    #: Largest key (UTF-8 bytes) and value (bytes) one write may carry, and the
+    #: largest commit (estimated bytes of every write): a node checks writes
+    #: against them (``check_row``) before a commit. None: no limit.
+    max_key_bytes: int | None = None
+    max_value_bytes: int | None = None
+    max_commit_bytes: int | None = None
+
+    @property
+    def last_heartbeat(self) -> float | None:
+        """Loop time (``loop.time()``) at which the last heartbeat known to have
+        succeeded was *sent*, or None when the store has no lease.
+
+        The send time, not the time its answer came: a heartbeat sent before a
+        pause (SIGSTOP, a blocked loop) and answered after it never makes a
+        lease that lapsed during the pause look fresh. A node serves only while
+        ``loop.time() - last_heartbeat`` is well under ``lease``.
+        """
+        return None
+
+    @property
+    def lease_term(self) -> int:
+        """Grows each time this node's lease may have lapsed and was taken up
+        again: a heartbeat succeeded, but its answer came more than ``lease``
+        seconds after the previous successful one was sent. Peers may have reclaimed our actors in
+        between, so a node drops every activation made under an older term
+        before serving anything. Always 0 for stores without a lease."""
+        return 0
 
     async def heartbeat(self, load: int | None = None) -> None:
-        """Refresh this node's row (and its published load); a no-op without a lease."""
+        """Advance this node's heartbeat counter and publish ``load`` (its
+        activation count, for ``dna status``) when given. Default: nothing."""
         return None
 
+    @abc.abstractmethod
     async def set_draining(self, draining: bool = True) -> None:
-        """Mark this node as leaving: peers stop routing new names to it."""
-        return None
+        """Mark this node draining (or not): its actors become claimable by others."""
+
+    def check_row(self, module: str, key: str, value: bytes | None) -> None:
+        """Refuse one write this store could never commit, before it joins a batch.
+
+        ``TypeError`` for a module or key that is not ``str`` or a value that is
+        not bytes or None; ``ValueError`` for a key or module that is not valid
+        UTF-8 text (a lone surrogate); ``TooLarge`` for a key or value over
+        ``max_key_bytes`` / ``max_value_bytes``. Each names the limit. These
+        failures are deterministic: retrying the same write fails the same way.
+        """
+        if not isinstance(module, str) or not isinstance(key, str):
+            raise TypeError(
+                f"storage module and key must be str, not {type(module).__name__} "
+                f"and {type(key).__name__}"
+            )
+        if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"a stored value must be bytes or None, not {type(value).__name__}")
+        try:
+            kb = len(key.encode())
+            module.encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"key {key!r} of module {module!r} is not valid text: {exc}") from None
+        limit = self.max_key_bytes
+        if limit is not None and kb > limit:
+            raise TooLarge(f"key of {kb} bytes is over the {self.kind} store's limit of {limit}")
+        limit = self.max_value_bytes
+        if limit is not None and value is not None and len(value) > limit:
+            raise TooLarge(
+                f"value of {len(value)} bytes for key {key[:80]!r} is over the {self.kind} "
+                f"store's limit of {limit} bytes"
+            )
 
     @abc.abstractmethod
     async def open(self, node_id: str, address: str = "") -> None:
@@ -113,8 +194,9 @@ class Store(abc.ABC):
     async def commit(self, claim: Claim, rows: list[Row]) -> None:
         """Apply ``rows`` atomically, only if ``claim.epoch`` is still current.
 
-        All or nothing: ``StaleEpoch`` when fenced, ``StoreError`` otherwise.
-        Returns once the rows are durable.
+        All or nothing: ``StaleEpoch`` when fenced, ``CommitUnknown`` when the
+        store cannot tell whether it applied, ``StoreError`` otherwise (nothing
+        applied). Returns once the rows are durable.
         """
 
     @abc.abstractmethod
@@ -132,13 +214,13 @@ class Store(abc.ABC):
     ) -> list[tuple[str, bytes]]:
         """Committed ``(key, value)`` pairs whose key starts with ``prefix``, in key order."""
 
+    @abc.abstractmethod
     async def owner_of(self, actor: ActorId) -> tuple[str | None, int]:
-        """``(owner node id or None, epoch)`` as committed; for tests and routing."""
-        raise NotImplementedError
+        """``(owner node id or None, epoch)`` as committed; for routing and tests."""
 
+    @abc.abstractmethod
     async def nodes(self) -> builtins.list[NodeRecord]:
-        """Every node row the store knows (cluster status)."""
-        raise NotImplementedError
+        """Every node row the store knows, with liveness as this node judges it."""
 
 
 def prefix_end(prefix: str) -> str | None:

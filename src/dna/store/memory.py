@@ -14,7 +14,7 @@ from bisect import bisect_left, bisect_right
 from itertools import islice
 
 from ..errors import InterfaceError, NotOwner, StaleEpoch, StoreError
-from .base import ActorId, Claim, NodeRecord, Row, Store
+from .base import ALIVE, DEAD, ActorId, Claim, NodeRecord, Row, Store
 
 __all__ = ["MemoryStore"]
 
@@ -66,7 +66,8 @@ class MemoryStore(Store):
 
     ``db``: share the database of another client (see ``connect``); ``name``:
     share the database of every client created with the same name (while any
-    of them exists). Neither: a new, private database.
+    of them exists). Neither: a new, private database. ``create=False`` with a
+    ``name`` no live client uses: ``open`` raises ``StoreError``.
 
     Operations never suspend: each claim, commit or release is applied at
     once and atomically. ``commit`` is a plain coroutine method that
@@ -75,10 +76,15 @@ class MemoryStore(Store):
 
     kind = "memory"
 
-    def __init__(self, db: _MemoryDB | None = None, *, name: str | None = None) -> None:
+    def __init__(
+        self, db: _MemoryDB | None = None, *, name: str | None = None, create: bool = True
+    ) -> None:
+        self._missing = False  # create=False named a database that does not exist
         if db is None and name is not None:
             db = _NAMED.get(name)
-            if db is None:
+            if db is None and not create:
+                self._missing = True
+            elif db is None:
                 db = _NAMED[name] = _MemoryDB()
         self._db = db if db is not None else _MemoryDB()  # shared by connect()ed clients
         self.node_id: str | None = None  # set by open
@@ -102,6 +108,8 @@ class MemoryStore(Store):
     async def open(self, node_id: str, address: str = "") -> None:
         if self.node_id is not None:
             raise InterfaceError(f"MemoryStore is already open as {self.node_id}")
+        if self._missing:
+            raise StoreError("MemoryStore: no in-memory database of that name exists")
         db = self._db
         if node_id in db.open:
             raise StoreError(f"MemoryStore: node id {node_id!r} is already open")
@@ -224,10 +232,14 @@ class MemoryStore(Store):
         """Every registered node; ``alive`` is exact (its client is open)."""
         self._me()
         db = self._db
-        return [
-            NodeRecord(r.node_id, r.address, r.heartbeat, r.draining, r.load, r.node_id in db.open)
-            for r in sorted(db.nodes.values(), key=lambda r: r.node_id)
-        ]
+        out = []
+        for r in sorted(db.nodes.values(), key=lambda r: r.node_id):
+            alive = r.node_id in db.open
+            state = ALIVE if alive else DEAD
+            out.append(
+                NodeRecord(r.node_id, r.address, r.heartbeat, r.draining, r.load, alive, state)
+            )
+        return out
 
     async def set_draining(self, draining: bool = True) -> None:
         """Mark this node draining: its actors become claimable by other nodes."""

@@ -20,7 +20,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cassandra.query import BatchStatement, BatchType
+try:
+    from cassandra.query import BatchStatement, BatchType
+except ImportError as _exc:  # the driver is the [cql] extra
+    raise ImportError(
+        f"the CQL store needs scylla-driver: pip install 'dna-actors[cql]' ({_exc})"
+    ) from _exc
 
 from ..errors import (
     CommitFailed,
@@ -30,20 +35,30 @@ from ..errors import (
     StoreError,
     StoreUnavailable,
 )
-from ._cql_bridge import AMBIGUOUS, LWT, SERIAL, UNREACHABLE, Bridge, map_error, parse_hosts
-from ._cql_raw import raw_claims, raw_fenced_ingest, store_claims, store_fenced_ingest
+from ._cql_bridge import (
+    AMBIGUOUS,
+    LWT,
+    SERIAL,
+    UNREACHABLE,
+    Bridge,
+    map_error,
+    parse_hosts,
+    unknown_outcome,
+)
 from ._cql_schema import Statements, check_keyspace, replication_map
 from ._cql_session import Peers, connect, shutdown
 from ._gil import SwitchInterval
-from .base import ActorId, Claim, NodeRecord, Row, Store, prefix_end
+from .base import ALIVE, DEAD, UNKNOWN, ActorId, Claim, NodeRecord, Row, Store, prefix_end
 
-__all__ = ["ScyllaStore", "raw_claims", "raw_fenced_ingest"]
+__all__ = ["ScyllaStore"]
 
 log = logging.getLogger("dna.store.scylla")
 
 _CLAIM_ROUNDS = 6  # LWT attempts of one claim before giving up under contention
 _ROW_OVERHEAD = 64  # bytes a batch spends per row beyond its key and value (estimate)
 _MAX_STATEMENTS = 0xFFFF  # statements one CQL batch can carry (the fence is one of them)
+_MAX_KEY = 0xFFFF  # bytes of one clustering key value (CQL's limit)
+_DEFAULT_COMMIT_BYTES = 15 * 1024 * 1024  # under the 16 MiB native frame and mutation size
 
 
 def _marker() -> int:
@@ -72,7 +87,8 @@ class ScyllaStore(Store):
     timeout, a lost connection) is resolved before ``commit`` answers: a SERIAL
     read of the partition's commit marker tells whether it applied. Not applied
     -> ``CommitFailed`` (or ``StaleEpoch``); unresolvable within
-    ``resolve_timeout`` -> ``StoreUnavailable`` saying the outcome is unknown.
+    ``resolve_timeout`` -> ``CommitUnknown`` (a claim or release:
+    ``StoreUnavailable``).
     Success is never reported for a write that did not apply, and no write is
     sent twice. A commit larger than ``max_commit_bytes`` (estimated) or than
     the server accepts, or of more than 65,534 writes (the protocol's limit of
@@ -83,10 +99,18 @@ class ScyllaStore(Store):
     ``heartbeat_interval`` seconds (None: only when ``heartbeat()`` is called)
     and watches every node's counter. A peer is dead when its counter did not
     move for ``lease`` seconds of this process's monotonic clock, or when its
-    row is gone (``close`` deletes it). Actors of dead and draining nodes may
-    be reclaimed.
+    row is gone (``close`` deletes it); suspect (still not reclaimable) once it
+    did not move for two heartbeat intervals. Actors of dead and draining nodes
+    may be reclaimed. The row of a node dead for ``dead_node_grace`` more
+    seconds is deleted by whichever node sees it so (a conditional delete: a
+    row whose counter moved meanwhile stays). This node's own lease is judged
+    by ``last_heartbeat`` and ``lease_term`` (see ``Store``).
 
-    ``cluster_options``: extra keyword arguments for the driver's ``Cluster``
+    Size limits: a key up to 65,535 bytes (CQL's clustering key limit), a
+    value up to ``max_commit_bytes`` less a key and overhead.
+
+    ``create``: False refuses a missing keyspace (``StoreError``) instead of
+    creating it. ``cluster_options``: extra keyword arguments for the driver's ``Cluster``
     (``auth_provider``, ``ssl_context``, ``compression``, ...). A cancelled
     ``commit`` may still be applied.
     """
@@ -106,9 +130,11 @@ class ScyllaStore(Store):
         resolve_timeout: float = 10.0,
         heartbeat_interval: float | None = 1.0,
         lease: float = 10.0,
-        max_commit_bytes: int | None = 15 * 1024 * 1024,
+        dead_node_grace: float = 60.0,
+        max_commit_bytes: int | None = _DEFAULT_COMMIT_BYTES,
         cluster_options: Mapping[str, Any] | None = None,
         switch_interval: float | None = 0.001,
+        create: bool = True,
     ) -> None:
         if switch_interval is not None and not switch_interval > 0:
             raise ValueError("switch_interval must be > 0 or None")
@@ -128,6 +154,8 @@ class ScyllaStore(Store):
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0")
+        if not dead_node_grace >= 0:
+            raise ValueError("dead_node_grace must be >= 0")
         if heartbeat_interval is not None and not heartbeat_interval > 0:
             raise ValueError("heartbeat_interval must be > 0 or None")
         self.local_dc = local_dc
@@ -135,17 +163,23 @@ class ScyllaStore(Store):
         self.request_timeout = request_timeout
         self.resolve_timeout = resolve_timeout
         self.heartbeat_interval = heartbeat_interval
-        self.lease = lease
+        self.lease: float = lease
+        self.dead_node_grace = dead_node_grace
+        self.create = create  # False: a missing keyspace is an error, not created
         self.max_commit_bytes = max_commit_bytes
+        self.max_key_bytes = _MAX_KEY
+        self.max_value_bytes = (max_commit_bytes or _DEFAULT_COMMIT_BYTES) - _MAX_KEY - 1024
         self._options = dict(cluster_options or {})
         self.node_id: str | None = None  # set by open
         self._cluster: Any = None  # driver Cluster, while open
         self._bridge: Bridge | None = None  # requests go through it, while open
         self._st: Statements | None = None  # prepared statements
-        self._peers = Peers(lease)  # what we saw of other nodes' heartbeats
+        self._peers = self._new_peers()  # what we saw of other nodes' heartbeats
         self._beat = 0  # this node's heartbeat counter
         self._beat_task: asyncio.Task[None] | None = None  # background heartbeats
-        self.last_heartbeat: float | None = None  # loop time of the last heartbeat written
+        self._last_beat: float | None = None  # loop time the last good heartbeat was SENT
+        self._term = 0  # grows when our lease lapsed and a heartbeat took it up again
+        self.address = ""  # ours, as registered (heartbeats rewrite it)
 
     def __repr__(self) -> str:
         state = f"open as {self.node_id}" if self._bridge else "closed"
@@ -166,8 +200,10 @@ class ScyllaStore(Store):
         self._cluster, self._st = cluster, st
         self._switch.lower(self.switch_interval)
         self._bridge = bridge = Bridge(loop, session, self.request_timeout)
-        self._peers = Peers(self.lease)
+        self._peers = self._new_peers()
         self._beat = 0
+        self.address = address
+        sent = loop.time()
         try:
             await self._do(bridge.run(st.node_up, (node_id, address, 0)), f"registering {node_id}")
         except BaseException:
@@ -175,7 +211,7 @@ class ScyllaStore(Store):
             await shutdown(cluster, loop)
             raise
         self.node_id = node_id
-        self.last_heartbeat = loop.time()
+        self._last_beat = sent
         if self.heartbeat_interval is not None:
             self._beat_task = loop.create_task(self._beat_forever(self.heartbeat_interval))
 
@@ -209,16 +245,41 @@ class ScyllaStore(Store):
             except Exception:  # never let the task die of a surprise
                 log.exception("heartbeat of %s failed", self.node_id)
 
-    # ------------------------------------------------------------ raw ceilings
+    def _new_peers(self) -> Peers:
+        beat = self.heartbeat_interval
+        return Peers(self.lease, 2 * beat if beat is not None else None)
 
-    async def raw_fenced_ingest(self, n: int, batch_size: int, *, actors: int = 1) -> float:
-        """Rows/s of the raw driver committing ``n`` rows as fenced batches of
-        ``batch_size`` rows into fresh actors (benchmarks: the store's ceiling)."""
-        return await store_fenced_ingest(self, n, batch_size, actors=actors)
+    # ------------------------------------------------------------ our own lease
 
-    async def raw_claims(self, n: int, *, concurrency: int = 256) -> float:
-        """Claims/s of ``n`` raw first-claim LWTs of fresh actors, pipelined."""
-        return await store_claims(self, n, concurrency=concurrency)
+    @property
+    def last_heartbeat(self) -> float | None:
+        """Loop time at which the last heartbeat known to have succeeded was *sent*
+        (registration at ``open`` counts); see ``Store.last_heartbeat``."""
+        return self._last_beat
+
+    @property
+    def lease_term(self) -> int:
+        """See ``Store.lease_term``: grows when a heartbeat is answered more than
+        ``lease`` seconds (of our monotonic clock) after the previous successful
+        one was sent."""
+        return self._term
+
+    def _beat_succeeded(self, sent: float, answered: float) -> None:
+        last = self._last_beat
+        if last is not None and sent <= last:
+            return  # an older heartbeat answered late: it proves nothing newer
+        # The write landed at some moment before `answered`; peers start their lease
+        # count no earlier than when they saw the previous heartbeat, itself sent at
+        # `last`. Only if it landed within `lease` of `last` can no peer have judged
+        # us dead in between; `answered` bounds the landing from above.
+        if last is not None and answered - last > self.lease:
+            self._term += 1
+            log.warning(
+                "node %s: no heartbeat landed within %.1f s (lease %.1f s): its lease "
+                "may have lapsed and peers may have reclaimed its actors", self.node_id,
+                answered - last, self.lease,
+            )
+        self._last_beat = sent
 
     # ------------------------------------------------------------ helpers
 
@@ -232,15 +293,27 @@ class ScyllaStore(Store):
             raise map_error(exc, doing) from exc
 
     async def _lwt(
-        self, query: Any, params: Any, actor: ActorId, marker: int, doing: str
+        self,
+        query: Any,
+        params: Any,
+        actor: ActorId,
+        marker: int,
+        doing: str,
+        commit: bool = False,
     ) -> tuple[bool, str | None, int | None]:
-        """Run a conditional write; ``(applied, owner, epoch)``, outcome never unknown."""
+        """Run a conditional write; ``(applied, owner, epoch)``. An outcome that
+        cannot be resolved: ``CommitUnknown`` for a commit, else ``StoreUnavailable``."""
         bridge = self._open()[0]
         try:
             rows = await bridge.run(query, params, LWT)
         except AMBIGUOUS as exc:
             log.info("%s: outcome unknown (%r); reading it back", doing, exc)
-            return await self._resolve(actor, marker, exc, doing)
+            try:
+                return await self._resolve(actor, marker, exc, doing)
+            except StoreError as err:
+                if commit:  # not known whether it applied: never CommitFailed
+                    raise unknown_outcome(exc, err, doing) from err
+                raise
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -307,7 +380,7 @@ class ScyllaStore(Store):
         heartbeat, draining = rows[0]
         if draining:
             return True
-        return self._peers.judge(node_id, heartbeat, bridge.loop.time()) is False
+        return self._peers.judge(node_id, heartbeat, bridge.loop.time())[0] == DEAD
 
     async def release(self, claim: Claim) -> None:
         """Give up ``claim`` (the epoch stays); ``StaleEpoch`` if it is no longer current."""
@@ -338,7 +411,7 @@ class ScyllaStore(Store):
         marker = _marker()
         batch = self._batch(st, claim, marker, rows)
         doing = f"commit of {len(rows)} writes to {claim.actor} at epoch {claim.epoch}"
-        applied, owner, epoch = await self._lwt(batch, None, claim.actor, marker, doing)
+        applied, owner, epoch = await self._lwt(batch, None, claim.actor, marker, doing, True)
         if applied:
             return
         if owner == claim.node_id and epoch == claim.epoch:  # resolved: it did not apply
@@ -432,21 +505,47 @@ class ScyllaStore(Store):
     # ------------------------------------------------------------ nodes
 
     async def nodes(self) -> builtins.list[NodeRecord]:
-        """Every node row. ``alive``: True for this node and for peers whose counter
-        moved within the lease, False when it did not, None when first seen."""
+        """Every node row, with liveness judged on this node's own clock from each
+        counter's movement (``NodeRecord.state``); rows of nodes dead for
+        ``dead_node_grace`` seconds past the lease are deleted here."""
         bridge, st, me = self._open()
         rows = await self._do(bridge.run(st.node_all), "listing nodes")
         now = bridge.loop.time()
         out = []
+        collect = []
         for node_id, address, heartbeat, draining, load in sorted(rows, key=lambda r: r[0]):
             if node_id == me:
-                alive: bool | None = True
+                last = self._last_beat
+                state, age = ALIVE, (None if last is None else now - last)
             else:
-                alive = self._peers.judge(node_id, heartbeat, now)
+                state, age = self._peers.judge(node_id, heartbeat, now)
+                if state == DEAD and age is not None and age >= self.lease + self.dead_node_grace:
+                    collect.append((node_id, heartbeat))
+            alive = None if state == UNKNOWN else state != DEAD
             out.append(
-                NodeRecord(node_id, address or "", heartbeat or 0, bool(draining), load or 0, alive)
+                NodeRecord(
+                    node_id, address or "", heartbeat or 0, bool(draining), load or 0, alive,
+                    state, age,
+                )
             )
+        for node_id, heartbeat in collect:
+            await self._collect(node_id, heartbeat)
         return out
+
+    async def _collect(self, node_id: str, heartbeat: Any) -> None:
+        """Delete a dead node's row if its counter still reads ``heartbeat``."""
+        bridge, st, _ = self._open()
+        try:
+            rows = await bridge.run(st.node_collect, (node_id, heartbeat), LWT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next look will try again
+            log.debug("collecting the row of dead node %s failed: %r", node_id, exc)
+            return
+        if rows and rows[0]["[applied]"]:
+            log.info("deleted the row of node %s, dead for over %.0f s", node_id,
+                     self.lease + self.dead_node_grace)
+            self._peers.forget(node_id)
 
     async def set_draining(self, draining: bool = True) -> None:
         """Mark this node draining: its actors become claimable by other nodes."""
@@ -454,15 +553,17 @@ class ScyllaStore(Store):
         await self._do(bridge.run(st.node_draining, (draining, me)), f"marking {me} draining")
 
     async def heartbeat(self, load: int | None = None) -> None:
-        """Advance this node's heartbeat counter (and record its load)."""
+        """Advance this node's heartbeat counter (and record its load). On success
+        ``last_heartbeat`` becomes the loop time this heartbeat was sent."""
         bridge, st, me = self._open()
         self._beat += 1
+        sent = bridge.loop.time()
         if load is None:
-            fut = bridge.run(st.node_beat, (self._beat, me))
+            fut = bridge.run(st.node_beat, (self._beat, self.address, me))
         else:
-            fut = bridge.run(st.node_beat_load, (self._beat, load, me))
+            fut = bridge.run(st.node_beat_load, (self._beat, self.address, load, me))
         await self._do(fut, f"heartbeat of {me}")
-        self.last_heartbeat = bridge.loop.time()
+        self._beat_succeeded(sent, bridge.loop.time())
 
 
 def _pk(actor: ActorId) -> tuple[str, str, str]:

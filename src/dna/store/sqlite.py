@@ -21,7 +21,7 @@ from ._gil import SwitchInterval
 from ._sqlite_c import Connection, SqliteError
 from ._sqlite_schema import connect, map_error
 from ._sqlite_writer import Writer
-from .base import ActorId, Claim, NodeRecord, Row, Store, prefix_end
+from .base import ALIVE, DEAD, ActorId, Claim, NodeRecord, Row, Store, prefix_end
 
 __all__ = ["SQLiteStore"]
 
@@ -43,7 +43,9 @@ class SQLiteStore(Store):
     (default) means a commit that returned is on disk; ``"normal"`` may lose
     the last commits on power loss (never on a process crash).
     ``busy_timeout_ms``: how long a write waits for another process's
-    transaction before failing with ``StoreUnavailable``.
+    transaction before failing with ``StoreUnavailable``. ``create``: False
+    makes ``open`` refuse a file that does not exist (``StoreError``, nothing
+    created) instead of creating a database there.
 
     A file that is not a DNA database (random bytes, another application's
     SQLite database) is refused by ``open`` with ``StoreError`` and left
@@ -58,11 +60,28 @@ class SQLiteStore(Store):
     transaction, so it sees every claim and commit that returned before it
     started.
 
+    A process stopped (SIGSTOP, a debugger) while it holds the write
+    transaction holds the database's write lock, and a stopped node still holds
+    its liveness lock, so it is alive to its peers. Until it is continued or
+    killed, every other node's claim and commit fails with the retryable
+    ``StoreUnavailable`` ("locked ... past the busy timeout") after
+    ``busy_timeout_ms``, at most twice that for one queued behind another
+    group, and applies nothing; reads go on unblocked (WAL).
+
+    Liveness is keyed by the database file's real path, so processes that open
+    one file through a symlink and through its own path see each other.
+    Processes opening a fresh file at the same moment all succeed: one creates
+    the schema, the others wait for it (up to ``busy_timeout_ms``).
+
     ``commit`` hands ``rows`` to the writer thread: do not change the list
     until the commit returns. A cancelled ``commit`` may still be applied.
     """
 
     kind = "sqlite"
+    # SQLite's own limit is SQLITE_MAX_LENGTH (10^9 bytes) per row; keys are held to
+    # CQL's 65,535 so an application moved to CQL meets no new failure
+    max_key_bytes = 65_535
+    max_value_bytes = 1_000_000_000 - 128 * 1024  # a row: its key, value and header
 
     def __init__(
         self,
@@ -71,6 +90,7 @@ class SQLiteStore(Store):
         synchronous: str = "full",
         busy_timeout_ms: int = 5000,
         switch_interval: float | None = 0.001,
+        create: bool = True,
     ) -> None:
         if str(synchronous).upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
@@ -79,6 +99,7 @@ class SQLiteStore(Store):
         self.path = os.fspath(path)  # the database file
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = busy_timeout_ms
+        self.create = create  # False: open refuses a missing or empty file
         if switch_interval is not None and not switch_interval > 0:
             raise ValueError("switch_interval must be > 0 or None")
         # The writer thread takes the GIL back a few times per commit; at CPython's
@@ -100,7 +121,7 @@ class SQLiteStore(Store):
     async def open(self, node_id: str, address: str = "") -> None:
         if self._writer is not None:
             raise InterfaceError(f"SQLite store {self.path} is already open")
-        writer = Writer(self.path, node_id, self.synchronous, self.busy_timeout_ms)
+        writer = Writer(self.path, node_id, self.synchronous, self.busy_timeout_ms, self.create)
         writer.start()
         try:
             await writer.submit(writer.do_open, (address,), solo=True)
@@ -230,11 +251,12 @@ class SQLiteStore(Store):
             if node_id == self.node_id:
                 alive = True
             else:
-                fd = locks.probe(self.path, node_id)
+                fd = locks.probe(self._w().lock_base, node_id)
                 alive = fd is None
                 if fd is not None:
                     locks.unlock(fd)
-            out.append(NodeRecord(node_id, address, heartbeat, bool(draining), load, alive))
+            state = ALIVE if alive else DEAD
+            out.append(NodeRecord(node_id, address, heartbeat, bool(draining), load, alive, state))
         return out
 
     async def set_draining(self, draining: bool = True) -> None:

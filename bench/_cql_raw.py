@@ -4,7 +4,11 @@
 way ``ScyllaStore.commit`` does, but straight through the driver from one
 worker thread: no asyncio, no validation, keys encoded before the clock
 starts. ``raw_claims`` runs first-claim LWTs of fresh actors, pipelined.
-Benchmarks only (``bench/cql_ingest.py``, ``dna bench --store cql --ceiling``).
+Benchmarks only (``bench/cql_ingest.py``, ``bench/activations.py``, and
+``dna bench --store cql://... --ceiling``, which loads this file from a source
+checkout): not part of the installed package. It reaches into the store's
+private session and prepared statements on purpose, to measure the same
+statements without the store's code.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from cassandra.query import BatchStatement, BatchType
 
-from ..errors import StoreError
-from ._cql_bridge import LWT
-from .base import ActorId
+from dna.errors import StoreError
+from dna.store import ActorId
+from dna.store._cql_bridge import LWT
 
 if TYPE_CHECKING:
-    from .scylla import ScyllaStore
+    from dna.store.scylla import ScyllaStore
 
 __all__ = ["raw_claims", "raw_fenced_ingest", "store_claims", "store_fenced_ingest"]
 
@@ -49,7 +53,7 @@ async def raw_claims(
 
 class _opened:
     def __init__(self, hosts: Sequence[str], keyspace: str) -> None:
-        from .scylla import ScyllaStore
+        from dna.store.scylla import ScyllaStore
 
         self.store = ScyllaStore(hosts, keyspace, heartbeat_interval=None)
 
