@@ -4,6 +4,7 @@
 
 Commands (one JSON object a line; one JSON reply a line):
     {"op": "call", "key": k, "h": handler, "args": [...], "timeout": s}
+    {"op": "kcall", ...same...}  the same through a ref and sender kept across calls
     {"op": "stream", "key": k, "n": n, "start": i, "seconds": s}  gated puts i..i+n-1,
         retrying each failed put until it is acknowledged or time runs out
     {"op": "info"}   node id, address, activations
@@ -62,6 +63,7 @@ async def main() -> None:
         sys.stdout.flush()
 
     say({"ready": node.node_id, "address": node.address})
+    kept: dict[tuple[str, str, float], Any] = {}  # senders of kept refs, as a client keeps them
     while line := await reader.readline():
         cmd = json.loads(line)
         op = cmd["op"]
@@ -72,6 +74,16 @@ async def main() -> None:
                 say({"ok": await fn(*cmd.get("args", []))})
             except Exception as exc:
                 say({"error": type(exc).__name__, "message": str(exc)})
+        elif op == "kcall":
+            spot = (cmd["key"], cmd["h"], cmd.get("timeout", 5.0))
+            if spot not in kept:
+                ref = node.ref(KVActor, cmd["key"])
+                kept[spot] = getattr(ref, cmd["h"]).with_timeout(spot[2])
+            try:
+                say({"ok": await kept[spot](*cmd.get("args", []))})
+            except Exception as exc:
+                say({"error": type(exc).__name__, "message": str(exc),
+                     "retryable": isinstance(exc, dna.errors.Retryable)})
         elif op == "stream":
             say(await stream(node, cmd))
         elif op == "info":

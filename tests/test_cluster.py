@@ -156,6 +156,34 @@ async def test_kill_9_owner_fails_over_without_losing_acknowledged_puts(
         assert (await b.aask(op="call", key=acct, h="get", args=[str(i)]))["ok"] == i
 
 
+async def test_a_kept_ref_works_again_after_its_owner_is_killed(
+    cluster: Any, unique: str
+) -> None:
+    a, b = cluster(2)
+    key = f"kept-{unique}"
+    assert (await a.aask(op="call", key=key, h="put", args=["v", 1]))["ok"] == "ok"
+    # b keeps one ref (and its senders) for the whole test, as a client would
+    assert (await b.aask(op="kcall", key=key, h="put", args=["v", 2]))["ok"] == "ok"
+    assert (await b.aask(op="kcall", key=key, h="get", args=["v"]))["ok"] == 2
+    a.p.send_signal(signal.SIGKILL)
+    a.p.wait()
+    # within the failover time (SQLite: at once; CQL: the lease) the same ref works again
+    failover = 10.0 if cluster.spec["kind"] == "sqlite" else 4 * LEASE + 5
+    deadline = asyncio.get_running_loop().time() + failover
+    errors = []
+    while True:
+        got = await b.aask(op="kcall", key=key, h="get", args=["v"], timeout=2.0)
+        if "ok" in got:
+            break
+        errors.append(got)
+        assert got["retryable"], got
+        assert asyncio.get_running_loop().time() < deadline, errors[-3:]
+        await asyncio.sleep(0.1)
+    assert got["ok"] == 2
+    assert (await b.aask(op="kcall", key=key, h="put", args=["v", 3]))["ok"] == "ok"
+    assert (await b.aask(op="kcall", key=key, h="get", args=["v"]))["ok"] == 3
+
+
 async def test_drain_hands_actors_over_at_once(cluster: Any, unique: str) -> None:
     a, b = cluster(2)
     keys = [f"d{i}-{unique}" for i in range(3)]

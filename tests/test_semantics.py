@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import make_store
 
 import dna
+import dna.storage
 from dna.errors import ActorRedefinedWarning, CallCycle, Retryable, Timeout
 
 # ---------------------------------------------------------------- identity
@@ -227,3 +228,57 @@ async def test_stop_finishes_while_a_handler_hangs(tmp_path: Any, unique: str) -
     assert time.monotonic() - t0 < 3.0
     with pytest.raises(dna.errors.DNAError):
         await asyncio.wait_for(hung, 1.0)  # told at once, not at its 30 s deadline
+
+
+# ---------------------------------------------------------------- bad writes fail alone
+
+
+class Writer(dna.Actor):
+    kv = dna.storage.KV()
+
+    @dna.cast
+    def put(self, key: str, value: Any) -> None:
+        self.kv.write(key, value)
+
+    @dna.call
+    def put_call(self, key: str, value: Any) -> str:
+        self.kv.write(key, value)
+        return "ok"
+
+    @dna.call
+    async def get(self, key: str) -> Any:
+        return await self.kv.read(key)
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", pytest.param("cql", marks=pytest.mark.cql)])
+async def test_a_bad_write_fails_alone_and_is_not_retryable(
+    store_kind: str, tmp_path: Any, unique: str
+) -> None:
+    store = make_store(store_kind, tmp_path)
+    if store_kind == "sqlite":  # SQLite's own limit is ~1 GB: test the check with less
+        store.max_value_bytes = 1 << 16
+    limit = store.max_value_bytes
+    assert limit is not None
+    async with dna.Node(store=store) as node:
+        ref = node.ref(Writer, unique)
+        # good and bad casts in one batch: only the bad ones fail
+        for i in range(10):
+            ref.put.nowait(f"good{i}", i)
+        ref.put.nowait("bad\ud800", 1)  # a lone surrogate: no store can keep it
+        ref.put.nowait("big", b"x" * (limit + 1))
+        with pytest.raises(dna.ActorError) as bad_key:
+            await ref.put_call("bad\ud800", 1)
+        assert bad_key.value.remote_type == "ValueError"
+        with pytest.raises(dna.errors.TooLarge) as big:
+            await ref.put_call("big", b"x" * (limit + 1))
+        assert not isinstance(big.value, Retryable)
+        assert await ref.put_call("after", 1) == "ok"
+        for i in range(10):
+            assert await ref.get(f"good{i}") == i
+        assert await ref.get("big") is None
+
+
+async def test_a_lone_surrogate_in_an_actor_key_is_refused_at_the_ref(tmp_path: Any) -> None:
+    async with dna.Node(store=make_store("sqlite", tmp_path)) as node:
+        with pytest.raises(ValueError, match="surrogate"):
+            node.ref(Writer, "k\udc00")
