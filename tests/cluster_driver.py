@@ -7,6 +7,9 @@ Commands (one JSON object a line; one JSON reply a line):
     {"op": "kcall", ...same...}  the same through a ref and sender kept across calls
     {"op": "stream", "key": k, "n": n, "start": i, "seconds": s}  gated puts i..i+n-1,
         retrying each failed put until it is acknowledged or time runs out
+    {"op": "mput", "key": k, "value": v} / {"op": "mgets", "key": k, "n": n}
+    {"op": "mput_until", "key": k, "value": v, "seconds": s}
+        put, or n back-to-back gets, on a MemKV actor (state answered from memory)
     {"op": "info"}   node id, address, activations
     {"op": "drain"} / {"op": "stop"}
 """
@@ -20,7 +23,29 @@ import time
 from typing import Any
 
 import dna
+import dna.storage
 from dna.examples import KVActor
+
+
+class MemKV(dna.Actor):
+    """Answers reads from memory loaded in on_activate, as the README's pattern does:
+    only a live, valid activation may answer."""
+
+    type_name = "tests.MemKV"
+    kv = dna.storage.KV()
+
+    async def on_activate(self) -> None:
+        self.value = await self.kv.read("v")
+
+    @dna.call
+    def put(self, value: Any) -> str:
+        self.kv.write("v", value)
+        self.value = value
+        return "ok"
+
+    @dna.call
+    def get(self) -> Any:
+        return self.value
 
 
 def make_store(spec: dict[str, Any]) -> Any:
@@ -84,6 +109,33 @@ async def main() -> None:
             except Exception as exc:
                 say({"error": type(exc).__name__, "message": str(exc),
                      "retryable": isinstance(exc, dna.errors.Retryable)})
+        elif op == "mput":
+            try:
+                say({"ok": await node.ref(MemKV, cmd["key"]).put.with_timeout(3.0)(cmd["value"])})
+            except Exception as exc:
+                say({"error": type(exc).__name__, "message": str(exc)})
+        elif op == "mput_until":  # retry until acknowledged or `seconds` pass
+            ref = node.ref(MemKV, cmd["key"])
+            end = time.monotonic() + cmd["seconds"]
+            got: dict[str, Any] = {"error": "none tried"}
+            while time.monotonic() < end:
+                try:
+                    got = {"ok": await ref.put.with_timeout(1.0)(cmd["value"])}
+                    break
+                except dna.errors.DNAError as exc:
+                    got = {"error": type(exc).__name__, "message": str(exc)}
+                    await asyncio.sleep(0.05)
+            say(got)
+        elif op == "mgets":
+            get = node.ref(MemKV, cmd["key"]).get.with_timeout(3.0)
+            answers: list[Any] = []
+            for _ in range(cmd["n"]):
+                try:
+                    answers.append({"ok": await get()})
+                except Exception as exc:
+                    answers.append({"error": type(exc).__name__,
+                                    "retryable": isinstance(exc, dna.errors.Retryable)})
+            say({"answers": answers})
         elif op == "stream":
             say(await stream(node, cmd))
         elif op == "info":

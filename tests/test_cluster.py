@@ -245,6 +245,84 @@ async def test_paused_owner_loses_the_name_and_its_late_commits_are_refused(
         assert (await a.aask(op="call", key=key, h="get", args=[str(i)]))["ok"] == i
 
 
+async def test_a_node_woken_past_its_lease_never_answers_from_its_old_activation(
+    cluster: Any, unique: str
+) -> None:
+    if cluster.spec["kind"] != "cql":
+        pytest.skip("SQLite liveness is an OS lock a paused process keeps: nobody takes over")
+    a, b = cluster(2)
+    # reads reach the woken node at once (before its first heartbeat after the pause
+    # returns) or a little later (after it did): neither may see the old activation
+    for rnd, delay in enumerate([0.0, 0.15, 0.4, 0.8]):
+        key = f"woken-{rnd}-{unique}"
+        assert (await a.aask(op="mput", key=key, value=1))["ok"] == "ok"  # a owns it
+        a.p.send_signal(signal.SIGSTOP)
+        try:
+            deadline = asyncio.get_running_loop().time() + 6 * LEASE
+            while True:  # b takes over once a's lease ran out on b's clock, and writes
+                got = await b.aask(op="mput", key=key, value=2)
+                if got.get("ok") == "ok":
+                    break
+                assert asyncio.get_running_loop().time() < deadline, got
+                await asyncio.sleep(0.2)
+            if not delay:
+                a.send(op="mgets", key=key, n=40)  # queued before a wakes
+        finally:
+            a.p.send_signal(signal.SIGCONT)
+        if delay:
+            await asyncio.sleep(delay)
+            a.send(op="mgets", key=key, n=40)
+        answers = (await asyncio.to_thread(a.read))["answers"]
+        stale = [x for x in answers if x.get("ok") == 1]
+        assert not stale, f"round {rnd}: {len(stale)} stale answers: {answers[:5]}"
+        assert all(x.get("ok") == 2 or x.get("retryable") for x in answers), answers
+        assert any(x.get("ok") == 2 for x in answers), answers
+
+
+async def test_a_loop_blocked_past_its_lease_never_answers_from_its_old_activation(
+    unique: str,
+) -> None:
+    """The stall is this process's own event loop (blocked, as by a long GC pause) while
+    the database driver's thread runs on: the answer to a heartbeat sent just before
+    the stall arrives during it, so it must not make the lapsed lease look fresh."""
+    if not CQL_HOSTS:
+        pytest.skip(NO_CQL_REASON)
+    from tests.cluster_driver import MemKV
+
+    spec = {"kind": "cql", "hosts": CQL_HOSTS.split(","), "keyspace": CQL_KEYSPACE,
+            "lease": LEASE, "heartbeat": 0.3}
+    b = Proc(spec)
+    store = dna.ScyllaStore(hosts=spec["hosts"], keyspace=CQL_KEYSPACE, lease=LEASE,
+                            heartbeat_interval=0.3)
+    node = dna.Node(store=store, listen="127.0.0.1:0", secret=SECRET.encode())
+    try:
+        async with node:
+            # the first read comes right after the stall, or once the stalled
+            # heartbeat's answer (and the sweeper's next look) had their turn
+            for rnd, delay in enumerate([0.0, 0.05, 0.3]):
+                key = f"blocked-{rnd}-{unique}"
+                ref = node.ref(MemKV, key)
+                assert await ref.put(1) == "ok"
+                beat = asyncio.ensure_future(store.heartbeat())
+                await asyncio.sleep(0)  # the heartbeat is on its way to the server
+                b.send(op="mput_until", key=key, value=2, seconds=6 * LEASE)
+                got = b.read()  # blocks this loop until b took the actor over and wrote
+                assert got.get("ok") == "ok", got
+                if delay:
+                    await asyncio.sleep(delay)
+                answers = []
+                for _ in range(20):
+                    try:
+                        answers.append(await ref.get())
+                    except dna.errors.Retryable as exc:
+                        answers.append(type(exc).__name__)
+                assert 1 not in answers, answers
+                assert 2 in answers, answers
+                await asyncio.gather(beat, return_exceptions=True)
+    finally:
+        b.close()
+
+
 async def test_dna_status_lists_live_nodes(cluster: Any, unique: str) -> None:
     a, b = cluster(2)
     spec = cluster.spec
