@@ -219,3 +219,36 @@ def test_unpack_agrees_on_garbage() -> None:
 def test_payload_limit_agrees(n: int) -> None:
     c = outcome(framing_c._check_payload_size, n)
     assert c == outcome(framing_p._check_payload_size, n)
+
+
+# ---------------------------------------------------------------- dispatch and KV writes
+
+import dna._core.dispatch as dispatch_c  # noqa: E402
+import dna._core.dispatch_py as dispatch_p  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(
+    st.binary(max_size=70_000), st.text(max_size=300),
+    st.sampled_from([b"x" * 255, b"x" * 256, b"x" * 65535, b"x" * 65536, "é" * 16, "a" * 31,
+                     "a" * 32, "a" * 255, "a" * 256, "a" * 65535, "a" * 65536]),
+    st.integers(-(2**63), 2**64 - 1), st.none(),
+    st.lists(st.integers(-(2**63), 2**64 - 1), max_size=3),
+))
+def test_pack_value_is_msgpack(value: Any) -> None:
+    """The compiled build writes msgpack headers by hand for bytes and str."""
+    want = msgpack.packb(value, use_bin_type=True)
+    assert dispatch_c.pack_value(value) == want
+    assert dispatch_p.pack_value(value) == want
+
+
+@pytest.mark.parametrize("key", ["k", "", "\ud800", "x" * 11, 7, b"k"])
+@pytest.mark.parametrize("value", [b"v", "v" * 20, None])
+def test_kv_writers_agree(key: Any, value: Any) -> None:
+    results = []
+    for disp, ws_mod in ((dispatch_c, writeset_c), (dispatch_p, writeset_p)):
+        ws = ws_mod.WriteSet()
+        w = disp.KVWriter(ws, "kv", 10, 12, OverflowError)
+        results.append((outcome(w.write, key, value), outcome(w.delete, key),
+                        ws.pending("kv", "") if len(ws) else []))
+    assert results[0] == results[1]
