@@ -12,19 +12,38 @@ from __future__ import annotations
 import inspect
 import warnings
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Concatenate,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 from .errors import ActorRedefinedWarning, InterfaceError, UnknownHandler
 from .storage.base import StorageModule
 
 if TYPE_CHECKING:
-    from .node import Node
     from .store import ActorId
 
 __all__ = ["Actor", "ActorRef", "HandlerSpec", "StorageModule", "actor_type", "call", "cast"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+A = TypeVar("A", bound="Actor")
+
+
+class NodeHandle(Protocol):
+    """What an actor sees of the node hosting it (``self.node``) and what a ref needs
+    (``dna.Node`` is one): refs to other actors, the node's id."""
+
+    node_id: str
+
+    def ref(self, atype: type[A], key: str, namespace: str = "default") -> A: ...
+    def _sender(self, ref: ActorRef, index: int) -> Any: ...
 
 KIND_CALL = 0
 KIND_CAST = 1
@@ -55,10 +74,67 @@ def _mark(fn: F, kind: int, gated: bool) -> F:
     return fn
 
 
+# ---------------------------------------------------------------- typing of refs
+#
+# For the type checker, ``@dna.call`` turns a method into a descriptor whose value on
+# an instance (a ref, as ``node.ref(Room, k)`` is typed ``Room``) is an awaitable
+# callable with the handler's parameters: mypy checks handler names, argument types
+# and awaited results. At run time the decorators return the function unchanged.
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class CallMethod(Protocol[P, R_co]):
+    """``ref.handler`` of a call: ``await ref.handler(...)`` returns the handler's result."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R_co]: ...
+    def with_timeout(self, timeout: float) -> Callable[P, Awaitable[R_co]]: ...
+
+
+class CastMethod(Protocol[P]):
+    """``ref.handler`` of a cast: ``await`` waits only for room; ``nowait`` never waits."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[None]: ...
+    def nowait(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+
+
+class CallHandler(Protocol[P, R_co]):
+    """What ``@dna.call`` makes of a method, as the type checker sees it."""
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> CallHandler[P, R_co]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> CallMethod[P, R_co]: ...
+
+
+class CastHandler(Protocol[P]):
+    """What ``@dna.cast`` makes of a method, as the type checker sees it."""
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> CastHandler[P]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> CastMethod[P]: ...
+
+
+class _CallDecorator(Protocol):
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], /
+    ) -> CallHandler[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Any, P], R], /) -> CallHandler[P, R]: ...
+
+
 @overload
-def call(fn: F, /) -> F: ...
+def call(
+    fn: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]], /
+) -> CallHandler[P, R]: ...
 @overload
-def call(*, reply_async: bool = False) -> Callable[[F], F]: ...
+def call(fn: Callable[Concatenate[Any, P], R], /) -> CallHandler[P, R]: ...
+@overload
+def call(*, reply_async: bool = False) -> _CallDecorator: ...
 def call(fn: Any = None, /, *, reply_async: bool = False) -> Any:
     """Mark a request/response handler.
 
@@ -70,7 +146,7 @@ def call(fn: Any = None, /, *, reply_async: bool = False) -> Any:
     return _mark(fn, KIND_CALL, True)
 
 
-def cast(fn: F) -> F:
+def cast(fn: Callable[Concatenate[Any, P], Any]) -> CastHandler[P]:
     """Mark a one-way handler: handled in send order, no reply."""
     return _mark(fn, KIND_CAST, False)
 
@@ -128,7 +204,7 @@ class Actor:
     # set on each activation by the runtime before on_activate
     key: str
     namespace: str
-    node: Node
+    node: NodeHandle
     _dna_aid: ActorId
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -178,7 +254,7 @@ class ActorRef:
 
     actor_type: type[Actor]
 
-    def __init__(self, node: Node, actor_type: type[Actor], actor_id: ActorId) -> None:
+    def __init__(self, node: NodeHandle, actor_type: type[Actor], actor_id: ActorId) -> None:
         self.node = node
         self.actor_type = actor_type
         self.actor_id = actor_id

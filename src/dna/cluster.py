@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._core import Inbox
 from .actor import actor_type
@@ -39,15 +40,45 @@ from .store import ActorId
 
 if TYPE_CHECKING:
     from .actor import Actor
-    from .node import Node
-    from .store import NodeRecord
+    from .store import NodeRecord, Store
 
-__all__ = ["MAX_HOPS", "Cluster", "PeerCall", "RemoteRoute", "decode_remote"]
+__all__ = [
+    "MAX_HOPS", "Cluster", "Members", "PeerCall", "RemoteRoute", "decode_remote", "split_listen",
+]
 
 log = logging.getLogger("dna.cluster")
 
 MAX_HOPS = 3  # forwards a message may take before the sender is told NotOwner
 MAX_FRAME_CASTS = 4096  # casts a route buffers before senders wait for a flush
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"host:port"`` (port 0 picks a free one) to ``(host, port)``."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen must be 'host:port', got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+class Members(Protocol):
+    """What the cluster needs of its node (``dna.Node`` is one)."""
+
+    node_id: str
+    draining: bool
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def activations(self) -> int: ...
+    def local_activations(self) -> list[Any]: ...
+    def resolve(self, aid: ActorId, atype: type[Actor]) -> Inbox: ...
+    def replace_route(self, aid: ActorId, old: Inbox, route: RemoteRoute) -> None: ...
+    def forget_route(self, aid: ActorId, route: Any) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
 
 def _chain_wire(chain: tuple[ActorId, ...]) -> list[list[str]]:
@@ -271,7 +302,7 @@ class Cluster:
 
     def __init__(
         self,
-        node: Node,
+        node: Members,
         *,
         listen: str | None,
         secret: bytes | None,
@@ -310,8 +341,6 @@ class Cluster:
     async def start(self) -> None:
         """Listen (before the store registers our address)."""
         if self.transport is not None:
-            from .node import split_listen
-
             host, port = split_listen(self.listen or "")
             await self.transport.start(host, port, insecure=self.insecure)
 

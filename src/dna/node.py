@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ._core import TURN, Dispatcher, Inbox
 from .activation import CLOSED, CLOSING, Activation, handler_error
@@ -28,14 +28,6 @@ __all__ = ["Node"]
 log = logging.getLogger("dna.node")
 
 A = TypeVar("A", bound=Actor)
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """``"host:port"`` (port 0 picks a free one) to ``(host, port)``."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen must be 'host:port', got {listen!r}")
-    return host.strip("[]"), int(port)
 
 
 def new_node_id() -> str:
@@ -225,8 +217,15 @@ class Node:
 
     # ------------------------------------------------------------ references
 
+    @overload
+    def ref(self, atype: type[A], key: str, namespace: str = "default") -> A: ...
+    @overload
+    def ref(self, atype: str, key: str, namespace: str = "default") -> Any: ...
     def ref(self, atype: type[A] | str, key: str, namespace: str = "default") -> Any:
         """A handle on the actor ``(namespace, type, key)``; nothing is activated yet.
+
+        Typed as the actor class, so the type checker checks ``await ref.handler(...)``
+        against the handler's signature (it is a ``dna.ActorRef`` at run time).
 
         Keep refs: a ref routes afresh by itself whenever the actor moves (passivation,
         a peer's death, draining), so a kept ref works again once the name is served.
