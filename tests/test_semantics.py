@@ -282,3 +282,19 @@ async def test_a_lone_surrogate_in_an_actor_key_is_refused_at_the_ref(tmp_path: 
     async with dna.Node(store=make_store("sqlite", tmp_path)) as node:
         with pytest.raises(ValueError, match="surrogate"):
             node.ref(Writer, "k\udc00")
+
+
+async def test_a_call_reaching_a_starting_node_is_refused_retryably(unique: str) -> None:
+    """The transport listens before the store is open: a peer's call in between gets
+    a retryable NotOwner, not a hard error."""
+    starting = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s")
+    starting._loop = asyncio.get_running_loop()
+    await starting.cluster.start()  # listening, not yet registered in its store
+    peer = dna.Node(store=dna.MemoryStore(name=f"{unique}-peer"), listen="127.0.0.1:0",
+                    secret=b"s")
+    async with peer:
+        wire = ["dna.examples.Noop", "default", "k", [["ping", [], None]], 1, []]
+        with pytest.raises(dna.NotOwner, match="still starting") as info:
+            await peer.cluster.transport.request(starting.address, wire, 5.0)
+        assert isinstance(info.value, Retryable)
+    await starting.cluster.close()

@@ -321,7 +321,7 @@ class Cluster:
         self.peers: list[NodeRecord] = []  # last node rows seen
         self.reported_load = 0  # activation count last published to the nodes table
         self.term = 0  # the store's lease term our activations were made under
-        self.leaving = False
+        self.joined_once = False  # the node has started (it may have stopped since)
         if listen is not None:
             from .transport import Transport
 
@@ -346,6 +346,7 @@ class Cluster:
 
     async def joined(self) -> None:
         """The store knows us: learn the peers."""
+        self.joined_once = True
         if self.transport is not None:
             await self.refresh_peers()
 
@@ -470,7 +471,9 @@ class Cluster:
     # ------------------------------------------------------------ peer-facing
 
     def _leaving_error(self) -> NotOwner:
-        return NotOwner(f"node {self.node.node_id} is leaving the cluster: route again", None)
+        """Retryable: a node still starting or already stopping serves nothing yet/any more."""
+        doing = "is leaving the cluster" if self.joined_once else "is still starting"
+        return NotOwner(f"node {self.node.node_id} {doing}: route again", None)
 
     def on_call(self, peer: str, wire: Any, reply: Any) -> None:
         """A peer's call; the activation settles ``reply``, which answers the peer."""
