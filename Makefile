@@ -23,4 +23,4 @@ asv:                ## asv benchmarks against the current checkout
 
 clean:
 	rm -rf build dist .venv-test src/*.egg-info .asv
-	rm -f src/dna/_core/*.c src/dna/_core/*.so src/dna/_core/*.html
+	rm -f src/dna/_core/*.c src/dna/_core/*.so src/dna/_core/*.html src/dna/store/sqlite/*.c src/dna/store/sqlite/*.so

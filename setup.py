@@ -1,4 +1,4 @@
-"""Declares the Cython extensions (dna._core, dna.store._sqlite_c); everything else is in
+"""Declares the Cython extensions (dna._core, dna.store.sqlite._c); everything else is in
 pyproject.toml.
 
 A failed compile fails the build: nothing here catches it.
@@ -29,8 +29,8 @@ extensions = [
 # the SQLite store's binding: links the system libsqlite3 (libsqlite3-dev)
 extensions.append(
     Extension(
-        "dna.store._sqlite_c",
-        ["src/dna/store/_sqlite_c.pyx"],
+        "dna.store.sqlite._c",
+        ["src/dna/store/sqlite/_c.pyx"],
         libraries=["sqlite3"],
         define_macros=macros,
         extra_compile_args=["-O2"],

@@ -24,10 +24,10 @@ from cassandra.query import BatchStatement, BatchType
 
 from dna.errors import StoreError
 from dna.store import ActorId
-from dna.store._cql_bridge import LWT
+from dna.store.cql._bridge import LWT
 
 if TYPE_CHECKING:
-    from dna.store.scylla import ScyllaStore
+    from dna.store.cql import ScyllaStore
 
 __all__ = ["raw_claims", "raw_fenced_ingest", "store_claims", "store_fenced_ingest"]
 
@@ -53,7 +53,7 @@ async def raw_claims(
 
 class _opened:
     def __init__(self, hosts: Sequence[str], keyspace: str) -> None:
-        from dna.store.scylla import ScyllaStore
+        from dna.store.cql import ScyllaStore
 
         self.store = ScyllaStore(hosts, keyspace, heartbeat_interval=None)
 

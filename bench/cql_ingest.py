@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import _cql_raw  # bench/_cql_raw.py: this script's directory is on sys.path
 
 from dna.store import ActorId, Row
-from dna.store.scylla import ScyllaStore
+from dna.store.cql import ScyllaStore
 
 VALUE = b"\xc4\x04test"  # msgpack of b"test", as in `dna bench`
 

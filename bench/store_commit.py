@@ -19,8 +19,8 @@ import tempfile
 import time
 
 from dna.store import ActorId
-from dna.store._sqlite_c import Connection
 from dna.store.sqlite import SQLiteStore
+from dna.store.sqlite._c import Connection
 
 VALUE = b"\x88test"  # msgpack-ish small value, as the seed bench writes
 

@@ -22,7 +22,7 @@ from tests.conftest import CQL_HOSTS, CQL_KEYSPACE, NO_CQL_REASON, opened
 
 from dna.errors import CommitFailed, NotOwner, StaleEpoch, StoreError, StoreUnavailable
 from dna.store import ActorId, Claim
-from dna.store.scylla import ScyllaStore
+from dna.store.cql import ScyllaStore
 
 pytestmark = [pytest.mark.cql, pytest.mark.skipif(not CQL_HOSTS, reason=NO_CQL_REASON)]
 

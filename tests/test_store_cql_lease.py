@@ -20,7 +20,7 @@ from tests.conftest import CQL_HOSTS, CQL_KEYSPACE, NO_CQL_REASON, opened
 import dna
 from dna.errors import CommitFailed, CommitUnknown
 from dna.store import ActorId
-from dna.store.scylla import ScyllaStore
+from dna.store.cql import ScyllaStore
 
 pytestmark = [pytest.mark.cql, pytest.mark.skipif(not CQL_HOSTS, reason=NO_CQL_REASON)]
 
@@ -97,7 +97,7 @@ async def test_a_timely_heartbeat_keeps_the_term(unique: str) -> None:
 # term; the test stops it (SIGSTOP) past the lease and continues it.
 CHILD = r"""
 import asyncio, json, sys
-from dna.store.scylla import ScyllaStore
+from dna.store.cql import ScyllaStore
 
 async def main(hosts, keyspace, node):
     s = ScyllaStore(hosts.split(","), keyspace, heartbeat_interval=0.1, lease=1.0)
@@ -247,7 +247,7 @@ async def test_a_commit_whose_outcome_cannot_be_read_back_is_commit_unknown(
 def test_unknown_outcome_maps_the_drivers_real_errors() -> None:
     from cassandra import ConsistencyLevel, OperationTimedOut, WriteTimeout, WriteType
 
-    from dna.store._cql_bridge import AMBIGUOUS, unknown_outcome
+    from dna.store.cql._bridge import AMBIGUOUS, unknown_outcome
 
     wt = WriteTimeout(
         "timed out", consistency=ConsistencyLevel.QUORUM, required_responses=2,

@@ -86,7 +86,7 @@ async def test_processes_opening_a_fresh_file_at_once_all_succeed(tmp_path: Path
 # it holds the write lock with the schema written but not committed until told.
 CREATOR = r"""
 import sqlite3, sys
-from dna.store._sqlite_schema import _SCHEMA
+from dna.store.sqlite._schema import _SCHEMA
 db = sqlite3.connect(sys.argv[1], isolation_level=None)
 db.executescript("BEGIN IMMEDIATE;" + _SCHEMA)  # the transaction stays open
 print("creating", flush=True)

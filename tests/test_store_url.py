@@ -42,7 +42,7 @@ def test_sqlite_urls_absolute_and_relative(tmp_path: Path, monkeypatch: pytest.M
 
 def test_cql_urls() -> None:
     pytest.importorskip("cassandra")
-    from dna.store.scylla import ScyllaStore
+    from dna.store.cql import ScyllaStore
 
     s = open_store("cql://h1:9043,h2,[::1]:9044/My_Ks?lease=4&heartbeat_interval=0.5")
     assert isinstance(s, ScyllaStore)

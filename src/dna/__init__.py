@@ -15,8 +15,8 @@ from .node import Node
 from .store import ActorId, Store
 
 if TYPE_CHECKING:
+    from .store.cql import ScyllaStore
     from .store.memory import MemoryStore
-    from .store.scylla import ScyllaStore
     from .store.sqlite import SQLiteStore
 
 __version__ = "0.1.0"
@@ -43,7 +43,7 @@ __all__ = [
 _LAZY = {
     "SQLiteStore": ".store.sqlite",
     "MemoryStore": ".store.memory",
-    "ScyllaStore": ".store.scylla",
+    "ScyllaStore": ".store.cql",
 }
 
 

@@ -121,7 +121,7 @@ def _cql(url: str, rest: str, kwargs: dict[str, Any]) -> Store:
     if "/" in keyspace:
         raise ValueError(f"bad store URL {url!r}: a keyspace has no '/'")
     try:
-        from .scylla import ScyllaStore
+        from .cql import ScyllaStore
     except ImportError as exc:
         raise ImportError(
             f"store URL {url!r} needs the CQL driver: pip install 'dna-actors[cql]' ({exc})"

@@ -21,7 +21,7 @@ import os
 import re
 import time
 
-from ..errors import StoreError, StoreUnavailable
+from ...errors import StoreError, StoreUnavailable
 
 __all__ = [
     "DEAD_NO_FILE", "acquire_own", "identity", "lock_dir", "probe", "release_dead",

@@ -11,9 +11,9 @@ import os
 import time
 from typing import Any
 
-from ..errors import StoreError, StoreUnavailable
-from . import _sqlite_c as sq
-from ._sqlite_c import Connection, SqliteError
+from ...errors import StoreError, StoreUnavailable
+from . import _c as sq
+from ._c import Connection, SqliteError
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "map_error", "open_database"]
 
@@ -108,7 +108,7 @@ def connect(
     path: str, busy_timeout_ms: int, *, create: bool, release_gil: bool = True
 ) -> Connection:
     """A connection to ``path`` with the busy timeout set. ``release_gil``: whether
-    its statements run without the GIL (see ``_sqlite_c``)."""
+    its statements run without the GIL (see ``_c``)."""
     flags = sq.OPEN_READWRITE | (sq.OPEN_CREATE if create else 0)
     try:
         return Connection(path, flags, busy_timeout_ms, release_gil)

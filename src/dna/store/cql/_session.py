@@ -12,17 +12,17 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StoreError, StoreUnavailable
-from ._cql_bridge import UNREACHABLE, make_cluster, map_error
-from ._cql_schema import Statements, create_schema
-from .base import ALIVE, DEAD, SUSPECT, UNKNOWN
+from ...errors import StoreError, StoreUnavailable
+from ..base import ALIVE, DEAD, SUSPECT, UNKNOWN
+from ._bridge import UNREACHABLE, make_cluster, map_error
+from ._schema import Statements, create_schema
 
 if TYPE_CHECKING:
-    from .scylla import ScyllaStore
+    from ._store import ScyllaStore
 
 __all__ = ["Peers", "connect", "shutdown"]
 
-log = logging.getLogger("dna.store.scylla")
+log = logging.getLogger("dna.store.cql")
 
 _RETRY_DELAY = 0.5  # seconds between attempts to reach a server at open
 

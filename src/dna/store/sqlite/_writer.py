@@ -26,11 +26,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DNAError, InterfaceError, NotOwner, StaleEpoch, StoreError, StoreUnavailable
-from . import _sqlite_locks as locks
-from ._sqlite_c import Connection, SqliteError
-from ._sqlite_schema import map_error, open_database
-from .base import ActorId, Claim, Row
+from ...errors import DNAError, InterfaceError, NotOwner, StaleEpoch, StoreError, StoreUnavailable
+from ..base import ActorId, Claim, Row
+from . import _locks as locks
+from ._c import Connection, SqliteError
+from ._schema import map_error, open_database
 
 __all__ = ["Writer"]
 
@@ -210,7 +210,7 @@ class Writer:
         old = self._conn
         conn = open_database(self.path, self.busy_timeout_ms, self.synchronous, create=create)
         # from now on statements keep the GIL unless they wait for a lock (see
-        # _sqlite_c): the fsync of COMMIT and commit_rows release it explicitly
+        # _c): the fsync of COMMIT and commit_rows release it explicitly
         conn.release_gil = False
         self._conn = conn
         st = os.stat(self.path)

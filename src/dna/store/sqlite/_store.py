@@ -3,9 +3,9 @@ process of one machine.
 
 Writes (claims, commits, releases) go to one writer thread per open store,
 which applies whatever is queued in one transaction (group commit; see
-``_sqlite_writer``). Reads run on the event-loop thread on a second
+``_writer``). Reads run on the event-loop thread on a second
 connection. Node liveness comes from per-node advisory lock files (see
-``_sqlite_locks``): a node is alive exactly while its process holds its lock.
+``_locks``): a node is alive exactly while its process holds its lock.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import builtins
 import os
 from typing import Any
 
-from ..errors import InterfaceError
-from . import _sqlite_locks as locks
-from ._gil import SwitchInterval
-from ._sqlite_c import Connection, SqliteError
-from ._sqlite_schema import connect, map_error
-from ._sqlite_writer import Writer
-from .base import ALIVE, DEAD, ActorId, Claim, NodeRecord, Row, Store, prefix_end
+from ...errors import InterfaceError
+from .._gil import SwitchInterval
+from ..base import ALIVE, DEAD, ActorId, Claim, NodeRecord, Row, Store, prefix_end
+from . import _locks as locks
+from ._c import Connection, SqliteError
+from ._schema import connect, map_error
+from ._writer import Writer
 
 __all__ = ["SQLiteStore"]
 

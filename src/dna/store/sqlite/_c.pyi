@@ -1,4 +1,4 @@
-"""Type stubs of ``dna.store._sqlite_c`` (the SQLite binding, see the .pyx)."""
+"""Type stubs of ``dna.store.sqlite._c`` (the SQLite binding, see the .pyx)."""
 
 from collections.abc import Iterable, Sequence
 from typing import Any

@@ -6,7 +6,7 @@ release is a lightweight transaction (LWT) on them, and every commit is one
 unlogged single-partition batch that opens with ``UPDATE ... SET epoch = e
 ... IF owner = me AND epoch = e``: applied whole, or refused whole when a newer
 claim exists. All requests go through the one asyncio bridge of
-``_cql_bridge``.
+``_bridge``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ except ImportError as _exc:  # the driver is the [cql] extra
         f"the CQL store needs scylla-driver: pip install 'dna-actors[cql]' ({_exc})"
     ) from _exc
 
-from ..errors import (
+from ...errors import (
     CommitFailed,
     InterfaceError,
     NotOwner,
@@ -35,7 +35,9 @@ from ..errors import (
     StoreError,
     StoreUnavailable,
 )
-from ._cql_bridge import (
+from .._gil import SwitchInterval
+from ..base import ALIVE, DEAD, UNKNOWN, ActorId, Claim, NodeRecord, Row, Store, prefix_end
+from ._bridge import (
     AMBIGUOUS,
     LWT,
     SERIAL,
@@ -45,14 +47,12 @@ from ._cql_bridge import (
     parse_hosts,
     unknown_outcome,
 )
-from ._cql_schema import Statements, check_keyspace, replication_map
-from ._cql_session import Peers, connect, shutdown
-from ._gil import SwitchInterval
-from .base import ALIVE, DEAD, UNKNOWN, ActorId, Claim, NodeRecord, Row, Store, prefix_end
+from ._schema import Statements, check_keyspace, replication_map
+from ._session import Peers, connect, shutdown
 
 __all__ = ["ScyllaStore"]
 
-log = logging.getLogger("dna.store.scylla")
+log = logging.getLogger("dna.store.cql")
 
 _CLAIM_ROUNDS = 6  # LWT attempts of one claim before giving up under contention
 _ROW_OVERHEAD = 64  # bytes a batch spends per row beyond its key and value (estimate)

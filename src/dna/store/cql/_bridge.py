@@ -41,7 +41,7 @@ from cassandra.policies import (
 from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage
 from cassandra.query import dict_factory, tuple_factory
 
-from ..errors import CommitUnknown, StoreError, StoreUnavailable
+from ...errors import CommitUnknown, StoreError, StoreUnavailable
 
 __all__ = [
     "AMBIGUOUS",
