@@ -146,6 +146,7 @@ class RemoteRoute:
                         len(msgs), aid, hops)
             return
         entries = [self._entry(m) for m in msgs]
+        self.cluster.node.stats.forwards += len(msgs)  # dna.metrics
         try:
             self.cluster.transport.send(
                 self.address, [aid.type_name, aid.namespace, aid.key, entries, hops + 1, []]
@@ -168,6 +169,7 @@ class RemoteRoute:
             reply.set_exception(Timeout(f"{self.aid}: the deadline passed before forwarding"))
             return
         aid = self.aid
+        self.cluster.node.stats.forwards += 1  # dna.metrics
         wire = [aid.type_name, aid.namespace, aid.key, [self._entry(msg)], hops + 1,
                 _chain_wire(reply.chain)]
         try:
@@ -291,6 +293,7 @@ class Cluster:
         self.reported_load = 0  # activation count last published to the nodes table
         self.term = 0  # the store's lease term our activations were made under
         self.leaving = False
+        self.advertise: str | None = None  # address told to peers, if not the bound one
         if listen is not None:
             from .transport import Transport
 
@@ -313,7 +316,8 @@ class Cluster:
             from .node import split_listen
 
             host, port = split_listen(self.listen or "")
-            await self.transport.start(host, port, insecure=self.insecure)
+            await self.transport.start(host, port, insecure=self.insecure,
+                                       advertise=self.advertise)
 
     async def joined(self) -> None:
         """The store knows us: learn the peers."""
