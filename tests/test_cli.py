@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -237,3 +238,77 @@ def test_advertise_is_what_peers_see(tmp_path: Path) -> None:
         assert [row["address"] for row in json.loads(r.stdout)] == ["10.9.8.7:7101"]
     r = dna_cli("node", "--store", "memory://", "--listen", "127.0.0.1:0", "--advertise", "x")
     one_line_error(r, EXIT_USAGE, "--advertise")
+
+
+# ---------------------------------------------------------------- logging
+
+
+def test_the_library_only_names_its_loggers() -> None:
+    assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("dna").handlers)
+
+
+def test_log_records_are_one_line_with_controls_escaped() -> None:
+    from dna._log import EscapeControl, JSONFormatter
+
+    try:
+        raise ValueError("bad\x1b[2J\nFORGED line")
+    except ValueError:
+        exc_info = sys.exc_info()
+    rec = logging.LogRecord("dna.node", logging.WARNING, __file__, 1, "peer %s said %r",
+                            ("evil\nid\x1b[31m", "x"), exc_info)
+    assert EscapeControl().filter(rec)
+    assert rec.getMessage() == "peer evil\\nid\\x1b[31m said 'x'"
+    assert "\x1b" not in (rec.exc_text or "") and "bad\\x1b[2J\\nFORGED" in (rec.exc_text or "")
+    out = json.loads(JSONFormatter().format(rec))
+    assert set(out) == {"time", "level", "logger", "message", "exc"}
+    assert out["level"] == "WARNING" and out["logger"] == "dna.node"
+    assert out["exc"].startswith("Traceback") and out["time"].endswith("Z")
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+async def _fail_one_call(tmp_path: Path, *log_args: str) -> tuple[str, str]:
+    """Run a node with ``log_args``; a peer's call to a handler that raises, under an actor
+    key holding a newline and a terminal escape. Returns the node's stdout and stderr."""
+    from dna.store.sqlite import SQLiteStore
+    from ops_app import OpsProbe
+
+    db = tmp_path / "app.db"
+    with node_process("--store", f"sqlite://{db}", "--listen", "127.0.0.1:0", "--app",
+                      "ops_app", "--secret-file", secret_file(tmp_path), *log_args,
+                      cwd=TESTS) as (p, _line):
+        client = dna.Node(store=SQLiteStore(db), listen="127.0.0.1:0", secret=SECRET,
+                          host_actors=False)
+        async with client:
+            with pytest.raises(dna.ActorError, match="ValueError: handler text"):
+                await client.ref(OpsProbe, "k\nFORGED\x1b[2J").boom("handler text")
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    return out, err
+
+
+async def test_failed_calls_are_logged_as_json_with_their_traceback(tmp_path: Path) -> None:
+    _, err = await _fail_one_call(tmp_path, "--log-format", "json",
+                                  "--failed-call-log-level", "warning")
+    records = [json.loads(line) for line in err.splitlines()]  # every line is one object
+    failed = [r for r in records if "failed" in r["message"] and r["logger"] == "dna.node"]
+    assert len(failed) == 1, records
+    (rec,) = failed
+    assert rec["level"] == "WARNING"
+    assert "k\\nFORGED\\x1b[2J" in rec["message"]
+    assert "Traceback" in rec["exc"] and "ValueError: handler text" in rec["exc"]
+    assert "ops_app.py" in rec["exc"]  # the handler's own frame
+    assert any(r["message"].startswith("node ") and "listening" in r["message"]
+               for r in records)
+
+
+async def test_text_log_level_filters_and_no_line_is_forged(tmp_path: Path) -> None:
+    _, err = await _fail_one_call(tmp_path, "--failed-call-log-level", "warning")
+    assert "\x1b" not in err
+    assert not any(line.startswith("FORGED") for line in err.splitlines()), err
+    assert "WARNING dna.node: call handler of default/ops_app.OpsProbe/k\\nFORGED" in err
+    _, err = await _fail_one_call(tmp_path, "--log-level", "error",
+                                  "--failed-call-log-level", "warning")
+    assert err == "", err

@@ -212,6 +212,11 @@ async def _run(ns: argparse.Namespace, store: Any, secret: bytes | None) -> None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         print(f"dna node {node.node_id} listening on {node.address}", flush=True)
+        for server in servers:
+            host, port = server.address
+            paths = "/metrics, /healthz, /readyz" if server.registry else "/healthz, /readyz"
+            print(f"dna node {node.node_id} serving {paths} on http://{host}:{port}",
+                  flush=True)
         log.info("node %s listening on %s", node.node_id, node.address)
         await stop.wait()
         print(f"dna node {node.node_id} draining", flush=True)
