@@ -115,12 +115,12 @@ class NodeCollector:
         from prometheus_client.core import HistogramMetricFamily
 
         stats = self.node.stats
-        sizes = dict(stats.batch_sizes)
-        top = max([BATCH_BUCKET_POWERS, *sizes])
+        sizes = list(stats.batch_sizes)
+        top = max([BATCH_BUCKET_POWERS, *(k for k, n in enumerate(sizes) if n)])
         buckets: list[tuple[str, float]] = []
         total = 0
         for k in range(top + 1):
-            total += sizes.get(k, 0)
+            total += sizes[k]
             buckets.append((str(float(2**k)), total))
         buckets.append(("+Inf", total))
         return HistogramMetricFamily("dna_batch_size", "messages per batch",

@@ -6,6 +6,7 @@ formats or exports (``dna.metrics`` reads them when scraped).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 __all__ = ["Stats"]
@@ -37,8 +38,8 @@ class Stats:
         self.commit_rows = 0  # rows in those commits
         self.commit_times: list[float] = []  # seconds per commit
         # ops counters (dna.metrics): keyed by actor class where per type
-        self.by_type: dict[Any, int] = {}  # actor class -> messages dispatched
-        self.batch_sizes: dict[int, int] = {}  # k -> batches of 2**(k-1) < n <= 2**k messages
+        self.by_type: defaultdict[Any, int] = defaultdict(int)  # actor class -> messages
+        self.batch_sizes = [0] * 65  # [k]: batches of 2**(k-1) < n <= 2**k messages
         self.errors: dict[Any, int] = {}  # actor class -> handlers that raised
         self.claims = 0  # names claimed in the store (activations begun)
         self.passivations = 0  # activations passivated (idle, drain, stop)
@@ -49,11 +50,8 @@ class Stats:
         self.messages += n
         if n > self.max_batch:
             self.max_batch = n
-        by = self.by_type
-        by[atype] = by.get(atype, 0) + n
-        k = (n - 1).bit_length()
-        sizes = self.batch_sizes
-        sizes[k] = sizes.get(k, 0) + 1
+        self.by_type[atype] += n
+        self.batch_sizes[(n - 1).bit_length()] += 1
 
     def failed(self, atype: Any) -> None:
         """A handler of ``atype`` raised (call or cast)."""
