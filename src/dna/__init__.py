@@ -6,6 +6,7 @@ per-actor storage with atomic batched writes, and in-order messaging.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from . import errors
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from .store.sqlite import SQLiteStore
 
 __version__ = "0.1.0"
+
+# a library logs to named loggers ("dna.node", "dna.transport", ...); the application
+# decides where records go (dna node: see dna._log)
+logging.getLogger("dna").addHandler(logging.NullHandler())
 
 __all__ = [
     "Actor",

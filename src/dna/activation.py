@@ -271,7 +271,7 @@ class Activation:
             self.ws.clear()
             return
         host = self.host
-        host.stats.batch(n)
+        host.stats.batch(n, self.atype)  # per type: dna.metrics
         self.last_active = host.loop.time()
         if self.failed:
             self._restart()
@@ -407,6 +407,7 @@ class Activation:
             except Exception as exc:
                 log.warning("release of %s failed: %r", self.aid, exc)
         self.state = CLOSED
+        self.host.stats.passivations += 1  # dna.metrics
         self.host.forget(self)
         if len(self.inbox) and (released or not release):
             self.host.takeover(self)  # a fresh route adopts the queue, in order

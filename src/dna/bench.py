@@ -237,6 +237,7 @@ async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
     store = open_store(url)
     work = Path(tempfile.mkdtemp(prefix="dna-remote-"))
     secret_file = work / "secret"
+    secret_file.touch(mode=0o600)  # dna node refuses a secret file others can read
     secret_file.write_bytes(secrets.token_hex(16).encode())
     cmd = [sys.executable, "-m", "dna", "node", "--listen", "127.0.0.1:0",
            "--secret-file", str(secret_file), "--store", url]

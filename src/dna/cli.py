@@ -1,4 +1,10 @@
-"""The ``dna`` command (also ``python -m dna``)."""
+"""The ``dna`` command (also ``python -m dna``).
+
+Every failure a user can cause or meet (a bad option, an unusable file, a
+store that cannot be used, an address taken) is one line on stderr and one of
+the exit codes below, never a traceback. An unexpected error keeps its
+traceback (exit 1): that is a bug to report.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,46 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
-__all__ = ["main", "store_url"]
+__all__ = [
+    "EXIT_ADDRESS",
+    "EXIT_CONFIG",
+    "EXIT_OK",
+    "EXIT_STORE",
+    "EXIT_USAGE",
+    "CLIError",
+    "main",
+    "store_url",
+]
+
+EXIT_OK = 0
+EXIT_STORE = 1  # the store cannot be used: unreachable, missing, foreign, failing
+EXIT_USAGE = 2  # the command line is wrong: an option, a store URL, a listen string
+EXIT_CONFIG = 3  # a file or module named on the command line cannot be used
+EXIT_ADDRESS = 4  # an address to listen on cannot be had: in use, not ours, not allowed
+
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}  success (dna node: drained and stopped after SIGTERM/SIGINT)
+  {EXIT_STORE}  the store cannot be used (unreachable, missing, not a DNA database)
+  {EXIT_USAGE}  bad command line (option, store URL, listen address, no secret off loopback)
+  {EXIT_CONFIG}  a file or module named on the command line cannot be used (--secret-file,
+     --app, a missing extra such as prometheus_client for --metrics)
+  {EXIT_ADDRESS}  cannot listen (--listen, --metrics, --health): address in use or unavailable
+"""
+
+
+class CLIError(Exception):
+    """An expected failure: ``main`` prints ``dna <command>: <message>`` and exits ``code``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(code: int, message: str) -> NoReturn:
+    raise CLIError(code, message)
 
 _URL_HELP = (
     "store URL: sqlite:///abs/path/app.db, sqlite://relative.db, "
@@ -35,39 +77,44 @@ def store_url(ns: argparse.Namespace, sqlite_path: str, keyspace: str) -> str:
     store: str = ns.store
     if "://" in store:
         if ns.path or ns.hosts or ns.keyspace:
-            raise SystemExit(
-                f"--path, --hosts and --keyspace do not go with a store URL: put them in "
-                f"the URL ({_URL_HELP})"
-            )
+            fail(EXIT_USAGE, f"--path, --hosts and --keyspace do not go with a store URL: "
+                 f"put them in the URL ({_URL_HELP})")
         return store
     if store == "sqlite":
         return "sqlite://" + quote(ns.path or sqlite_path, safe="/")
     if store == "cql":
         hosts = ",".join(h.strip() for h in (ns.hosts or "").split(",") if h.strip())
         if not hosts:
-            raise SystemExit("--store cql needs --hosts HOST:PORT (or --store cql://HOST:PORT/KEYSPACE)")
+            fail(EXIT_USAGE,
+                 "--store cql needs --hosts HOST:PORT (or --store cql://HOST:PORT/KEYSPACE)")
         return f"cql://{hosts}/{ns.keyspace or keyspace}"
     if store == "memory":
         return "memory://"
-    raise SystemExit(f"--store {store!r} is not a store URL ({_URL_HELP})")
+    fail(EXIT_USAGE, f"--store {store!r} is not a store URL ({_URL_HELP})")
 
 
-def _open_store(ns: argparse.Namespace, **options: Any) -> Any:
+def open_store_arg(ns: argparse.Namespace, **options: Any) -> Any:
+    """The (unopened) store ``--store`` names; a bad URL or a missing driver is a CLIError."""
     from .store import open_store
 
     url = store_url(ns, "dna.db", "dna")
     try:
         return open_store(url, **options)
-    except (ValueError, ImportError) as exc:
-        raise SystemExit(f"dna {ns.command}: {exc}") from None
+    except ValueError as exc:
+        fail(EXIT_USAGE, str(exc))
+    except ImportError as exc:
+        fail(EXIT_CONFIG, str(exc))
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=1_000_000, help="cast puts (default 1,000,000)")
-    p.add_argument("--actors", type=int, default=1, help="spread the puts over K actors")
+    p.add_argument("--actors", type=int, default=1,
+                   help="spread the puts over K actors (default: 1)")
     _store_args(p, "sqlite")  # bare "sqlite": a temporary file
-    p.add_argument("--ceiling", action="store_true", help="first measure raw store ingest")
-    p.add_argument("--max-batch", type=int, default=5_000)
+    p.add_argument("--ceiling", action="store_true",
+                   help="first measure raw store ingest, then compare")
+    p.add_argument("--max-batch", type=int, default=5_000,
+                   help="messages per batch and commit (default 5,000)")
     p.add_argument("--remote", action="store_true",
                    help="actor in a `dna node` process, sender here, over loopback TCP")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -91,7 +138,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     from .bench import BenchConfig, run_bench
 
     if ns.n < 1 or ns.actors < 1:
-        raise SystemExit("-n and --actors must be at least 1")
+        fail(EXIT_USAGE, "-n and --actors must be at least 1")
     store = "sqlite" if ns.store == "sqlite" and not ns.path else store_url(ns, "", "dna_bench")
     cfg = BenchConfig(
         n=ns.n,
@@ -124,46 +171,6 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _read_secret(path: str | None) -> bytes | None:
-    if path is None:
-        return None
-    with open(path, "rb") as f:
-        secret = f.read().strip()
-    if not secret:
-        raise SystemExit(f"secret file {path} is empty")
-    return secret
-
-
-def cmd_node(ns: argparse.Namespace) -> int:
-    import importlib
-    import signal
-
-    from .node import Node
-
-    for mod in ns.app or ["dna.examples"]:
-        importlib.import_module(mod)
-    store = _open_store(ns)
-
-    async def run() -> None:
-        node = Node(
-            store=store, listen=ns.listen, secret=_read_secret(ns.secret_file),
-            insecure=ns.insecure, passivate_after=ns.passivate_after,
-        )
-        await node.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        print(f"dna node {node.node_id} listening on {node.address}", flush=True)
-        await stop.wait()
-        print(f"dna node {node.node_id} draining", flush=True)
-        await node.drain()
-        print(f"dna node {node.node_id} stopped", flush=True)
-
-    asyncio.run(run())
-    return 0
-
-
 async def _status_rows(store: Any) -> list[Any]:
     """Every node but status probes. On a lease store a node first seen is not
     judged yet: look again for up to three heartbeat intervals (the lease at most)."""
@@ -184,51 +191,67 @@ async def _status_rows(store: Any) -> list[Any]:
 
 
 def cmd_status(ns: argparse.Namespace) -> int:
+    from ._log import escape
     from .errors import StoreError
 
-    store = _open_store(ns, create=False)  # a status never creates a database
+    store = open_store_arg(ns, create=False)  # a status never creates a database
     try:
         rows = asyncio.run(_status_rows(store))
     except StoreError as exc:
-        print(f"dna status: {exc}", file=sys.stderr)
-        return 1
+        fail(EXIT_STORE, str(exc))
     if ns.json:
         print(json.dumps([{"node_id": r.node_id, "address": r.address, "alive": r.alive,
                            "state": r.state, "heartbeat_age": r.heartbeat_age,
                            "draining": r.draining, "activations": r.load} for r in rows]))
-        return 0
+        return EXIT_OK
     print(f"{'node':<36} {'address':<22} {'state':<8} {'beat age':<9} {'draining':<9} "
           "activations")
-    for r in rows:
+    for r in rows:  # node ids and addresses come from other processes: no raw controls
         age = "-" if r.heartbeat_age is None else f"{r.heartbeat_age:.1f}s"
-        print(f"{r.node_id:<36} {r.address:<22} {r.state:<8} {age:<9} "
+        print(f"{escape(r.node_id):<36} {escape(r.address):<22} {r.state:<8} {age:<9} "
               f"{'yes' if r.draining else 'no':<9} {r.load}")
-    return 0
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its usage errors name the subcommand and keep to one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dna", description="Durable Named Actors")
-    sub = parser.add_subparsers(dest="command", required=True)
-    bench = sub.add_parser("bench", help="the seed benchmark: N cast puts, then one call")
+    from . import __version__
+    from ._cli_node import add_node_command
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="dna", description="Durable Named Actors", epilog=EXIT_CODES,
+                     formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"dna {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    bench = sub.add_parser("bench", help="the seed benchmark: N cast puts, then one call",
+                           epilog=EXIT_CODES, formatter_class=fmt)
     _bench_args(bench)
     bench.set_defaults(func=cmd_bench)
-    node = sub.add_parser("node", help="run a node process (SIGTERM drains it)")
-    _store_args(node, "sqlite://dna.db")
-    node.add_argument("--listen", default="127.0.0.1:7101", help="HOST:PORT for peers")
-    node.add_argument("--secret-file", help="file holding the cluster secret")
-    node.add_argument("--insecure", action="store_true",
-                      help="allow a non-loopback listen address without a secret")
-    node.add_argument("--app", action="append", help="module defining actor classes (repeatable)")
-    node.add_argument("--passivate-after", type=float, default=300.0)
-    node.set_defaults(func=cmd_node)
-    status = sub.add_parser("status", help="list the cluster's nodes")
+    node = sub.add_parser("node", help="run a node process (SIGTERM drains it)",
+                          epilog=EXIT_CODES, formatter_class=fmt)
+    add_node_command(node)
+    status = sub.add_parser("status", help="list the cluster's nodes (never creates a store)",
+                            epilog=EXIT_CODES, formatter_class=fmt)
     _store_args(status, "sqlite://dna.db")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print one JSON array")
     status.set_defaults(func=cmd_status)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dna`` command; returns its exit code (see ``EXIT_CODES``)."""
     ns = build_parser().parse_args(argv)
-    rc: int = ns.func(ns)
+    try:
+        rc: int = ns.func(ns)
+    except CLIError as exc:
+        print(f"dna {ns.command}: {exc}", file=sys.stderr, flush=True)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
     return rc

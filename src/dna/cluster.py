@@ -40,6 +40,7 @@ from .store import ActorId
 
 if TYPE_CHECKING:
     from .actor import Actor
+    from .stats import Stats
     from .store import NodeRecord, Store
 
 __all__ = [
@@ -65,6 +66,7 @@ class Members(Protocol):
 
     node_id: str
     draining: bool
+    stats: Stats
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
@@ -177,6 +179,7 @@ class RemoteRoute:
                         len(msgs), aid, hops)
             return
         entries = [self._entry(m) for m in msgs]
+        self.cluster.node.stats.forwards += len(msgs)  # dna.metrics
         try:
             self.cluster.transport.send(
                 self.address, [aid.type_name, aid.namespace, aid.key, entries, hops + 1, []]
@@ -199,6 +202,7 @@ class RemoteRoute:
             reply.set_exception(Timeout(f"{self.aid}: the deadline passed before forwarding"))
             return
         aid = self.aid
+        self.cluster.node.stats.forwards += 1  # dna.metrics
         wire = [aid.type_name, aid.namespace, aid.key, [self._entry(msg)], hops + 1,
                 _chain_wire(reply.chain)]
         try:
@@ -322,6 +326,7 @@ class Cluster:
         self.reported_load = 0  # activation count last published to the nodes table
         self.term = 0  # the store's lease term our activations were made under
         self.joined_once = False  # the node has started (it may have stopped since)
+        self.advertise: str | None = None  # address told to peers, if not the bound one
         if listen is not None:
             from .transport import Transport
 
@@ -342,7 +347,8 @@ class Cluster:
         """Listen (before the store registers our address)."""
         if self.transport is not None:
             host, port = split_listen(self.listen or "")
-            await self.transport.start(host, port, insecure=self.insecure)
+            await self.transport.start(host, port, insecure=self.insecure,
+                                       advertise=self.advertise)
 
     async def joined(self) -> None:
         """The store knows us: learn the peers."""

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 import uuid
+from functools import partial
 from typing import Any, TypeVar, overload
 
 from ._core import TURN, Dispatcher, Inbox
@@ -70,6 +71,7 @@ class Node:
         fence_fraction: float = 0.5,
         max_claims_in_flight: int = 256,
         stop_timeout: float = 10.0,
+        failed_call_log_level: int = logging.INFO,
     ) -> None:
         if store is None:
             from .store.sqlite import SQLiteStore
@@ -85,6 +87,7 @@ class Node:
         self.call_timeout = call_timeout
         self.passivate_after = passivate_after
         self.stop_timeout = stop_timeout
+        self.failed_call_log_level = failed_call_log_level  # handler exceptions, with traceback
         self.node_id = node_id or new_node_id()
         self.stats = Stats()
         self._routes: dict[ActorId, Activation | RemoteRoute] = {}
@@ -300,6 +303,7 @@ class Node:
         slots = self._claim_slots
         assert slots is not None
         async with slots:
+            self.stats.claims += 1  # dna.metrics
             return await self.store.claim(aid)
 
     def setup_instance(self, inst: Actor, aid: ActorId) -> None:
@@ -314,13 +318,26 @@ class Node:
     def dispatcher_for(self, atype: type[Actor]) -> Any:
         d = self._dispatchers.get(atype)
         if d is None:
-            d = Dispatcher(atype._dna_table, handler_error, self._cast_failed)
+            d = Dispatcher(atype._dna_table, partial(self._call_failed, atype),
+                           partial(self._cast_failed, atype))
             self._dispatchers[atype] = d
         return d
 
-    def _cast_failed(self, msg: Any, exc: BaseException) -> None:
+    def _call_failed(self, atype: type[Actor], exc: BaseException) -> BaseException:
+        """A call's handler raised: count it, log it with its traceback, answer the caller."""
+        self.stats.failed(atype)
+        level = self.failed_call_log_level
+        if log.isEnabledFor(level):
+            inst = TURN.instance
+            where = inst._dna_aid if inst is not None else atype.type_name
+            log.log(level, "call handler of %s failed (its caller gets the error)", where,
+                    exc_info=exc)
+        return handler_error(exc)
+
+    def _cast_failed(self, atype: type[Actor], msg: Any, exc: BaseException) -> None:
+        self.stats.failed(atype)
         inst = TURN.instance
-        where = f" of {inst._dna_aid}" if inst is not None else ""
+        where = f" of {inst._dna_aid}" if inst is not None else f" of {atype.type_name}"
         log.error("cast handler%s failed (its writes were discarded)", where, exc_info=exc)
 
     def forget(self, act: Activation) -> None:

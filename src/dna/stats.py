@@ -1,14 +1,34 @@
-"""Counters a node keeps about its batches and commits (for ``dna bench``)."""
+"""Counters a node keeps about its work (for ``dna bench`` and ``dna.metrics``).
+
+Each is a plain attribute or dict bumped where the work is done; nothing here
+formats or exports (``dna.metrics`` reads them when scraped).
+"""
 
 from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
 
 __all__ = ["Stats"]
 
 
 class Stats:
-    """Batches, messages and commit latencies since the node started."""
+    """Batches, messages, commits and lifecycle events since the node started."""
 
-    __slots__ = ("batches", "commit_rows", "commit_times", "commits", "max_batch", "messages")
+    __slots__ = (
+        "batch_sizes",
+        "batches",
+        "by_type",
+        "claims",
+        "commit_rows",
+        "commit_times",
+        "commits",
+        "errors",
+        "forwards",
+        "max_batch",
+        "messages",
+        "passivations",
+    )
 
     def __init__(self) -> None:
         self.batches = 0  # batches dispatched
@@ -17,12 +37,25 @@ class Stats:
         self.commits = 0  # store commits that succeeded
         self.commit_rows = 0  # rows in those commits
         self.commit_times: list[float] = []  # seconds per commit
+        # ops counters (dna.metrics): keyed by actor class where per type
+        self.by_type: defaultdict[Any, int] = defaultdict(int)  # actor class -> messages
+        self.batch_sizes = [0] * 65  # [k]: batches of 2**(k-1) < n <= 2**k messages
+        self.errors: dict[Any, int] = {}  # actor class -> handlers that raised
+        self.claims = 0  # names claimed in the store (activations begun)
+        self.passivations = 0  # activations passivated (idle, drain, stop)
+        self.forwards = 0  # messages forwarded to a peer
 
-    def batch(self, n: int) -> None:
+    def batch(self, n: int, atype: Any = None) -> None:
         self.batches += 1
         self.messages += n
         if n > self.max_batch:
             self.max_batch = n
+        self.by_type[atype] += n
+        self.batch_sizes[(n - 1).bit_length()] += 1
+
+    def failed(self, atype: Any) -> None:
+        """A handler of ``atype`` raised (call or cast)."""
+        self.errors[atype] = self.errors.get(atype, 0) + 1
 
     def commit(self, rows: int, seconds: float) -> None:
         self.commits += 1

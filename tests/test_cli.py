@@ -1,0 +1,314 @@
+"""The ``dna`` command as a user meets it: real ``python -m dna`` processes, every
+expected failure one line on stderr with its documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import dna
+from dna.cli import EXIT_ADDRESS, EXIT_CONFIG, EXIT_STORE, EXIT_USAGE, build_parser
+
+SRC = str(Path(dna.__file__).resolve().parent.parent)
+SECRET = b"a test secret of more than sixteen bytes"
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in [SRC, e.get("PYTHONPATH", "")] if p)
+    return e
+
+
+def dna_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dna", *args], capture_output=True, text=True, env=env(),
+        cwd=cwd, timeout=timeout,
+    )
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], code: int, *says: str) -> str:
+    """The process failed with ``code`` and wrote one line to stderr, containing ``says``."""
+    err = r.stderr.strip()
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in err and err.count("\n") == 0, err
+    for s in says:
+        assert s in err, (s, err)
+    return err
+
+
+def secret_file(tmp_path: Path, content: bytes = SECRET, mode: int = 0o600) -> str:
+    path = tmp_path / "secret"
+    path.write_bytes(content)
+    path.chmod(mode)
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def node_process(
+    *args: str, cwd: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A running ``dna node``; yields the process and its first stdout line."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "dna", "node", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env(), cwd=cwd,
+    )
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        if not line:
+            raise AssertionError(f"node did not start: {p.communicate(timeout=10)}")
+        yield p, line
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+
+
+# ---------------------------------------------------------------- help and version
+
+
+def test_version() -> None:
+    r = dna_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"dna {dna.__version__}", r
+
+
+def test_help_documents_exit_codes_and_every_option_has_help() -> None:
+    r = dna_cli("--help")
+    assert r.returncode == 0
+    for code in (EXIT_STORE, EXIT_USAGE, EXIT_CONFIG, EXIT_ADDRESS):
+        assert re.search(rf"^\s+{code}\s", r.stdout, re.M), r.stdout
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subs.choices.items():
+        for action in sub._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (name, action.option_strings)
+            if action.default not in (None, False):  # the default is said
+                assert "default" in action.help, (name, action.option_strings)
+    node_help = " ".join(dna_cli("node", "--help").stdout.split())
+    assert "default: 127.0.0.1:7101" in node_help and "default: 300" in node_help
+
+
+# ---------------------------------------------------------------- dna node
+
+
+def test_bad_listen_string(tmp_path: Path) -> None:
+    for listen in ("nope", "host:99999", ":"):
+        r = dna_cli("node", "--store", "memory://", "--listen", listen, cwd=tmp_path)
+        one_line_error(r, EXIT_USAGE, "--listen", repr(listen))
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = dna_cli("node", "--store", "memory://", "--listen", f"127.0.0.1:{port}",
+                    cwd=tmp_path)
+    one_line_error(r, EXIT_ADDRESS, f"127.0.0.1:{port}", "in use")
+
+
+def test_listening_off_loopback_without_a_secret(tmp_path: Path) -> None:
+    r = dna_cli("node", "--store", "memory://", "--listen", "0.0.0.0:0", cwd=tmp_path)
+    one_line_error(r, EXIT_USAGE, "secret")
+
+
+def test_missing_app_module(tmp_path: Path) -> None:
+    r = dna_cli("node", "--store", "memory://", "--listen", "127.0.0.1:0", "--app",
+                "no_such_app_module", cwd=tmp_path)
+    one_line_error(r, EXIT_CONFIG, "no_such_app_module")
+
+
+def test_app_module_that_fails_names_the_cause(tmp_path: Path) -> None:
+    (tmp_path / "broken_app.py").write_text("x = 1\nraise RuntimeError('boom in app')\n")
+    r = dna_cli("node", "--store", "memory://", "--listen", "127.0.0.1:0", "--app",
+                "broken_app", cwd=tmp_path)
+    one_line_error(r, EXIT_CONFIG, "broken_app", "RuntimeError: boom in app", "broken_app.py:2")
+
+
+def test_app_imports_from_the_current_directory(tmp_path: Path) -> None:
+    (tmp_path / "chat_app.py").write_text(
+        "import dna\nclass Room(dna.Actor):\n    @dna.call\n    def hi(self):\n"
+        "        return 'hi'\nprint('chat_app imported', flush=True)\n"
+    )
+    with node_process("--store", "memory://", "--listen", "127.0.0.1:0", "--app", "chat_app",
+                      cwd=tmp_path) as (_p, line):
+        assert "chat_app imported" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "says"),
+    [
+        (SECRET, 0o644, "readable by other users"),
+        (SECRET, 0o640, "readable by other users"),
+        (b"short", 0o600, "at least 16"),
+        (b"\n", 0o600, "at least 16"),
+    ],
+)
+def test_bad_secret_file_is_refused(tmp_path: Path, content: bytes, mode: int, says: str) -> None:
+    path = secret_file(tmp_path, content, mode)
+    r = dna_cli("node", "--store", "memory://", "--listen", "127.0.0.1:0",
+                "--secret-file", path, cwd=tmp_path)
+    one_line_error(r, EXIT_CONFIG, path, says)
+
+
+def test_missing_secret_file(tmp_path: Path) -> None:
+    r = dna_cli("node", "--store", "memory://", "--listen", "127.0.0.1:0",
+                "--secret-file", str(tmp_path / "nope"), cwd=tmp_path)
+    one_line_error(r, EXIT_CONFIG, "nope", "No such file")
+
+
+def test_foreign_database(tmp_path: Path) -> None:
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as c:
+        c.execute("create table t (x)")
+    for cmd in ("node", "status"):
+        extra = ["--listen", "127.0.0.1:0"] if cmd == "node" else []
+        r = dna_cli(cmd, "--store", f"sqlite://{db}", *extra, cwd=tmp_path)
+        one_line_error(r, EXIT_STORE, "other.db")
+
+
+def test_store_unreachable(tmp_path: Path) -> None:
+    port = free_port()
+    for cmd in ("node", "status"):
+        extra = ["--listen", "127.0.0.1:0", "--log-level", "warning"] if cmd == "node" else []
+        r = dna_cli(cmd, "--store", f"cql://127.0.0.1:{port}/ks?connect_timeout=2", *extra,
+                    cwd=tmp_path)
+        if "scylla-driver" in r.stderr or "cql extra" in r.stderr:
+            pytest.skip("the CQL driver is not installed")
+        one_line_error(r, EXIT_STORE, f"127.0.0.1:{port}")
+
+
+def test_bad_store_url_is_a_usage_error(tmp_path: Path) -> None:
+    r = dna_cli("node", "--store", "bogus://x", cwd=tmp_path)
+    one_line_error(r, EXIT_USAGE, "unknown scheme 'bogus'")
+    assert os.listdir(tmp_path) == []
+
+
+def test_status_of_a_missing_sqlite_file(tmp_path: Path) -> None:
+    r = dna_cli("status", "--store", f"sqlite://{tmp_path}/nope.db")
+    one_line_error(r, EXIT_STORE, "nope.db", "does not exist")
+    assert os.listdir(tmp_path) == []
+
+
+def test_node_runs_and_drains_on_sigterm(tmp_path: Path) -> None:
+    path = secret_file(tmp_path)
+    with node_process("--store", f"sqlite://{tmp_path}/a.db", "--listen", "127.0.0.1:0",
+                      "--secret-file", path, cwd=tmp_path) as (p, line):
+        assert "listening on 127.0.0.1:" in line
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert "stopped" in out and "Traceback" not in err
+
+
+def test_advertise_is_what_peers_see(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with node_process("--store", f"sqlite://{db}", "--listen", "127.0.0.1:0",
+                      "--advertise", "10.9.8.7:7101", cwd=tmp_path) as (_p, line):
+        assert "listening on 10.9.8.7:7101" in line
+        r = dna_cli("status", "--store", f"sqlite://{db}", "--json")
+        assert r.returncode == 0, r.stderr
+        assert [row["address"] for row in json.loads(r.stdout)] == ["10.9.8.7:7101"]
+    r = dna_cli("node", "--store", "memory://", "--listen", "127.0.0.1:0", "--advertise", "x")
+    one_line_error(r, EXIT_USAGE, "--advertise")
+
+
+# ---------------------------------------------------------------- logging
+
+
+def test_the_library_only_names_its_loggers() -> None:
+    assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("dna").handlers)
+
+
+def test_log_records_are_one_line_with_controls_escaped() -> None:
+    from dna._log import EscapeControl, JSONFormatter
+
+    try:
+        raise ValueError("bad\x1b[2J\nFORGED line")
+    except ValueError:
+        exc_info = sys.exc_info()
+    rec = logging.LogRecord("dna.node", logging.WARNING, __file__, 1, "peer %s said %r",
+                            ("evil\nid\x1b[31m", "x"), exc_info)
+    assert EscapeControl().filter(rec)
+    assert rec.getMessage() == "peer evil\\nid\\x1b[31m said 'x'"
+    assert "\x1b" not in (rec.exc_text or "") and "bad\\x1b[2J\\nFORGED" in (rec.exc_text or "")
+    out = json.loads(JSONFormatter().format(rec))
+    assert set(out) == {"time", "level", "logger", "message", "exc"}
+    assert out["level"] == "WARNING" and out["logger"] == "dna.node"
+    assert out["exc"].startswith("Traceback") and out["time"].endswith("Z")
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+async def _fail_one_call(tmp_path: Path, *log_args: str) -> tuple[str, str]:
+    """Run a node with ``log_args``; a peer's call to a handler that raises, under an actor
+    key holding a newline and a terminal escape. Returns the node's stdout and stderr."""
+    from dna.store.sqlite import SQLiteStore
+    from ops_app import OpsProbe
+
+    db = tmp_path / "app.db"
+    with node_process("--store", f"sqlite://{db}", "--listen", "127.0.0.1:0", "--app",
+                      "ops_app", "--secret-file", secret_file(tmp_path), *log_args,
+                      cwd=TESTS) as (p, _line):
+        client = dna.Node(store=SQLiteStore(db), listen="127.0.0.1:0", secret=SECRET,
+                          host_actors=False)
+        async with client:
+            with pytest.raises(dna.ActorError, match="ValueError: handler text"):
+                await client.ref(OpsProbe, "k\nFORGED\x1b[2J").boom("handler text")
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    return out, err
+
+
+async def test_failed_calls_are_logged_as_json_with_their_traceback(tmp_path: Path) -> None:
+    _, err = await _fail_one_call(tmp_path, "--log-format", "json",
+                                  "--failed-call-log-level", "warning")
+    records = [json.loads(line) for line in err.splitlines()]  # every line is one object
+    failed = [r for r in records if "failed" in r["message"] and r["logger"] == "dna.node"]
+    assert len(failed) == 1, records
+    (rec,) = failed
+    assert rec["level"] == "WARNING"
+    assert "k\\nFORGED\\x1b[2J" in rec["message"]
+    assert "Traceback" in rec["exc"] and "ValueError: handler text" in rec["exc"]
+    assert "ops_app.py" in rec["exc"]  # the handler's own frame
+    assert any(r["message"].startswith("node ") and "listening" in r["message"]
+               for r in records)
+
+
+async def test_text_log_level_filters_and_no_line_is_forged(tmp_path: Path) -> None:
+    _, err = await _fail_one_call(tmp_path, "--failed-call-log-level", "warning")
+    assert "\x1b" not in err
+    assert not any(line.startswith("FORGED") for line in err.splitlines()), err
+    assert "WARNING dna.node: call handler of default/ops_app.OpsProbe/k\\nFORGED" in err
+    _, err = await _fail_one_call(tmp_path, "--log-level", "error",
+                                  "--failed-call-log-level", "warning")
+    assert err == "", err
