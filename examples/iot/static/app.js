@@ -38,40 +38,58 @@ var IoT = (function () {
 
   // ------------------------------------------------------------ sites page
 
+  // Cards and rows are keyed by site and device and updated in place, so links stay put.
+  function siteCard(box, s) {
+    var card = box.querySelector("section.site[data-site='" + CSS.escape(s.site) + "']");
+    if (card) return card;
+    card = el("section", { "class": "site", "data-site": s.site });
+    card.appendChild(el("h2", {}, s.site));
+    card.appendChild(el("p", { "class": "muted summary" }));
+    var t = el("table", { "class": "devices" });
+    var head = el("tr");
+    ["device", "label", "last", "avg", "readings", ""].forEach(function (c) {
+      head.appendChild(el("th", {}, c));
+    });
+    t.appendChild(head);
+    card.appendChild(t);
+    box.appendChild(card);
+    return card;
+  }
+  function deviceRow(table, site, d) {
+    var tr = table.querySelector("tr[data-device='" + CSS.escape(d.device) + "']");
+    if (tr) return tr;
+    tr = el("tr", { "data-device": d.device });
+    var a = el("a", { href: "/devices/" + encodeURIComponent(site) + "/" +
+      encodeURIComponent(d.device), "class": "device-link" }, d.device);
+    var td = el("td"); td.appendChild(a); tr.appendChild(td);
+    for (var i = 0; i < 5; i++) tr.appendChild(el("td", { "class": i && i < 4 ? "num" : "" }));
+    table.appendChild(tr);
+    return tr;
+  }
   function renderSites(sites) {
     var box = $("sites");
-    box.textContent = "";
-    if (!sites.length) {
+    var none = $("no-sites");
+    if (!sites.length && !none) {
       box.appendChild(el("p", { "class": "muted", id: "no-sites" },
         "No sites yet: start the simulator, or POST a reading to /api/devices/SITE/DEVICE/readings."));
+    } else if (sites.length && none) {
+      none.remove();
     }
     sites.forEach(function (s) {
-      var card = el("section", { "class": "site", "data-site": s.site });
-      var h = el("h2", {}, s.site);
-      card.appendChild(h);
-      card.appendChild(el("p", { "class": "muted" },
-        s.devices.length + " devices · " + s.readings + " readings · avg " + fmt(s.avg) +
-        " · " + s.alarms + " alarms · node pid " + s.pid));
-      var t = el("table", { "class": "devices" });
-      var head = el("tr");
-      ["device", "label", "last", "avg", "readings", ""].forEach(function (c) {
-        head.appendChild(el("th", {}, c));
-      });
-      t.appendChild(head);
+      var card = siteCard(box, s);
+      card.querySelector(".summary").textContent = s.devices.length + " devices · " +
+        s.readings + " readings · avg " + fmt(s.avg) + " · " + s.alarms + " alarms · node pid " +
+        s.pid;
+      var table = card.querySelector("table");
       s.devices.forEach(function (d) {
-        var tr = el("tr", { "class": d.alarm ? "alarm" : "" });
-        var a = el("a", { href: "/devices/" + encodeURIComponent(s.site) + "/" +
-          encodeURIComponent(d.device), "class": "device-link" }, d.device);
-        var td = el("td"); td.appendChild(a); tr.appendChild(td);
-        tr.appendChild(el("td", {}, d.label || d.device));
-        tr.appendChild(el("td", { "class": "num" }, fmt(d.last)));
-        tr.appendChild(el("td", { "class": "num" }, fmt(d.avg)));
-        tr.appendChild(el("td", { "class": "num" }, String(d.seq || 0)));
-        tr.appendChild(el("td", {}, d.alarm ? "ALARM" : ""));
-        t.appendChild(tr);
+        var cells = deviceRow(table, s.site, d).children;
+        cells[0].parentNode.className = d.alarm ? "alarm" : "";
+        cells[1].textContent = d.label || d.device;
+        cells[2].textContent = fmt(d.last);
+        cells[3].textContent = fmt(d.avg);
+        cells[4].textContent = String(d.seq || 0);
+        cells[5].textContent = d.alarm ? "ALARM" : "";
       });
-      card.appendChild(t);
-      box.appendChild(card);
     });
   }
 
