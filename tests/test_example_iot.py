@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,14 +27,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "test-results" / "iot"
-CHROMIUM = os.environ.get("DNA_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("DNA_CHROMEDRIVER", "/usr/bin/chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1200,900",
-]
 sys.path.insert(0, str(ROOT))  # `examples` imports from the repository root
+
+from examples.iot.harness import CHROMEDRIVER, CHROMIUM, Proc, new_chromium, start_web  # noqa: E402
 
 
 def _need_browser() -> None:
@@ -57,15 +50,8 @@ def _need_browser() -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     _need_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     profile = tempfile.mkdtemp(prefix="iot-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = new_chromium(Path(profile))
     try:
         yield driver
     finally:
@@ -91,50 +77,6 @@ def screenshot_on_failure(driver: Any, name: str) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    paths = [str(ROOT), env.get("PYTHONPATH", "")]
-    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    return env
-
-
-class Proc:
-    """A child process whose output lines are collected (read on a thread)."""
-
-    def __init__(self, cmd: list[str], log: Path) -> None:
-        self.log = log
-        self.out = open(log, "w")  # closed in stop()
-        self.p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=self.out,
-                                  stderr=subprocess.STDOUT, text=True)
-
-    def wait_for(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(pattern, self.log.read_text())
-            if m:
-                return m
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} from {self.p.args}:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.out.close()
-
-
-def start_web(tmp: Path, store: str, *args: str) -> tuple[Proc, str]:
-    web = Proc([sys.executable, "-m", "examples.iot", "web", "--store", store,
-                "--port", "0", *args], tmp / "web.log")
-    return web, web.wait_for(r"IoT dashboard on (http://\S+)").group(1)
 
 
 @pytest.fixture(scope="module")
@@ -307,3 +249,21 @@ def test_page_keeps_updating_after_the_owner_is_killed(
         print(f"failover seen on the page after {time.monotonic() - killed:.2f} s",
               file=sys.stderr)
         assert text(browser, "live") == "live"
+
+
+def test_a_bad_reading_in_a_batch_records_nothing(single: str) -> None:
+    from examples.iot.simulator import HttpSink
+
+    async def post(rows: list[dict[str, Any]]) -> tuple[int, Any]:
+        sink = HttpSink(single)
+        try:
+            return await sink.request("POST", "/api/readings", {"readings": rows})
+        finally:
+            await sink.close()
+
+    good = {"site": "lab", "device": "batch-1", "value": 1.5}
+    status, reply = asyncio.run(post([good, {"site": "lab", "device": "batch-1", "value": "x"}]))
+    assert status == 400 and reply["error"].startswith("reading 1:"), reply
+    assert get_json(single + "/api/devices/lab/batch-1")["seq"] == 0
+    assert asyncio.run(post([good, good])) == (202, {"ok": True, "readings": 2})
+    assert get_json(single + "/api/devices/lab/batch-1")["seq"] == 2

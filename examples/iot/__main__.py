@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository root: `examples` imports from it
+from .harness import ROOT, child_env
 
 
 def _sim_args(p: argparse.ArgumentParser, rate: float) -> None:
@@ -68,7 +67,7 @@ def cmd_simulate(ns: argparse.Namespace) -> int:
 
     async def run() -> None:
         sink = HttpSink(ns.url)
-        sim = Simulator(sink, device_names(ns.sites, ns.devices), ns.rate)
+        sim = Simulator(sink, device_names(ns.sites, ns.devices), ns.rate, batch=ns.batch)
         sim.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -96,12 +95,6 @@ def cluster_commands(db: str, secret_file: str, node_ports: list[int], port: int
                  "--listen", "127.0.0.1:0", "--secret-file", secret_file,
                  "--port", str(port), *extra])
     return cmds
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return env
 
 
 def cmd_cluster(ns: argparse.Namespace) -> int:
@@ -161,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(func=cmd_web)
     sim = sub.add_parser("simulate", help="drive devices through the HTTP API")
     sim.add_argument("--url", default="http://127.0.0.1:8000")
+    sim.add_argument("--batch", action="store_true",
+                     help="one POST /api/readings per round instead of one POST per reading")
     _sim_args(sim, 2.0)
     sim.set_defaults(func=cmd_simulate)
     return parser

@@ -7,6 +7,7 @@ Routes:
   (live over ``GET /events/devices/{site}/{device}``, SSE, event ids = reading seq)
 - ``GET /api/sites``, ``GET /api/devices/{site}/{device}``: JSON snapshots
 - ``POST /api/devices/{site}/{device}/readings``: ``{"value": v, "ts": ms}`` (ts optional)
+- ``POST /api/readings``: ``{"readings": [{"site", "device", "value", "ts"}, ...]}``
 - ``POST /api/devices/{site}/{device}/command``: ``{"command": c, "arg": a}``
 
 Retryable DNA errors (a node died with a call in flight, an actor moving) are
@@ -39,6 +40,7 @@ __all__ = ["Web"]
 
 STATIC = Path(__file__).with_name("static")
 KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream
+MAX_BATCH = 10_000  # readings per POST /api/readings
 
 
 class BadRequest(Exception):
@@ -64,6 +66,7 @@ class Web:
             Route("/api/sites", self.api_sites),
             Route("/api/devices/{site}/{device}", self.api_device),
             Route("/api/devices/{site}/{device}/readings", self.api_reading, methods=["POST"]),
+            Route("/api/readings", self.api_readings, methods=["POST"]),
             Route("/api/devices/{site}/{device}/command", self.api_command, methods=["POST"]),
             Route("/events/sites", self.events_sites),
             Route("/events/devices/{site}/{device}", self.events_device),
@@ -139,10 +142,32 @@ class Web:
         ref = self.device_ref(request)
         data = await self.body(request)
         value, ts = data.get("value"), data.get("ts", time.time() * 1000)
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (value, ts)):
+        if not all(_is_number(x) for x in (value, ts)):
             raise BadRequest("a reading is {\"value\": number, \"ts\": number (ms, optional)}")
         await retrying(lambda: ref.record(ts, value))
         return JSONResponse({"ok": True}, status_code=202)
+
+    async def api_readings(self, request: Request) -> Response:
+        """Many readings in one request (a gateway's batch): all are checked before
+        any is sent, so a bad one fails the request and nothing of it is recorded."""
+        data = await self.body(request)
+        rows = data.get("readings")
+        if not isinstance(rows, list) or len(rows) > MAX_BATCH:
+            raise BadRequest(f"{{\"readings\": [...]}} with at most {MAX_BATCH} readings")
+        now = time.time() * 1000
+        todo = []
+        for i, row in enumerate(rows):
+            try:
+                key = device_key(row["site"], row["device"])
+                value, ts = row["value"], row.get("ts", now)
+                if not all(_is_number(x) for x in (value, ts)):
+                    raise ValueError("value and ts must be numbers")
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise BadRequest(f"reading {i}: {exc!s} (site, device, value, ts?)") from None
+            todo.append((self.ref(Device, key), ts, value))
+        for ref, ts, value in todo:
+            await retrying(lambda ref=ref, ts=ts, value=value: ref.record(ts, value))
+        return JSONResponse({"ok": True, "readings": len(todo)}, status_code=202)
 
     async def api_command(self, request: Request) -> Response:
         ref = self.device_ref(request)
@@ -204,6 +229,10 @@ class Web:
 
     def close(self) -> None:
         self.feeds.close()
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _sse(event: dict[str, Any]) -> str:
