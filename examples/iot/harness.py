@@ -53,7 +53,7 @@ class Proc:
             if self.p.poll() is not None:
                 break
             time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} from {self.p.args}:\n{self.log.read_text()}")
+        raise AssertionError(f"no {pattern!r} from {self.p.args!r}:\n{self.log.read_text()}")
 
     def stop(self) -> None:
         """SIGTERM (a node drains, the web stops), SIGKILL after 15 s."""

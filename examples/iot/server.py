@@ -52,7 +52,7 @@ async def serve(cfg: WebConfig, ready: Any = None) -> None:
                                 lifespan="off", ws="none", timeout_graceful_shutdown=1)
         server = uvicorn.Server(config)
         # our own handlers stop the server, then the simulator and the node, in that order
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
