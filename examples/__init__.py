@@ -1,0 +1,1 @@
+"""Example applications built on DNA (run from the repository root)."""
