@@ -205,6 +205,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[list[Proc], str]]:
     (simulating 2 devices at 10 readings/s each)."""
     secret = tmp_path / "secret"
     secret.write_text("a test secret that is long enough")
+    secret.chmod(0o600)  # dna node refuses a secret other users can read
     store = f"sqlite://{tmp_path / 'iot.db'}"
     nodes: list[Proc] = []
     web = None

@@ -42,7 +42,7 @@ def test_mypy_strict() -> None:
 
 def test_ruff() -> None:
     r = subprocess.run(
-        [_tool("ruff"), "check", "src", "tests", "benchmarks", "bench"],
+        [_tool("ruff"), "check", "src", "tests", "benchmarks", "bench", "examples"],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
