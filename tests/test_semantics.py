@@ -298,3 +298,33 @@ async def test_a_call_reaching_a_starting_node_is_refused_retryably(unique: str)
             await peer.cluster.transport.request(starting.address, wire, 5.0)
         assert isinstance(info.value, Retryable)
     await starting.cluster.close()
+
+
+# ---------------------------------------------------------------- placement
+
+
+async def test_a_client_spreads_new_names_over_its_peers(unique: str) -> None:
+    """Names created from a client node land on the peer rendezvous hashing picks, not
+    all on the first peer; every node agrees on the pick."""
+    hosts = [dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s")
+             for _ in range(2)]
+    client = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                      host_actors=False)
+    for n in (*hosts, client):
+        await n.start()
+    try:
+        await client.cluster.refresh_peers()
+        keys = [f"room-{i}" for i in range(40)]
+        for k in keys:
+            assert await client.ref(Slow, k).mark(k) == k
+        counts = [h.activations for h in hosts]
+        assert sum(counts) == 40 and min(counts) >= 8, counts
+        from dna.cluster import rendezvous
+
+        for k in keys:
+            aid = client.ref(Slow, k).actor_id
+            pick = max(hosts, key=lambda h: rendezvous(aid, h.node_id))
+            assert aid in pick._routes and pick._routes[aid].__class__.__name__ == "Activation"
+    finally:
+        for n in (client, *hosts):
+            await n.stop()

@@ -20,6 +20,7 @@ process was paused), every activation is dropped before anything else runs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
@@ -437,11 +438,20 @@ class Cluster:
         return True
 
     def route_to_peer(self, aid: ActorId, atype: type[Actor]) -> RemoteRoute:
-        """While draining, or on a client node: new names go to a live peer, which claims them."""
+        """While draining, or on a client node: a new name goes to the live, hosting peer
+        that rendezvous hashing picks for it (the same peer from every node, and only
+        the names of a node that leaves move), which claims it."""
+        best: NodeRecord | None = None
+        best_score = -1
+        me = self.node.node_id
         for rec in self.peers:
-            if rec.node_id != self.node.node_id and not rec.draining and rec.alive is not False:
-                if rec.address and self.transport is not None:
-                    return RemoteRoute(self, aid, atype, rec.node_id, rec.address)
+            if rec.node_id == me or rec.draining or rec.alive is False or not rec.address:
+                continue
+            score = rendezvous(aid, rec.node_id)
+            if score > best_score:
+                best, best_score = rec, score
+        if best is not None and self.transport is not None:
+            return RemoteRoute(self, aid, atype, best.node_id, best.address)
         why = "is draining" if self.node.draining else "hosts no actors"
         raise NotOwner(f"{aid}: this node {why} and no live peer is known", None)
 
@@ -509,6 +519,14 @@ class Cluster:
         push = inbox.push
         for msg in msgs:
             push(msg)
+
+
+def rendezvous(aid: ActorId, node_id: str) -> int:
+    """The weight of ``node_id`` for hosting ``aid`` (highest random weight wins)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{aid.namespace}\0{aid.type_name}\0{aid.key}\0{node_id}".encode(
+        "utf-8", "surrogatepass"))
+    return int.from_bytes(h.digest(), "big")
 
 
 def _cycle_text(chain: tuple[ActorId, ...], target: ActorId) -> str:

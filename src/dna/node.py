@@ -153,6 +153,8 @@ class Node:
             await self.cluster.close()
             raise
         self._started = True
+        if not self.host_actors:  # a client: peers never place a name here
+            await self.store.set_draining(True)
         await self.cluster.joined()
         self._sweeper = self._loop.create_task(self._sweep())
 
