@@ -5,8 +5,9 @@
 The peer runs in a second process (``--same-process`` puts it on the
 caller's event loop instead). Prints, for one call at a time, round trips/s
 and p50/p99 latency in microseconds; then calls/s with ``--inflight`` calls
-outstanding; then, for scale, the same sequential figure for a plain asyncio
-TCP echo over one connection. Asserts nothing.
+outstanding; then one-way messages/s (many small ``send``s, the peer counts
+them and answers a final call with its count); then, for scale, the same
+sequential figure for a plain asyncio TCP echo over one connection. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +26,18 @@ from dna.transport import Transport
 SECRET = b"bench secret"
 
 
+received = 0  # one-way messages the peer got
+
+
 def handler(peer: str, msg: Any) -> Any:
+    if msg == "count?":
+        return received
     return msg
+
+
+def on_message(peer: str, msg: Any) -> None:
+    global received
+    received += 1
 
 
 class Echo(asyncio.Protocol):
@@ -54,7 +65,7 @@ class EchoClient(asyncio.Protocol):
 async def serve() -> None:
     """The peer process: a transport and a raw echo server; prints both addresses."""
     loop = asyncio.get_running_loop()
-    t = Transport("bench-server", SECRET, on_request=handler, on_message=lambda p, m: None)
+    t = Transport("bench-server", SECRET, on_request=handler, on_message=on_message)
     await t.start("127.0.0.1", 0)
     echo = await loop.create_server(Echo, "127.0.0.1", 0)
     print(t.address, echo.sockets[0].getsockname()[1], flush=True)
@@ -99,6 +110,23 @@ async def pipelined(t: Transport, address: str, inflight: int, seconds: float) -
     return done / (time.perf_counter() - t0)
 
 
+async def oneway(t: Transport, address: str, seconds: float) -> float:
+    """Small one-way messages/s: sends in bursts, yielding between them, until the
+    peer has counted everything sent within ``seconds``."""
+    start = await t.request(address, "count?", 10.0)
+    sent = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        for i in range(256):
+            t.send(address, [b"m", i])
+        sent += 256
+        await t.writable(address)
+    while await t.request(address, "count?", 10.0) - start < sent:
+        pass
+    return sent / (time.perf_counter() - t0)
+
+
 async def echo_baseline(port: int, seconds: float) -> tuple[float, list[float]]:
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_connection(EchoClient, "127.0.0.1", port)
@@ -123,7 +151,7 @@ async def main(args: argparse.Namespace, proc: subprocess.Popen[str] | None) -> 
     peer: Transport | None = None
     echo_server: asyncio.Server | None = None
     if proc is None:
-        peer = Transport("bench-server", SECRET, on_request=handler, on_message=lambda p, m: None)
+        peer = Transport("bench-server", SECRET, on_request=handler, on_message=on_message)
         await peer.start("127.0.0.1", 0)
         address = peer.address or ""
         echo_server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
@@ -140,6 +168,8 @@ async def main(args: argparse.Namespace, proc: subprocess.Popen[str] | None) -> 
         report("transport, 1 call at a time", rate, lat)
         rate = await pipelined(t, address, args.inflight, args.seconds)
         print(f"{f'transport, {args.inflight} calls in flight':<34} {rate:>9,.0f} calls/s")
+        rate = await oneway(t, address, args.seconds)
+        print(f"{'transport, one-way messages':<34} {rate:>9,.0f} messages/s")
         rate, lat = await echo_baseline(echo_port, args.seconds)
         report("plain asyncio TCP echo (scale)", rate, lat)
     finally:

@@ -19,11 +19,16 @@ What callers may rely on:
   a ``dna.errors`` class is raised again by name with its message; anything
   else becomes ``ActorError(type_name, message)``. Nothing is ever unpickled
   or imported by name.
-- **Authentication** comes before any frame is decoded: a mutual HMAC-SHA256
-  challenge keyed by the cluster ``secret`` (``transport_auth``). A peer with
-  the wrong secret, garbage, an oversize frame or a stalled handshake gets
-  its connection closed with a warning on the ``dna.transport`` logger; every
-  other connection is unaffected. Idle connections are kept alive with
+- **Authentication** comes before any frame is decoded: a mutual challenge
+  with keys derived (HKDF-SHA256) from the cluster ``secret``, bound to the
+  direction, both nonces and both node ids; a HELLO carrying our own node id
+  or nonce (a reflected handshake) is refused. After it, every record of
+  frames carries a MAC keyed per connection and direction, with an implicit
+  sequence number: injected, replayed or reordered bytes close the
+  connection before anything in them is decoded (``transport_auth``). A peer
+  with the wrong secret, garbage, an oversize frame or a stalled handshake
+  gets its connection closed with a warning on the ``dna.transport`` logger;
+  every other connection is unaffected. Idle connections are kept alive with
   ping/pong and closed after ``idle_timeout`` seconds without any traffic.
 - **TLS**: ``ssl`` is the listener's context (``ssl.PROTOCOL_TLS_SERVER``);
   ``client_ssl`` is used to dial peers (``ssl.PROTOCOL_TLS_CLIENT``) and
@@ -43,7 +48,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import InterfaceError, PeerUnavailable, Timeout
-from .transport_auth import encode_field
+from .transport_auth import encode_field, master_key
 from .transport_conn import READY, Connection
 from .transport_wire import (
     MESSAGE,
@@ -119,6 +124,8 @@ class Transport:
         self.node_id = node_id
         self.deadline = 0.0  # loop-time deadline of the call whose handler is starting
         self._secret = secret
+        self._master = master_key(secret)  # every connection's keys derive from it
+        self._nonces: set[bytes] = set()  # our HELLO nonces on live connections
         if on_request is None and on_call is None:
             raise InterfaceError("a transport needs on_request or on_call to answer calls")
         self._on_request = on_request

@@ -17,12 +17,17 @@ from .errors import InterfaceError, PeerUnavailable, ProtocolError
 from .transport_auth import (
     MAX_PREAUTH_BUFFER,
     PROOF_SIZE,
+    RECORD_HEADER,
     Hello,
+    Keys,
+    Opener,
     build_hello,
+    check_hello,
     check_proof,
-    make_proof,
+    derive_keys,
     new_nonce,
     parse_hello,
+    seal,
 )
 from .transport_wire import (
     ERROR,
@@ -94,9 +99,13 @@ class Connection(asyncio.Protocol):
         self.peer_id = ""  # the peer's node id, known after its HELLO
         self.hello = Hello(owner._secret is not None, new_nonce(), owner.node_id,
                            owner._advertise)  # what we say about ourselves
+        owner._nonces.add(self.hello.nonce)  # a peer echoing it back is refused
         self.peer_hello: Hello | None = None  # what the peer said, before it proved it
+        self.keys: Keys | None = None  # this connection's keys, once the peer's HELLO is in
         self.inbuf = bytearray()  # unauthenticated bytes, at most MAX_PREAUTH_BUFFER
+        self.opener: Opener | None = None  # verifies incoming records, once authenticated
         self.decoder: Any = None  # FrameDecoder, created once the peer is authenticated
+        self.out_seq = 0  # sequence number of our next record
         self.out: list[Any] = []  # frames waiting for the next flush (kept until READY)
         self.flush_handle: asyncio.Handle | None = None  # the scheduled flush, if any
         self.receiving = False  # inside data_received: its end flushes, no call_soon needed
@@ -180,8 +189,8 @@ class Connection(asyncio.Protocol):
                 elif len(buf) >= PROOF_SIZE:
                     proof = bytes(buf[:PROOF_SIZE])
                     del buf[:PROOF_SIZE]
-                    secret = self.owner._secret
-                    check_proof(secret, self.server, self.hello, self.peer_hello, proof)
+                    assert self.keys is not None
+                    check_proof(self.keys, proof)
                     self._authenticated()
                 else:
                     break
@@ -196,11 +205,13 @@ class Connection(asyncio.Protocol):
             self._frames_received(rest)
 
     def _peer_hello_received(self, peer: Hello) -> None:
+        owner = self.owner
+        check_hello(self.hello.has_secret, owner.node_id, owner._nonces, peer)
         self.peer_hello = peer
         self.peer_id = peer.node_id
-        proof = make_proof(self.owner._secret, self.server, self.hello, peer)
+        self.keys = derive_keys(owner._master, self.server, self.hello, peer)
         assert self.transport is not None
-        self.transport.write(proof)
+        self.transport.write(self.keys.proof_out)
 
     def _authenticated(self) -> None:
         assert self.peer_hello is not None
@@ -208,7 +219,9 @@ class Connection(asyncio.Protocol):
         if self.hs_timer is not None:
             self.hs_timer.cancel()
             self.hs_timer = None
+        assert self.keys is not None
         self.decoder = FrameDecoder(self.owner._max_frame_size)
+        self.opener = Opener(self.keys.mac_in, self.owner._max_frame_size + RECORD_HEADER)
         self.inbuf = bytearray()
         log.debug("%s authenticated", self.describe())
         self.owner._authenticated(self, self.peer_hello.address)
@@ -228,8 +241,10 @@ class Connection(asyncio.Protocol):
     def _frames_received(self, data: bytes) -> None:
         self.receiving = True
         try:
+            assert self.opener is not None
             decoder = self.decoder
-            decoder.feed(data)
+            for payload in self.opener.feed(data):  # nothing is decoded before its MAC checks
+                decoder.feed(payload)
             for frame in decoder:
                 self._dispatch(frame)
                 if self.state != READY:
@@ -349,19 +364,30 @@ class Connection(asyncio.Protocol):
         if not out or self.state != READY:
             return
         self.out = []
+        assert self.transport is not None and self.keys is not None
         try:
             data = encode_frames(out)
         except Exception:
-            data = self._encode_one_by_one(out)
+            records = self._encode_one_by_one(out)
         else:
-            if len(data) > self.owner._max_frame_size:
-                data = self._encode_one_by_one(out)
-        assert self.transport is not None
-        self.transport.write(data)
+            if len(data) <= self.owner._max_frame_size:
+                self.transport.write(seal(self.keys.mac_out, self._next_seq(), data))
+                return
+            records = self._encode_one_by_one(out)
+        key = self.keys.mac_out
+        self.transport.write(b"".join([seal(key, self._next_seq(), r) for r in records]))
 
-    def _encode_one_by_one(self, out: list[Any]) -> bytes:
-        """Slow path: encode each frame alone and refuse, locally, the ones that cannot go."""
-        parts = []
+    def _next_seq(self) -> int:
+        seq = self.out_seq
+        self.out_seq = seq + 1
+        return seq
+
+    def _encode_one_by_one(self, out: list[Any]) -> list[bytes]:
+        """Slow path: encode each frame alone and refuse, locally, the ones that cannot go;
+        the record payloads carrying the rest (each at most the frame limit + 4 bytes)."""
+        records: list[bytes] = []
+        parts: list[bytes] = []
+        size = 0
         limit = self.owner._max_frame_size
         for frame in out:
             try:
@@ -370,8 +396,14 @@ class Connection(asyncio.Protocol):
                     raise ValueError(f"frame of {len(data) - 4} bytes is over the {limit} limit")
             except Exception as e:
                 data = self._refuse(frame, e)
+            if parts and size + len(data) > limit + RECORD_HEADER:
+                records.append(b"".join(parts))
+                parts, size = [], 0
             parts.append(data)
-        return b"".join(parts)
+            size += len(data)
+        if size:
+            records.append(b"".join(parts))
+        return records
 
     def _refuse(self, frame: list[Any], exc: Exception) -> bytes:
         kind = frame[0]
@@ -418,6 +450,7 @@ class Connection(asyncio.Protocol):
 
     def _set_closed(self, error: type[Exception], message: str) -> None:
         self.state = CLOSED
+        self.owner._nonces.discard(self.hello.nonce)
         self.close_error = (error, message)
         for handle in (self.hs_timer, self.flush_handle):
             if handle is not None:
