@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import logging
-import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,8 +72,10 @@ def warned(caplog: pytest.LogCaptureFixture, text: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def raw(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+async def raw(
+    port: int, ssl: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection(LOOPBACK, port, ssl=ssl)
     try:
         yield reader, writer
     finally:
@@ -537,75 +534,10 @@ async def test_idle_connections_are_kept_alive_or_closed(caplog: pytest.LogCaptu
         assert warned(caplog, "no traffic")
 
 
-# ---------------------------------------------------------------- TLS
-
-
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        if shutil.which("openssl") is None:
-            pytest.skip("neither the cryptography package nor the openssl CLI is available")
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key),
-             "-out", str(cert), "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-            check=True, capture_output=True,
-        )
-        return cert, key
-    pkey = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(pkey.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost"),
-        ]), critical=False)
-        .sign(pkey, hashes.SHA256())
-    )
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(pkey.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    return cert, key
-
-
-async def test_tls_round_trip(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.load_verify_locations(cert)
-    a = make("a", ssl=server, client_ssl=client)
-    b = make("b", ssl=server, client_ssl=client)
-    plain = make("plain")
-    async with started(a, b, plain) as (addr_a, addr_b, _):
-        assert await a.request(addr_b, b"over tls", 2.0) == ["a", b"over tls"]
-        assert await b.request(addr_a, 2, 2.0) == ["b", 2]
-        (conn,) = a._all
-        assert conn.transport is not None
-        assert conn.transport.get_extra_info("ssl_object") is not None
-        with pytest.raises(PeerUnavailable):  # plaintext peers cannot talk to a TLS node
-            await plain.request(addr_b, 3, 2.0)
-
-
-def test_contexts_for_the_wrong_side_are_refused() -> None:
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    with pytest.raises(InterfaceError, match="client_ssl"):
-        make("a", ssl=server)
-    with pytest.raises(InterfaceError):
-        make("a", ssl=client, client_ssl=client)
-    make("a", ssl=server, client_ssl=client)
+def test_bad_constructor_arguments_are_refused() -> None:
     with pytest.raises(InterfaceError):
         make("a", "not bytes")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         make("x" * 300)
+    with pytest.raises(ValueError):
+        make("")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from ssl import SSLContext
 from typing import Any
 
 from dna._core import encode_frame
@@ -36,14 +37,16 @@ async def read_hello(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 
 @contextlib.asynccontextmanager
-async def listener() -> AsyncIterator[tuple[str, asyncio.Queue[Any]]]:
+async def listener(
+    ssl: SSLContext | None = None,
+) -> AsyncIterator[tuple[str, asyncio.Queue[Any]]]:
     """A plain TCP listener; yields its address and a queue of accepted (reader, writer)."""
     accepted: asyncio.Queue[Any] = asyncio.Queue()
 
     async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await accepted.put((reader, writer))
 
-    server = await asyncio.start_server(on_conn, LOOPBACK, 0)
+    server = await asyncio.start_server(on_conn, LOOPBACK, 0, ssl=ssl)
     try:
         yield f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}", accepted
     finally:
@@ -53,7 +56,13 @@ async def listener() -> AsyncIterator[tuple[str, asyncio.Queue[Any]]]:
 
 
 async def reflect(victim_port: int, bait: Any) -> tuple[str, bytes]:
-    """The reflection attack, without the secret.
+    return await reflect_over(victim_port, bait, None, None)
+
+
+async def reflect_over(
+    victim_port: int, bait: Any, client_ssl: SSLContext | None, server_ssl: SSLContext | None
+) -> tuple[str, bytes]:
+    """The reflection attack, without the secret (over TLS with the contexts given).
 
     Connection 1: the attacker dials the victim and reads its HELLO. ``bait()``
     makes the victim dial the attacker (connection 2); the attacker answers
@@ -63,7 +72,10 @@ async def reflect(victim_port: int, bait: Any) -> tuple[str, bytes]:
     Returns how far it got ("refused at ..." or "injected") and what the
     victim sent back on connection 1 afterwards.
     """
-    async with listener() as (attacker_addr, accepted), raw(victim_port) as (r1, w1):
+    async with (
+        listener(server_ssl) as (attacker_addr, accepted),
+        raw(victim_port, client_ssl) as (r1, w1),
+    ):
         h1, _ = await read_hello(r1)
         bait(attacker_addr)
         r2, w2 = await asyncio.wait_for(accepted.get(), 2.0)

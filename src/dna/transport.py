@@ -30,11 +30,15 @@ What callers may rely on:
   gets its connection closed with a warning on the ``dna.transport`` logger;
   every other connection is unaffected. Idle connections are kept alive with
   ping/pong and closed after ``idle_timeout`` seconds without any traffic.
-- **TLS**: ``ssl`` is the listener's context (``ssl.PROTOCOL_TLS_SERVER``);
-  ``client_ssl`` is used to dial peers (``ssl.PROTOCOL_TLS_CLIENT``) and
-  defaults to ``ssl``, which then has to be a context valid for both sides.
-  The peer's host name from its address is the TLS server name. The secret
-  handshake runs inside TLS as well.
+- **TLS** is mutual or refused: ``ssl`` is the listener's context
+  (``PROTOCOL_TLS_SERVER`` with ``verify_mode == CERT_REQUIRED``, so every
+  peer shows a certificate the CA signed); ``client_ssl`` dials peers
+  (``PROTOCOL_TLS_CLIENT``, ``CERT_REQUIRED``, with our client certificate)
+  and defaults to ``ssl``, which then has to be valid for both sides. A
+  context that does not verify its peer raises ``InterfaceError`` at
+  construction. ``tls_contexts(cert, key, ca)`` builds the pair from PEM
+  files. The peer's host name from its address is the TLS server name. The
+  secret handshake and record MACs run inside TLS as well.
 - Without a secret, ``start`` refuses a non-loopback address unless
   ``insecure=True``.
 """
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl as _ssl
 from collections.abc import Callable
 from typing import Any
@@ -59,7 +64,7 @@ from .transport_wire import (
     parse_address,
 )
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "tls_contexts"]
 
 log = logging.getLogger("dna.transport")
 
@@ -68,6 +73,58 @@ OnMessage = Callable[[str, Any], None]  # (peer node id, msg)
 OnCall = Callable[[str, Any, Any], None]  # (peer node id, msg, Reply): answers via the Reply
 
 _CLOSE_GRACE = 2.0  # seconds close() waits for sockets to finish closing
+
+
+def tls_contexts(
+    cert: str | os.PathLike[str], key: str | os.PathLike[str], ca: str | os.PathLike[str],
+    *, check_hostname: bool = True,
+) -> tuple[_ssl.SSLContext, _ssl.SSLContext]:
+    """``(server_ctx, client_ctx)`` for mutual TLS between nodes from PEM files.
+
+    ``cert``/``key`` are this node's certificate chain and private key, ``ca``
+    the certificates that sign every node's. Both contexts require the peer's
+    certificate and verify it against ``ca`` (TLS 1.2 at least); the client
+    also checks that the certificate names the host it dials, unless
+    ``check_hostname`` is false (the CA alone then vouches for the peer).
+    Raises ``InterfaceError`` naming the file that cannot be used.
+    """
+    server = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
+    client = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    for ctx in (server, client):
+        ctx.minimum_version = _ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, _ssl.SSLError) as e:
+            raise InterfaceError(f"cannot load TLS certificate {cert!s} / key {key!s}: {e}") from e
+        try:
+            ctx.load_verify_locations(cafile=ca)
+        except (OSError, _ssl.SSLError) as e:
+            raise InterfaceError(f"cannot load TLS CA file {ca!s}: {e}") from e
+        ctx.verify_mode = _ssl.CERT_REQUIRED
+    client.check_hostname = check_hostname
+    return server, client
+
+
+def _check_tls(ssl: _ssl.SSLContext | None, client_ssl: _ssl.SSLContext | None) -> None:
+    """InterfaceError for contexts on the wrong side or that do not verify their peer."""
+    if ssl is not None:
+        if ssl.protocol == _ssl.PROTOCOL_TLS_CLIENT:
+            raise InterfaceError("ssl is the listener's context: it cannot be PROTOCOL_TLS_CLIENT")
+        if ssl.verify_mode != _ssl.CERT_REQUIRED:
+            raise InterfaceError(
+                "ssl must verify every peer's certificate (verify_mode CERT_REQUIRED: mutual "
+                "TLS); a context that verifies nothing lets anyone in. See tls_contexts()"
+            )
+    if client_ssl is not None:
+        if client_ssl.protocol == _ssl.PROTOCOL_TLS_SERVER:
+            raise InterfaceError(
+                "a PROTOCOL_TLS_SERVER context cannot dial peers: pass client_ssl as well"
+            )
+        if client_ssl.verify_mode != _ssl.CERT_REQUIRED:
+            raise InterfaceError(
+                "client_ssl must verify the peer's certificate (verify_mode CERT_REQUIRED). "
+                "See tls_contexts()"
+            )
 
 
 def _expire(fut: asyncio.Future[Any], address: str, timeout: float) -> None:
@@ -115,12 +172,7 @@ class Transport:
         if max_frame_size <= 0 or handshake_timeout <= 0 or idle_timeout <= 0:
             raise ValueError("max_frame_size and the timeouts must be positive")
         client_ssl = client_ssl or ssl
-        if ssl is not None and ssl.protocol == _ssl.PROTOCOL_TLS_CLIENT:
-            raise InterfaceError("ssl is the listener's context: it cannot be PROTOCOL_TLS_CLIENT")
-        if client_ssl is not None and client_ssl.protocol == _ssl.PROTOCOL_TLS_SERVER:
-            raise InterfaceError(
-                "a PROTOCOL_TLS_SERVER context cannot dial peers: pass client_ssl as well"
-            )
+        _check_tls(ssl, client_ssl)
         self.node_id = node_id
         self.deadline = 0.0  # loop-time deadline of the call whose handler is starting
         self._secret = secret
