@@ -39,6 +39,15 @@ What callers may rely on:
   construction. ``tls_contexts(cert, key, ca)`` builds the pair from PEM
   files. The peer's host name from its address is the TLS server name. The
   secret handshake and record MACs run inside TLS as well.
+- **Limits on strangers.** At most ``max_handshaking`` (default 256)
+  accepted connections may be unauthenticated (in TLS or in our handshake)
+  at once; a new one beyond that closes the oldest. At most
+  ``max_handshaking_per_host`` (default 32) of them may come from one IP
+  address; more are closed at once, before any TLS work. Each has
+  ``handshake_timeout`` seconds (TLS and our handshake each) to
+  authenticate. Running out of file descriptors pauses accepting for
+  0.25 s. What unauthenticated peers make us log is throttled (5 warnings
+  per 10 s, the rest counted), so no peer can grow the log per connection.
 - Without a secret, ``start`` refuses a non-loopback address unless
   ``insecure=True``.
 """
@@ -46,9 +55,12 @@ What callers may rely on:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import socket
 import ssl as _ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +85,47 @@ OnMessage = Callable[[str, Any], None]  # (peer node id, msg)
 OnCall = Callable[[str, Any, Any], None]  # (peer node id, msg, Reply): answers via the Reply
 
 _CLOSE_GRACE = 2.0  # seconds close() waits for sockets to finish closing
+_ACCEPT_RETRY = 0.25  # seconds accepting pauses when the process is out of file descriptors
+_BACKLOG = 128  # listen() backlog; also the most connections accepted per loop iteration
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class Throttled:
+    """Warnings that could repeat once per connection: at most ``burst`` per
+    ``period`` seconds, the rest counted and reported with the next one let through."""
+
+    def __init__(self, period: float = 10.0, burst: int = 5) -> None:
+        self.period = period  # seconds per window
+        self.burst = burst  # messages let through per window
+        self.window = -period  # monotonic start of the current window
+        self.count = 0  # messages let through in the current window
+        self.suppressed = 0  # messages dropped since the last one let through
+
+    def warning(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.window >= self.period:
+            self.window, self.count = now, 0
+        if self.count >= self.burst:
+            self.suppressed += 1
+            return
+        self.count += 1
+        if self.suppressed:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, self.suppressed)
+            self.suppressed = 0
+        log.warning(msg, *args)
+
+
+class Admission:
+    """An accepted connection that has not authenticated yet: it holds a slot."""
+
+    __slots__ = ("conn", "host", "sock", "task")
+
+    def __init__(self, host: str, sock: socket.socket) -> None:
+        self.host = host  # the peer's IP address
+        self.sock = sock  # the accepted socket (closed here if asyncio never took it)
+        self.task: asyncio.Task[Any] | None = None  # connect_accepted_socket (TLS handshake)
+        self.conn: Connection | None = None  # once the connection is made
 
 
 def tls_contexts(
@@ -163,6 +216,8 @@ class Transport:
         max_frame_size: int = 16 * 1024 * 1024,
         handshake_timeout: float = 5.0,
         idle_timeout: float = 30.0,
+        max_handshaking: int = 256,
+        max_handshaking_per_host: int = 32,
     ) -> None:
         encode_field(node_id, "node id")  # raises ValueError when too long
         if not node_id:
@@ -171,6 +226,8 @@ class Transport:
             raise InterfaceError("secret must be non-empty bytes or None")
         if max_frame_size <= 0 or handshake_timeout <= 0 or idle_timeout <= 0:
             raise ValueError("max_frame_size and the timeouts must be positive")
+        if max_handshaking < 1 or max_handshaking_per_host < 1:
+            raise ValueError("max_handshaking and max_handshaking_per_host must be at least 1")
         client_ssl = client_ssl or ssl
         _check_tls(ssl, client_ssl)
         self.node_id = node_id
@@ -189,7 +246,13 @@ class Transport:
         self._handshake_timeout = handshake_timeout
         self._idle_timeout = idle_timeout
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # bound on use
-        self._server: asyncio.Server | None = None
+        self._max_handshaking = max_handshaking
+        self._max_handshaking_per_host = max_handshaking_per_host
+        self._listening: list[socket.socket] = []  # our listening sockets
+        self._handshaking: dict[Admission, None] = {}  # oldest first
+        self._handshaking_by_host: dict[str, int] = {}  # slots held per peer IP
+        self.refused = 0  # connections refused or evicted by the limits (for tests, metrics)
+        self.preauth_log = Throttled()  # what unauthenticated peers make us say
         self._advertise = ""  # our listen address as told to peers
         self._conns: dict[str, Connection] = {}  # usable connection per peer address
         self._all: set[Connection] = set()  # every connection with a socket
@@ -223,22 +286,122 @@ class Transport:
         unless ``insecure`` is true.
         """
         loop = self._bind_loop()
-        if self._server is not None:
+        if self._listening:
             raise InterfaceError("the transport is already listening")
         if self._secret is None and not insecure and not await self._is_loopback(host, port):
             raise InterfaceError(
                 f"refusing to listen on {host!r} without a cluster secret: set a secret, "
                 "listen on a loopback address, or pass insecure=True"
             )
-        self._server = await loop.create_server(
-            lambda: Connection(self, True, None), host, port, ssl=self._ssl,
-            ssl_handshake_timeout=self._handshake_timeout if self._ssl else None,
-        )
-        bound = self._server.sockets[0].getsockname()
+        self._listening = await self._bind(host, port)
+        for sock in self._listening:
+            loop.add_reader(sock.fileno(), self._accept, sock)
+        bound = self._listening[0].getsockname()
         bound_host, bound_port = str(bound[0]), int(bound[1])
         self._advertise = advertise or format_address(host or bound_host, bound_port)
         encode_field(self._advertise, "advertised address")
         return bound_host, bound_port
+
+    async def _bind(self, host: str, port: int) -> list[socket.socket]:
+        """Listening sockets for every address ``host`` resolves to (all when empty)."""
+        infos = await self._loop.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        socks: list[socket.socket] = []
+        seen = set()
+        try:
+            for family, kind, proto, _, addr in infos:
+                if (family, addr) in seen:
+                    continue
+                seen.add((family, addr))
+                sock = socket.socket(family, kind, proto)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(addr)
+                sock.listen(_BACKLOG)
+                sock.setblocking(False)
+        except OSError:
+            for sock in socks:
+                sock.close()
+            raise
+        return socks
+
+    def _accept(self, sock: socket.socket) -> None:
+        # our own accept loop: asyncio's reports EMFILE through the loop's exception
+        # handler (a traceback a second) and knows nothing of unauthenticated peers
+        for _ in range(_BACKLOG):
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as e:
+                if e.errno not in _OUT_OF_RESOURCES:
+                    raise
+                self.preauth_log.warning(
+                    "cannot accept connections: %s; retrying every %s s", e, _ACCEPT_RETRY)
+                self._loop.remove_reader(sock.fileno())
+                self._loop.call_later(_ACCEPT_RETRY, self._resume_accepting, sock)
+                return
+            self._admit(conn, str(addr[0]))
+
+    def _resume_accepting(self, sock: socket.socket) -> None:
+        if not self._closed and sock.fileno() >= 0:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _admit(self, sock: socket.socket, host: str) -> None:
+        """Takes a slot for a new connection, or refuses it (closed at once, no TLS work)."""
+        held = self._handshaking_by_host.get(host, 0)
+        if self._closed or held >= self._max_handshaking_per_host:
+            sock.close()
+            self.refused += 1
+            self.preauth_log.warning(
+                "refusing a connection from %s: %d unauthenticated connections from it "
+                "(max_handshaking_per_host)", host, held)
+            return
+        if len(self._handshaking) >= self._max_handshaking:
+            # evict the oldest: a legitimate handshake takes milliseconds, a slot
+            # held for long is most likely an attacker's
+            self._evict(next(iter(self._handshaking)))
+        adm = Admission(host, sock)
+        self._handshaking[adm] = None
+        self._handshaking_by_host[host] = held + 1
+        sock.setblocking(False)
+        ctx = self._ssl
+        adm.task = self._loop.create_task(self._loop.connect_accepted_socket(
+            lambda: Connection(self, True, None, adm), sock=sock, ssl=ctx,
+            ssl_handshake_timeout=self._handshake_timeout if ctx else None,
+        ))
+        adm.task.add_done_callback(lambda t: self._accepted(adm, t))
+
+    def _accepted(self, adm: Admission, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self.release(adm)  # the TLS handshake failed or timed out, or we evicted it
+            adm.sock.close()  # a no-op if asyncio closed it already
+            if not task.cancelled():
+                log.debug("TLS handshake with %s failed: %s", adm.host, task.exception())
+
+    def _evict(self, adm: Admission) -> None:
+        self.refused += 1
+        self.preauth_log.warning(
+            "closing the oldest unauthenticated connection (from %s): %d are open "
+            "(max_handshaking)", adm.host, len(self._handshaking))
+        self.release(adm)
+        if adm.conn is not None:
+            adm.conn.drop("evicted before authenticating")
+        elif adm.task is not None:
+            adm.task.cancel()
+
+    def release(self, adm: Admission) -> None:
+        """Frees ``adm``'s slot (the connection authenticated or closed); idempotent."""
+        if adm in self._handshaking:
+            del self._handshaking[adm]
+            left = self._handshaking_by_host[adm.host] - 1
+            if left:
+                self._handshaking_by_host[adm.host] = left
+            else:
+                del self._handshaking_by_host[adm.host]
 
     async def _is_loopback(self, host: str, port: int) -> bool:
         known = is_loopback_literal(host)
@@ -374,8 +537,12 @@ class Transport:
         self._closed = True
         if self._keepalive is not None:
             self._keepalive.cancel()
-        if self._server is not None:
-            self._server.close()
+        for sock in self._listening:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        for adm in list(self._handshaking):
+            if adm.conn is None and adm.task is not None:
+                adm.task.cancel()
         for task in list(self._dials):
             task.cancel()
         conns = set(self._all) | set(self._conns.values())
@@ -389,5 +556,3 @@ class Transport:
             for conn in conns:
                 if not conn.closed.done() and conn.transport is not None:
                     conn.transport.abort()
-        if self._server is not None:
-            await self._server.wait_closed()

@@ -41,7 +41,7 @@ from .transport_wire import (
 )
 
 if TYPE_CHECKING:
-    from .transport import Transport
+    from .transport import Admission, Transport
 
 __all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Connection"]
 
@@ -89,8 +89,14 @@ class Reply:
 class Connection(asyncio.Protocol):
     """One TCP connection to or from a peer: handshake, then frames both ways."""
 
-    def __init__(self, owner: Transport, server: bool, address: str | None) -> None:
+    def __init__(
+        self, owner: Transport, server: bool, address: str | None,
+        admission: Admission | None = None,
+    ) -> None:
         self.owner = owner  # the Transport this connection belongs to
+        self.admission = admission  # the slot an accepted connection holds until it authenticates
+        if admission is not None:
+            admission.conn = self
         self.loop = owner._loop  # the loop everything runs on
         self.server = server  # True when the peer dialled us
         self.address = address  # key in owner._conns (the peer's listen address) or None
@@ -167,7 +173,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state != CLOSED:
             reason = f": {exc}" if exc else ""
-            log.info("%s lost%s", self.describe(), reason)
+            # an unauthenticated peer going away is not news (and could flood the log)
+            level = logging.INFO if self.state == READY or not self.server else logging.DEBUG
+            log.log(level, "%s lost%s", self.describe(), reason)
             self._set_closed(PeerUnavailable, f"{self.describe()} lost{reason}")
         self.owner._all.discard(self)
         if not self.closed.done():
@@ -216,6 +224,7 @@ class Connection(asyncio.Protocol):
     def _authenticated(self) -> None:
         assert self.peer_hello is not None
         self.state = READY
+        self._release()
         if self.hs_timer is not None:
             self.hs_timer.cancel()
             self.hs_timer = None
@@ -427,7 +436,16 @@ class Connection(asyncio.Protocol):
         """Close at once because of the peer; pending calls raise ``error``."""
         if self.state == CLOSED:
             return
-        log.warning("closing %s: %s", self.describe(), reason)
+        if self.server and self.state != READY:  # anyone can make us say this: throttled
+            self.owner.preauth_log.warning("closing %s: %s", self.describe(), reason)
+        else:
+            log.warning("closing %s: %s", self.describe(), reason)
+        self.drop(reason, error)
+
+    def drop(self, reason: str, error: type[Exception] = PeerUnavailable) -> None:
+        """Close at once without a word in the log; pending calls raise ``error``."""
+        if self.state == CLOSED:
+            return
         self._set_closed(error, f"{self.describe()} closed: {reason}")
         if self.transport is not None:
             self.transport.abort()
@@ -448,8 +466,14 @@ class Connection(asyncio.Protocol):
         log.info("cannot connect to %s: %s", self.address, reason)
         self._set_closed(PeerUnavailable, f"cannot connect to {self.address}: {reason}")
 
+    def _release(self) -> None:
+        if self.admission is not None:
+            self.owner.release(self.admission)
+            self.admission = None
+
     def _set_closed(self, error: type[Exception], message: str) -> None:
         self.state = CLOSED
+        self._release()
         self.owner._nonces.discard(self.hello.nonce)
         self.close_error = (error, message)
         for handle in (self.hs_timer, self.flush_handle):
