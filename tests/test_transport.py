@@ -541,3 +541,5 @@ def test_bad_constructor_arguments_are_refused() -> None:
         make("x" * 300)
     with pytest.raises(ValueError):
         make("")
+    with pytest.raises(ValueError, match="max_frame_size"):
+        make("a", max_frame_size=2**32)

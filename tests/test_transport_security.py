@@ -10,14 +10,19 @@ from collections.abc import AsyncIterator
 from ssl import SSLContext
 from typing import Any
 
+import msgpack
+import pytest
+
 from dna._core import encode_frame
-from dna.transport_auth import parse_hello
-from dna.transport_wire import MESSAGE, REQUEST
+from dna.transport_auth import build_hello, new_nonce, parse_hello
+from dna.transport_wire import MESSAGE, PING, REQUEST
 from test_transport import (
     LOOPBACK,
     closed_by_peer,
     eventually,
+    handshake,
     make,
+    make_and_call,
     port_of,
     raw,
     started,
@@ -223,3 +228,55 @@ async def test_relay_cannot_replay_what_it_forwarded(caplog: Any) -> None:
         assert got == ["pay 100"]
         await eventually(lambda: not b._all)
         assert warned(caplog, "failed authentication")
+
+
+# ---------------------------------------------------------------- hostile frames and names
+
+
+async def test_a_node_id_with_newline_or_escape_is_never_logged_raw(caplog: Any) -> None:
+    b = make("b")
+    async with started(b):
+        async with raw(port_of(b)) as (reader, writer):
+            evil = "evil\n2026-01-01 CRITICAL forged line\x1b[2J"
+            writer.write(build_hello(True, new_nonce(), evil, "") + b"\x00" * 32)  # bad proof
+            assert await closed_by_peer(reader) < 1.0
+        assert warned(caplog, "authentication failed")
+    text = "".join(r.getMessage() for r in caplog.records if r.name == "dna.transport")
+    assert "evil" in text
+    assert "\n" not in text and "\x1b" not in text
+
+
+async def test_an_ext_type_frame_is_a_protocol_error_not_a_ping(caplog: Any) -> None:
+    b = make("b")
+    async with started(b) as (addr_b,):
+        async with raw(port_of(b)) as (reader, writer):
+            peer = await handshake(reader, writer)
+            peer.write(b"\x00\x00\x00\x03" + msgpack.packb(msgpack.ExtType(PING, b"")))
+            with contextlib.suppress(AssertionError, ConnectionError):
+                frame = await peer.read_frame()
+                raise AssertionError(f"answered with {frame!r}")
+        assert warned(caplog, "malformed frame")
+        assert await make_and_call(addr_b) == 1
+
+
+@pytest.mark.parametrize("frame", [[True, 0, "x"], [4.0]])
+async def test_frame_kinds_must_be_exact(caplog: Any, frame: Any) -> None:
+    b = make("b")
+    async with started(b):
+        async with raw(port_of(b)) as (reader, writer):
+            peer = await handshake(reader, writer)
+            peer.write(encode_frame(frame))
+            assert await closed_by_peer(reader) < 1.0
+        assert warned(caplog, "malformed frame")
+
+
+async def test_a_frame_nested_a_thousand_deep_closes_with_a_clear_reason(caplog: Any) -> None:
+    b = make("b")
+    async with started(b) as (addr_b,):
+        async with raw(port_of(b)) as (reader, writer):
+            peer = await handshake(reader, writer)
+            deep = b"\x91" * 1000 + b"\xc0"  # [[[...[nil]...]]], 1,000 arrays deep
+            peer.write(len(deep).to_bytes(4, "big") + deep)
+            assert await closed_by_peer(reader) < 1.0
+        assert warned(caplog, "malformed frame")
+        assert await make_and_call(addr_b) == 1

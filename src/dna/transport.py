@@ -86,6 +86,7 @@ OnCall = Callable[[str, Any, Any], None]  # (peer node id, msg, Reply): answers 
 
 _CLOSE_GRACE = 2.0  # seconds close() waits for sockets to finish closing
 _ACCEPT_RETRY = 0.25  # seconds accepting pauses when the process is out of file descriptors
+_MAX_FRAME_LIMIT = 0xFFFFFFFF - 4  # a record (frame + its header) must fit a 4-byte length
 _BACKLOG = 128  # listen() backlog; also the most connections accepted per loop iteration
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -226,6 +227,8 @@ class Transport:
             raise InterfaceError("secret must be non-empty bytes or None")
         if max_frame_size <= 0 or handshake_timeout <= 0 or idle_timeout <= 0:
             raise ValueError("max_frame_size and the timeouts must be positive")
+        if max_frame_size > _MAX_FRAME_LIMIT:
+            raise ValueError(f"max_frame_size must be at most {_MAX_FRAME_LIMIT}")
         if max_handshaking < 1 or max_handshaking_per_host < 1:
             raise ValueError("max_handshaking and max_handshaking_per_host must be at least 1")
         client_ssl = client_ssl or ssl

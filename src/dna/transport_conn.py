@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import reprlib
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,22 @@ __all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Connection"]
 log = logging.getLogger("dna.transport")
 
 DIALING, HANDSHAKE, READY, CLOSED = range(4)  # connection states, in order
+
+_short = reprlib.Repr()  # bounded depth and length: a hostile frame cannot recurse or flood
+_short.maxlevel, _short.maxstring, _short.maxother = 4, 40, 40
+
+
+def printable(text: str) -> str:
+    """``text`` safe for one log line: control characters (newline, ESC...) escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def summary(frame: Any) -> str:
+    """A short description of an untrusted frame for an error message."""
+    try:
+        return _short.repr(frame)[:80]
+    except Exception:  # a RecursionError, MemoryError... never let describing fail
+        return f"<{type(frame).__name__}>"
 
 
 class Reply:
@@ -125,13 +142,14 @@ class Connection(asyncio.Protocol):
         self.drain_waiters: list[asyncio.Future[None]] = []  # senders waiting for room
 
     def describe(self) -> str:
-        peer = f" ({self.peer_id})" if self.peer_id else ""
+        """Which connection this is, for the log (peer-supplied names escaped)."""
+        peer = f" ({printable(self.peer_id)})" if self.peer_id else ""
         if self.server or self.address is None:
             name = "?"
             if self.transport is not None:
                 name = str(self.transport.get_extra_info("peername"))
             return f"connection from {name}{peer}"
-        return f"connection to {self.address}{peer}"
+        return f"connection to {printable(self.address)}{peer}"
 
     # ------------------------------------------------------------ asyncio callbacks
 
@@ -268,7 +286,9 @@ class Connection(asyncio.Protocol):
 
     def _dispatch(self, frame: Any) -> None:
         try:
-            kind = frame[0]
+            # exact types: an ExtType (a tuple), True or 4.0 must not pass for a kind
+            if type(frame) is not list or not frame or type(kind := frame[0]) is not int:
+                raise TypeError
             if kind == REQUEST:
                 _, rid, left, msg = frame
                 if type(rid) is not int or not isinstance(left, (int, float)):
@@ -296,13 +316,13 @@ class Connection(asyncio.Protocol):
             elif kind != PONG:
                 raise TypeError
         except (TypeError, ValueError, IndexError, KeyError):
-            raise ProtocolError(f"malformed frame {frame!r:.80}") from None
+            raise ProtocolError(f"malformed frame {summary(frame)}") from None
 
     def _message_received(self, msg: Any) -> None:
         try:
             self.owner._on_message(self.peer_id, msg)
         except Exception:
-            log.exception("on_message raised for a message from %s", self.peer_id)
+            log.exception("on_message raised for a message from %s", printable(self.peer_id))
 
     def _request_received(self, rid: int, left: float, msg: Any) -> None:
         if left <= 0:
@@ -416,7 +436,7 @@ class Connection(asyncio.Protocol):
 
     def _refuse(self, frame: list[Any], exc: Exception) -> bytes:
         kind = frame[0]
-        reason = f"cannot send to {self.peer_id or self.address}: {exc}"
+        reason = f"cannot send to {printable(self.peer_id or self.address or '')}: {exc}"
         if kind == REQUEST:
             fut = self.pending.pop(frame[1], None)
             if fut is not None and not fut.done():
@@ -436,6 +456,7 @@ class Connection(asyncio.Protocol):
         """Close at once because of the peer; pending calls raise ``error``."""
         if self.state == CLOSED:
             return
+        reason = printable(reason)
         if self.server and self.state != READY:  # anyone can make us say this: throttled
             self.owner.preauth_log.warning("closing %s: %s", self.describe(), reason)
         else:
@@ -463,7 +484,7 @@ class Connection(asyncio.Protocol):
     def dial_failed(self, reason: str) -> None:
         if self.state != DIALING:
             return
-        log.info("cannot connect to %s: %s", self.address, reason)
+        log.info("cannot connect to %s: %s", printable(self.address or ""), reason)
         self._set_closed(PeerUnavailable, f"cannot connect to {self.address}: {reason}")
 
     def _release(self) -> None:
