@@ -15,6 +15,12 @@ What callers may rely on:
   reply that is ready too late. Expiry raises ``Timeout`` at the caller. A
   connection lost with calls in flight fails them with ``PeerUnavailable``
   (retryable: the call may or may not have run).
+- **Dead links are noticed** while calls are in flight: a connection that
+  shows no sign of life (no frame from the peer, no progress writing to it)
+  for ``ping_interval`` seconds (default 1) is pinged, and after
+  ``dead_after`` seconds (default 2.5) it is closed and its calls fail with
+  ``PeerUnavailable``, so a blackholed link costs ~3 s, not the call's
+  timeout. A peer whose loop is blocked that long counts as dead too.
 - **Errors.** A handler's ``ActorError`` keeps its remote type and message;
   a ``dna.errors`` class is raised again by name with its message; anything
   else becomes ``ActorError(type_name, message)``. Nothing is ever unpickled
@@ -219,6 +225,8 @@ class Transport:
         idle_timeout: float = 30.0,
         max_handshaking: int = 256,
         max_handshaking_per_host: int = 32,
+        ping_interval: float = 1.0,
+        dead_after: float = 2.5,
     ) -> None:
         encode_field(node_id, "node id")  # raises ValueError when too long
         if not node_id:
@@ -229,6 +237,8 @@ class Transport:
             raise ValueError("max_frame_size and the timeouts must be positive")
         if max_frame_size > _MAX_FRAME_LIMIT:
             raise ValueError(f"max_frame_size must be at most {_MAX_FRAME_LIMIT}")
+        if not 0 < ping_interval < dead_after:
+            raise ValueError("ping_interval must be positive and below dead_after")
         if max_handshaking < 1 or max_handshaking_per_host < 1:
             raise ValueError("max_handshaking and max_handshaking_per_host must be at least 1")
         client_ssl = client_ssl or ssl
@@ -249,6 +259,9 @@ class Transport:
         self._handshake_timeout = handshake_timeout
         self._idle_timeout = idle_timeout
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # bound on use
+        self._ping_interval = ping_interval
+        self._dead_after = dead_after
+        self._liveness: asyncio.TimerHandle | None = None
         self._max_handshaking = max_handshaking
         self._max_handshaking_per_host = max_handshaking_per_host
         self._listening: list[socket.socket] = []  # our listening sockets
@@ -275,6 +288,7 @@ class Transport:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._schedule_keepalive()
+            self._liveness = self._loop.call_later(self._ping_interval / 4, self._check_liveness)
         return self._loop
 
     # ------------------------------------------------------------ listening
@@ -531,6 +545,22 @@ class Transport:
         if not self._closed:
             self._schedule_keepalive()
 
+    def _check_liveness(self) -> None:
+        # a connection with calls in flight must show life every dead_after seconds:
+        # a frame from the peer, or our unsent output shrinking (the peer reads it)
+        now = self._loop.time()
+        for conn in list(self._all):
+            if conn.state == READY and conn.pending:
+                silent = conn.silent_for(now)
+                if silent >= self._dead_after:
+                    conn.fail(f"no sign of life for {silent:.1f} s with calls in flight "
+                              "(a dead or blackholed link?)", PeerUnavailable)
+                elif silent >= self._ping_interval and now - conn.last_ping >= self._ping_interval:
+                    conn.last_ping = now
+                    conn.queue([PING])
+        if not self._closed:
+            self._liveness = self._loop.call_later(self._ping_interval / 4, self._check_liveness)
+
     # ------------------------------------------------------------ closing
 
     async def close(self) -> None:
@@ -538,8 +568,9 @@ class Transport:
         if self._closed:
             return
         self._closed = True
-        if self._keepalive is not None:
-            self._keepalive.cancel()
+        for timer in (self._keepalive, self._liveness):
+            if timer is not None:
+                timer.cancel()
         for sock in self._listening:
             self._loop.remove_reader(sock.fileno())
             sock.close()

@@ -136,6 +136,10 @@ class Connection(asyncio.Protocol):
         self.pending: dict[int, asyncio.Future[Any]] = {}  # our calls waiting for a reply
         self.next_rid = 0  # id of our next call on this connection
         self.last_rx = self.loop.time()  # when the peer last sent anything
+        self.watch_since = 0.0  # when calls became pending (liveness counts from there)
+        self.last_ping = 0.0  # when the liveness check last pinged
+        self.last_unsent = 0  # bytes asyncio held unsent at the last liveness check
+        self.last_drain = 0.0  # when that amount last went down (the peer reads)
         self.close_error: tuple[type[Exception], str] | None = None  # what pending calls get
         self.closed: asyncio.Future[None] = self.loop.create_future()  # set once gone
         self.write_paused = False  # the socket's buffer is over its high-water mark
@@ -380,10 +384,20 @@ class Connection(asyncio.Protocol):
             self.flush_handle = self.loop.call_soon(self._flush)
 
     def new_call(self, fut: asyncio.Future[Any]) -> int:
+        if not self.pending:
+            self.watch_since = self.loop.time()
         rid = self.next_rid
         self.next_rid = rid + 1
         self.pending[rid] = fut
         return rid
+
+    def silent_for(self, now: float) -> float:
+        """Seconds without a sign of life from the peer while calls were pending."""
+        unsent = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        if unsent < self.last_unsent:
+            self.last_drain = now
+        self.last_unsent = unsent
+        return now - max(self.last_rx, self.watch_since, self.last_drain)
 
     def _flush(self) -> None:
         if self.flush_handle is not None:
