@@ -21,13 +21,13 @@ from dna.transport_auth import (
     Hello,
     Keys,
     Opener,
+    Sealer,
     build_hello,
     check_proof,
     derive_keys,
     master_key,
     new_nonce,
     parse_hello,
-    seal,
 )
 from dna.transport_wire import PING, PONG, REPLY, error_from_wire
 
@@ -90,15 +90,14 @@ class RawPeer:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  keys: Keys, rest: bytes) -> None:
         self.reader, self.writer, self.keys = reader, writer, keys
-        self.seq = 0
+        self.sealer = Sealer(keys.mac_out)
         self.opener = Opener(keys.mac_in, 1 << 24)
         self.decoder = FrameDecoder()
         self.rest = rest
 
     def write(self, payload: bytes) -> None:
         """Sends ``payload`` (whole frames, or anything) as our next record."""
-        self.writer.write(seal(self.keys.mac_out, self.seq, payload))
-        self.seq += 1
+        self.writer.write(self.sealer.seal(payload))
 
     async def read_frame(self, within: float = 2.0) -> Any:
         while True:

@@ -12,8 +12,8 @@ reflected handshake). Without a secret the keys come from an empty secret:
 both sides must be secret-less, and nothing is authenticated (loopback only).
 
 Records: after the handshake every byte travels in records, ``uint32 length
-+ payload + 16-byte MAC``; the MAC is keyed BLAKE2b over the payload with an
-implicit per-direction sequence number (never sent), so a record that is
++ payload + 16-byte MAC``; the MAC is keyed BLAKE2b over an implicit
+per-direction sequence number (8 bytes, never sent) and the payload, so a record that is
 injected, replayed, reordered, dropped or reflected fails verification and
 nothing of it is decoded. The payload holds whole frames (``framing``).
 
@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import secrets
 from hashlib import blake2b
+from struct import Struct
 from typing import NamedTuple
 
 from .errors import ProtocolError
@@ -40,12 +41,12 @@ __all__ = [
     "Hello",
     "Keys",
     "Opener",
+    "Sealer",
     "build_hello",
     "check_proof",
     "derive_keys",
     "new_nonce",
     "parse_hello",
-    "seal",
 ]
 
 MAGIC = b"DNA\x02"  # protocol name and version; a peer speaking anything else is refused
@@ -59,6 +60,8 @@ MAX_FIELD = 255  # node id and address are each at most this many UTF-8 bytes
 MAX_HELLO = _FIXED + 1 + MAX_FIELD + 1 + MAX_FIELD
 MAX_PREAUTH_BUFFER = 1024  # bytes held from a peer that has not authenticated yet
 _SALT = b"dna transport v2"  # HKDF-extract salt of the cluster secret
+_HEADER = Struct(">I")  # a record's payload length
+_SEQ = Struct("<Q")  # a record's sequence number, MACed first, never sent
 
 
 class Hello(NamedTuple):
@@ -183,14 +186,22 @@ def check_proof(keys: Keys, proof: bytes) -> None:
 # ---------------------------------------------------------------- records
 
 
-def _mac(key: bytes, seq: int, payload: bytes | memoryview) -> bytes:
-    # the sequence number rides in BLAKE2b's salt: bound to the MAC, never sent
-    return blake2b(payload, key=key, salt=seq.to_bytes(16, "little"), digest_size=MAC_SIZE).digest()
+class Sealer:
+    """Seals one direction's records: ``seal(payload)`` is the next record's bytes."""
 
+    __slots__ = ("_base", "seq")
 
-def seal(key: bytes, seq: int, payload: bytes) -> bytes:
-    """The record carrying ``payload`` as the ``seq``-th record of its direction."""
-    return b"".join((len(payload).to_bytes(RECORD_HEADER, "big"), payload, _mac(key, seq, payload)))
+    def __init__(self, key: bytes) -> None:
+        # keyed once: each MAC copies this state instead of hashing the key block again
+        self._base = blake2b(key=key, digest_size=MAC_SIZE)
+        self.seq = 0  # sequence number of the next record
+
+    def seal(self, payload: bytes) -> bytes:
+        h = self._base.copy()
+        h.update(_SEQ.pack(self.seq))
+        h.update(payload)
+        self.seq += 1
+        return b"".join((_HEADER.pack(len(payload)), payload, h.digest()))
 
 
 class Opener:
@@ -202,10 +213,10 @@ class Opener:
     At most one record (``limit`` + 20 bytes) is ever buffered.
     """
 
-    __slots__ = ("_buf", "_error", "_key", "_limit", "_need", "seq")
+    __slots__ = ("_base", "_buf", "_error", "_limit", "_need", "seq")
 
     def __init__(self, key: bytes, limit: int) -> None:
-        self._key = key  # the direction's MAC key
+        self._base = blake2b(key=key, digest_size=MAC_SIZE)  # keyed by the direction's key
         self._limit = limit  # largest payload accepted
         self._buf = bytearray()  # bytes of the record being received
         self._error = ""  # set once poisoned
@@ -226,8 +237,9 @@ class Opener:
             view = memoryview(data)
         out: list[bytes | memoryview] = []
         pos, end = 0, len(view)
+        unpack = _HEADER.unpack_from
         while end - pos >= RECORD_HEADER:
-            n = int.from_bytes(view[pos : pos + RECORD_HEADER], "big")
+            n = unpack(view, pos)[0]
             if n > self._limit:
                 self._poison(f"record of {n} bytes exceeds the limit of {self._limit} bytes")
             stop = pos + RECORD_HEADER + n
@@ -235,8 +247,10 @@ class Opener:
                 self._need = RECORD_HEADER + n + MAC_SIZE
                 break
             payload = view[pos + RECORD_HEADER : stop]
-            if not hmac.compare_digest(_mac(self._key, self.seq, payload),
-                                       view[stop : stop + MAC_SIZE]):
+            h = self._base.copy()
+            h.update(_SEQ.pack(self.seq))
+            h.update(payload)
+            if not hmac.compare_digest(h.digest(), view[stop : stop + MAC_SIZE]):
                 self._poison("a record failed authentication (injected, replayed or reordered)")
             self.seq += 1
             out.append(payload)

@@ -22,13 +22,13 @@ from .transport_auth import (
     Hello,
     Keys,
     Opener,
+    Sealer,
     build_hello,
     check_hello,
     check_proof,
     derive_keys,
     new_nonce,
     parse_hello,
-    seal,
 )
 from .transport_wire import (
     ERROR,
@@ -128,7 +128,7 @@ class Connection(asyncio.Protocol):
         self.inbuf = bytearray()  # unauthenticated bytes, at most MAX_PREAUTH_BUFFER
         self.opener: Opener | None = None  # verifies incoming records, once authenticated
         self.decoder: Any = None  # FrameDecoder, created once the peer is authenticated
-        self.out_seq = 0  # sequence number of our next record
+        self.sealer: Sealer | None = None  # MACs our records, once authenticated
         self.out: list[Any] = []  # frames waiting for the next flush (kept until READY)
         self.flush_handle: asyncio.Handle | None = None  # the scheduled flush, if any
         self.receiving = False  # inside data_received: its end flushes, no call_soon needed
@@ -253,6 +253,7 @@ class Connection(asyncio.Protocol):
         assert self.keys is not None
         self.decoder = FrameDecoder(self.owner._max_frame_size)
         self.opener = Opener(self.keys.mac_in, self.owner._max_frame_size + RECORD_HEADER)
+        self.sealer = Sealer(self.keys.mac_out)
         self.inbuf = bytearray()
         log.debug("%s authenticated", self.describe())
         self.owner._authenticated(self, self.peer_hello.address)
@@ -407,23 +408,17 @@ class Connection(asyncio.Protocol):
         if not out or self.state != READY:
             return
         self.out = []
-        assert self.transport is not None and self.keys is not None
+        assert self.transport is not None and self.sealer is not None
         try:
             data = encode_frames(out)
         except Exception:
             records = self._encode_one_by_one(out)
         else:
             if len(data) <= self.owner._max_frame_size:
-                self.transport.write(seal(self.keys.mac_out, self._next_seq(), data))
+                self.transport.write(self.sealer.seal(data))  # one MAC per flush
                 return
             records = self._encode_one_by_one(out)
-        key = self.keys.mac_out
-        self.transport.write(b"".join([seal(key, self._next_seq(), r) for r in records]))
-
-    def _next_seq(self) -> int:
-        seq = self.out_seq
-        self.out_seq = seq + 1
-        return seq
+        self.transport.write(b"".join([self.sealer.seal(r) for r in records]))
 
     def _encode_one_by_one(self, out: list[Any]) -> list[bytes]:
         """Slow path: encode each frame alone and refuse, locally, the ones that cannot go;
