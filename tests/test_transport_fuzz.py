@@ -142,6 +142,8 @@ def test_no_way_in_without_the_secret(node: Transport, hello_first: bool,
     assert conn.state in (HANDSHAKE, CLOSED)
     assert len(conn.inbuf) <= 1024
     assert (conn.state == CLOSED) == wire.aborted
+    conn.drop("done")
+    conn.connection_lost(None)  # what asyncio does once the socket is gone
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[FIXTURE])
@@ -160,3 +162,6 @@ def test_any_frames_after_authentication(node: Transport, frames: list[bytes]) -
         if conn.state == CLOSED:
             assert wire.aborted
             break
+    conn.drop("done")
+    conn.connection_lost(None)
+    assert not node._all and not node._nonces  # nothing kept per connection
