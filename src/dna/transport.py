@@ -45,6 +45,10 @@ What callers may rely on:
   construction. ``tls_contexts(cert, key, ca)`` builds the pair from PEM
   files. The peer's host name from its address is the TLS server name. The
   secret handshake and record MACs run inside TLS as well.
+- **A peer that does not read** is cut off: once more than ``max_unsent``
+  bytes (default 64 MiB) wait unsent to one peer, its connection is closed
+  with a warning and its calls fail with ``PeerUnavailable``. Senders that
+  want no such failure wait for ``writable()`` while ``congested()``.
 - **Limits on strangers.** At most ``max_handshaking`` (default 256)
   accepted connections may be unauthenticated (in TLS or in our handshake)
   at once; a new one beyond that closes the oldest. At most
@@ -227,6 +231,7 @@ class Transport:
         max_handshaking_per_host: int = 32,
         ping_interval: float = 1.0,
         dead_after: float = 2.5,
+        max_unsent: int = 64 * 1024 * 1024,
     ) -> None:
         encode_field(node_id, "node id")  # raises ValueError when too long
         if not node_id:
@@ -239,6 +244,8 @@ class Transport:
             raise ValueError(f"max_frame_size must be at most {_MAX_FRAME_LIMIT}")
         if not 0 < ping_interval < dead_after:
             raise ValueError("ping_interval must be positive and below dead_after")
+        if max_unsent < 1:
+            raise ValueError("max_unsent must be positive")
         if max_handshaking < 1 or max_handshaking_per_host < 1:
             raise ValueError("max_handshaking and max_handshaking_per_host must be at least 1")
         client_ssl = client_ssl or ssl
@@ -260,6 +267,7 @@ class Transport:
         self._idle_timeout = idle_timeout
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # bound on use
         self._ping_interval = ping_interval
+        self._max_unsent = max_unsent
         self._dead_after = dead_after
         self._liveness: asyncio.TimerHandle | None = None
         self._max_handshaking = max_handshaking

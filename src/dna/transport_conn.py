@@ -416,9 +416,20 @@ class Connection(asyncio.Protocol):
         else:
             if len(data) <= self.owner._max_frame_size:
                 self.transport.write(self.sealer.seal(data))  # one MAC per flush
+                if self.write_paused:
+                    self._check_unsent()
                 return
             records = self._encode_one_by_one(out)
         self.transport.write(b"".join([self.sealer.seal(r) for r in records]))
+        if self.write_paused:
+            self._check_unsent()
+
+    def _check_unsent(self) -> None:
+        assert self.transport is not None
+        unsent = self.transport.get_write_buffer_size()
+        if unsent > self.owner._max_unsent:
+            self.fail(f"the peer does not read: {unsent} bytes unsent, over max_unsent "
+                      f"({self.owner._max_unsent})", PeerUnavailable)
 
     def _encode_one_by_one(self, out: list[Any]) -> list[bytes]:
         """Slow path: encode each frame alone and refuse, locally, the ones that cannot go;
