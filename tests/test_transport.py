@@ -29,7 +29,7 @@ from dna.transport_auth import (
     new_nonce,
     parse_hello,
 )
-from dna.transport_wire import PING, PONG, REPLY, error_from_wire
+from dna.transport_wire import CREDIT, PING, PONG, REPLY, error_from_wire
 
 SECRET = b"cluster secret for the tests"
 LOOPBACK = "127.0.0.1"
@@ -100,9 +100,11 @@ class RawPeer:
         self.writer.write(self.sealer.seal(payload))
 
     async def read_frame(self, within: float = 2.0) -> Any:
+        """The next frame other than a CREDIT grant."""
         while True:
             for frame in self.decoder:
-                return frame
+                if frame[0] != CREDIT:
+                    return frame
             data, self.rest = self.rest, b""
             data = data or await asyncio.wait_for(self.reader.read(65536), within)
             assert data, "closed by the peer"

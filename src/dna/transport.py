@@ -45,6 +45,16 @@ What callers may rely on:
   construction. ``tls_contexts(cert, key, ca)`` builds the pair from PEM
   files. The peer's host name from its address is the TLS server name. The
   secret handshake and record MACs run inside TLS as well.
+- **Flow control.** A peer may have at most ``window`` items (default
+  8192; a call is one item, ``send(..., weight=n)`` is n) delivered to our
+  handlers and not yet released, plus one frame; beyond that its calls and
+  messages wait at the sender, in order, and ``congested()`` is true there.
+  Replies are never counted, so an answer is never held behind requests.
+  By default an item is released as soon as its handler returns; with
+  ``manual_release=True`` the handler takes ``transport.source`` (valid
+  while ``on_message``/``on_call`` runs synchronously) and calls
+  ``source.release(n)`` once the items left its buffers (say, a mailbox).
+  A peer that sends beyond its credit is cut off.
 - **A peer that does not read** is cut off: once more than ``max_unsent``
   bytes (default 64 MiB) wait unsent to one peer, its connection is closed
   with a warning and its calls fail with ``PeerUnavailable``. Senders that
@@ -67,7 +77,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import socket
 import ssl as _ssl
 import time
@@ -75,9 +84,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import InterfaceError, PeerUnavailable, Timeout
-from .transport_auth import encode_field, master_key
+from .transport_auth import check_tls, encode_field, master_key, tls_contexts
 from .transport_conn import READY, Connection
 from .transport_wire import (
+    INITIAL_CREDIT,
     MESSAGE,
     PING,
     REQUEST,
@@ -139,58 +149,6 @@ class Admission:
         self.conn: Connection | None = None  # once the connection is made
 
 
-def tls_contexts(
-    cert: str | os.PathLike[str], key: str | os.PathLike[str], ca: str | os.PathLike[str],
-    *, check_hostname: bool = True,
-) -> tuple[_ssl.SSLContext, _ssl.SSLContext]:
-    """``(server_ctx, client_ctx)`` for mutual TLS between nodes from PEM files.
-
-    ``cert``/``key`` are this node's certificate chain and private key, ``ca``
-    the certificates that sign every node's. Both contexts require the peer's
-    certificate and verify it against ``ca`` (TLS 1.2 at least); the client
-    also checks that the certificate names the host it dials, unless
-    ``check_hostname`` is false (the CA alone then vouches for the peer).
-    Raises ``InterfaceError`` naming the file that cannot be used.
-    """
-    server = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
-    client = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
-    for ctx in (server, client):
-        ctx.minimum_version = _ssl.TLSVersion.TLSv1_2
-        try:
-            ctx.load_cert_chain(cert, key)
-        except (OSError, _ssl.SSLError) as e:
-            raise InterfaceError(f"cannot load TLS certificate {cert!s} / key {key!s}: {e}") from e
-        try:
-            ctx.load_verify_locations(cafile=ca)
-        except (OSError, _ssl.SSLError) as e:
-            raise InterfaceError(f"cannot load TLS CA file {ca!s}: {e}") from e
-        ctx.verify_mode = _ssl.CERT_REQUIRED
-    client.check_hostname = check_hostname
-    return server, client
-
-
-def _check_tls(ssl: _ssl.SSLContext | None, client_ssl: _ssl.SSLContext | None) -> None:
-    """InterfaceError for contexts on the wrong side or that do not verify their peer."""
-    if ssl is not None:
-        if ssl.protocol == _ssl.PROTOCOL_TLS_CLIENT:
-            raise InterfaceError("ssl is the listener's context: it cannot be PROTOCOL_TLS_CLIENT")
-        if ssl.verify_mode != _ssl.CERT_REQUIRED:
-            raise InterfaceError(
-                "ssl must verify every peer's certificate (verify_mode CERT_REQUIRED: mutual "
-                "TLS); a context that verifies nothing lets anyone in. See tls_contexts()"
-            )
-    if client_ssl is not None:
-        if client_ssl.protocol == _ssl.PROTOCOL_TLS_SERVER:
-            raise InterfaceError(
-                "a PROTOCOL_TLS_SERVER context cannot dial peers: pass client_ssl as well"
-            )
-        if client_ssl.verify_mode != _ssl.CERT_REQUIRED:
-            raise InterfaceError(
-                "client_ssl must verify the peer's certificate (verify_mode CERT_REQUIRED). "
-                "See tls_contexts()"
-            )
-
-
 def _expire(fut: asyncio.Future[Any], address: str, timeout: float) -> None:
     if not fut.done():
         fut.set_exception(Timeout(f"no reply from {address} within {timeout} s"))
@@ -202,6 +160,31 @@ def _expire_call(conn: Connection, rid: int, address: str, timeout: float) -> No
         target.set_exception(Timeout(f"no reply from {address} within {timeout} s"))
 
 
+def _check_settings(
+    node_id: str, secret: bytes | None, max_frame_size: int, handshake_timeout: float,
+    idle_timeout: float, ping_interval: float, dead_after: float, max_unsent: int,
+    window: int, max_handshaking: int, max_handshaking_per_host: int,
+) -> None:
+    """ValueError/InterfaceError for a Transport setting out of range."""
+    encode_field(node_id, "node id")  # raises ValueError when too long
+    if not node_id:
+        raise ValueError("node_id must not be empty")
+    if secret is not None and (not isinstance(secret, bytes) or not secret):
+        raise InterfaceError("secret must be non-empty bytes or None")
+    if max_frame_size <= 0 or handshake_timeout <= 0 or idle_timeout <= 0:
+        raise ValueError("max_frame_size and the timeouts must be positive")
+    if max_frame_size > _MAX_FRAME_LIMIT:
+        raise ValueError(f"max_frame_size must be at most {_MAX_FRAME_LIMIT}")
+    if not 0 < ping_interval < dead_after:
+        raise ValueError("ping_interval must be positive and below dead_after")
+    if max_unsent < 1:
+        raise ValueError("max_unsent must be positive")
+    if window < INITIAL_CREDIT:
+        raise ValueError(f"window must be at least {INITIAL_CREDIT}")
+    if max_handshaking < 1 or max_handshaking_per_host < 1:
+        raise ValueError("max_handshaking and max_handshaking_per_host must be at least 1")
+
+
 class Transport:
     """Connections to and from the other nodes of a cluster (see the module docstring).
 
@@ -211,7 +194,9 @@ class Transport:
     (``set_result``/``set_exception``; ``done()`` is true once settled or past
     the deadline) and the answer is queued at once, with no future between. While it runs
     synchronously, ``deadline`` holds the call's deadline in ``loop.time()``
-    terms. ``on_message(peer_node_id, msg)`` receives one-way messages.
+    terms. ``on_message(peer_node_id, msg)`` receives one-way messages. While
+    either runs synchronously, ``source.release(n)`` gives the peer ``n`` items
+    of credit back (needed only with ``manual_release``).
     """
 
     def __init__(
@@ -232,24 +217,14 @@ class Transport:
         ping_interval: float = 1.0,
         dead_after: float = 2.5,
         max_unsent: int = 64 * 1024 * 1024,
+        window: int = 8192,
+        manual_release: bool = False,
     ) -> None:
-        encode_field(node_id, "node id")  # raises ValueError when too long
-        if not node_id:
-            raise ValueError("node_id must not be empty")
-        if secret is not None and (not isinstance(secret, bytes) or not secret):
-            raise InterfaceError("secret must be non-empty bytes or None")
-        if max_frame_size <= 0 or handshake_timeout <= 0 or idle_timeout <= 0:
-            raise ValueError("max_frame_size and the timeouts must be positive")
-        if max_frame_size > _MAX_FRAME_LIMIT:
-            raise ValueError(f"max_frame_size must be at most {_MAX_FRAME_LIMIT}")
-        if not 0 < ping_interval < dead_after:
-            raise ValueError("ping_interval must be positive and below dead_after")
-        if max_unsent < 1:
-            raise ValueError("max_unsent must be positive")
-        if max_handshaking < 1 or max_handshaking_per_host < 1:
-            raise ValueError("max_handshaking and max_handshaking_per_host must be at least 1")
+        _check_settings(node_id, secret, max_frame_size, handshake_timeout, idle_timeout,
+                        ping_interval, dead_after, max_unsent, window, max_handshaking,
+                        max_handshaking_per_host)
         client_ssl = client_ssl or ssl
-        _check_tls(ssl, client_ssl)
+        check_tls(ssl, client_ssl)
         self.node_id = node_id
         self.deadline = 0.0  # loop-time deadline of the call whose handler is starting
         self._secret = secret
@@ -268,6 +243,10 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # bound on use
         self._ping_interval = ping_interval
         self._max_unsent = max_unsent
+        self._window = window  # items a peer may have delivered here and not released
+        self._grant_batch = max(1, window // 4)  # released items sent back in one CREDIT
+        self._manual_release = manual_release
+        self.source: Connection | None = None  # the connection whose frame is being delivered
         self._dead_after = dead_after
         self._liveness: asyncio.TimerHandle | None = None
         self._max_handshaking = max_handshaking
@@ -449,7 +428,7 @@ class Transport:
         conn = self._conns.get(address) or self._open(address)
         fut: asyncio.Future[Any] = self._loop.create_future()
         rid = conn.new_call(fut)
-        conn.queue([REQUEST, rid, timeout, msg])
+        conn.send_counted([REQUEST, rid, timeout, msg], 1)
         timer = self._loop.call_later(timeout, _expire, fut, address, timeout)
         try:
             return await fut
@@ -465,15 +444,16 @@ class Transport:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         conn = self._conns.get(address) or self._open(address)
         rid = conn.new_call(target)
-        conn.queue([REQUEST, rid, timeout, msg])
+        conn.send_counted([REQUEST, rid, timeout, msg], 1)
         target.timer = self._loop.call_later(
             timeout, _expire_call, conn, rid, address, timeout
         )
 
     def congested(self, address: str) -> bool:
-        """True while frames to ``address`` wait on a full socket buffer."""
+        """True while frames to ``address`` wait on a full socket buffer or on the
+        peer's credit (it has not released what we sent)."""
         conn = self._conns.get(address)
-        return conn is not None and conn.write_paused
+        return conn is not None and (conn.write_paused or bool(conn.held))
 
     async def writable(self, address: str) -> None:
         """Return once frames to ``address`` may be queued again (the socket drained,
@@ -482,16 +462,21 @@ class Transport:
         await asyncio.sleep(0)
         while True:
             conn = self._conns.get(address)
-            if conn is None or not conn.write_paused or conn.state != READY:
+            if conn is None or conn.state != READY or not (conn.write_paused or conn.held):
                 return
             fut: asyncio.Future[None] = self._loop.create_future()
             conn.drain_waiters.append(fut)
             await fut
 
-    def send(self, address: str, msg: Any) -> None:
-        """Queue a one-way ``msg`` to the peer at ``address`` (at most once, in order)."""
+    def send(self, address: str, msg: Any, weight: int = 1) -> None:
+        """Queue a one-way ``msg`` to the peer at ``address`` (at most once, in order).
+
+        ``msg`` counts as ``weight`` items of the peer's window (a batch of
+        casts: its length). Beyond the peer's credit it waits here, in order,
+        and ``congested(address)`` is true.
+        """
         conn = self._conns.get(address) or self._open(address)
-        conn.queue([MESSAGE, msg])
+        conn.send_counted([MESSAGE, msg] if weight == 1 else [MESSAGE, msg, weight], weight)
 
     def _open(self, address: str) -> Connection:
         loop = self._bind_loop()

@@ -26,11 +26,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import ssl
 from hashlib import blake2b
+from os import PathLike
 from struct import Struct
 from typing import NamedTuple
 
-from .errors import ProtocolError
+from .errors import InterfaceError, ProtocolError
 
 __all__ = [
     "MAC_SIZE",
@@ -44,9 +46,11 @@ __all__ = [
     "Sealer",
     "build_hello",
     "check_proof",
+    "check_tls",
     "derive_keys",
     "new_nonce",
     "parse_hello",
+    "tls_contexts",
 ]
 
 MAGIC = b"DNA\x02"  # protocol name and version; a peer speaking anything else is refused
@@ -269,3 +273,58 @@ class Opener:
         self._error = message
         self._buf = bytearray()
         raise ProtocolError(message)
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def tls_contexts(
+    cert: str | PathLike[str], key: str | PathLike[str], ca: str | PathLike[str],
+    *, check_hostname: bool = True,
+) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """``(server_ctx, client_ctx)`` for mutual TLS between nodes from PEM files.
+
+    ``cert``/``key`` are this node's certificate chain and private key, ``ca``
+    the certificates that sign every node's. Both contexts require the peer's
+    certificate and verify it against ``ca`` (TLS 1.2 at least); the client
+    also checks that the certificate names the host it dials, unless
+    ``check_hostname`` is false (the CA alone then vouches for the peer).
+    Raises ``InterfaceError`` naming the file that cannot be used.
+    """
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for ctx in (server, client):
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as e:
+            raise InterfaceError(f"cannot load TLS certificate {cert!s} / key {key!s}: {e}") from e
+        try:
+            ctx.load_verify_locations(cafile=ca)
+        except (OSError, ssl.SSLError) as e:
+            raise InterfaceError(f"cannot load TLS CA file {ca!s}: {e}") from e
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    client.check_hostname = check_hostname
+    return server, client
+
+
+def check_tls(server: ssl.SSLContext | None, client: ssl.SSLContext | None) -> None:
+    """InterfaceError for contexts on the wrong side or that do not verify their peer."""
+    if server is not None:
+        if server.protocol == ssl.PROTOCOL_TLS_CLIENT:
+            raise InterfaceError("ssl is the listener's context: it cannot be PROTOCOL_TLS_CLIENT")
+        if server.verify_mode != ssl.CERT_REQUIRED:
+            raise InterfaceError(
+                "ssl must verify every peer's certificate (verify_mode CERT_REQUIRED: mutual "
+                "TLS); a context that verifies nothing lets anyone in. See tls_contexts()"
+            )
+    if client is not None:
+        if client.protocol == ssl.PROTOCOL_TLS_SERVER:
+            raise InterfaceError(
+                "a PROTOCOL_TLS_SERVER context cannot dial peers: pass client_ssl as well"
+            )
+        if client.verify_mode != ssl.CERT_REQUIRED:
+            raise InterfaceError(
+                "client_ssl must verify the peer's certificate (verify_mode CERT_REQUIRED). "
+                "See tls_contexts()"
+            )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import reprlib
+from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,9 @@ from .transport_auth import (
     parse_hello,
 )
 from .transport_wire import (
+    CREDIT,
     ERROR,
+    INITIAL_CREDIT,
     MESSAGE,
     PING,
     PONG,
@@ -39,6 +41,8 @@ from .transport_wire import (
     REQUEST,
     error_from_wire,
     error_to_wire,
+    printable,
+    summary,
 )
 
 if TYPE_CHECKING:
@@ -49,23 +53,6 @@ __all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Connection"]
 log = logging.getLogger("dna.transport")
 
 DIALING, HANDSHAKE, READY, CLOSED = range(4)  # connection states, in order
-
-_short = reprlib.Repr()  # bounded depth and length: a hostile frame cannot recurse or flood
-_short.maxlevel, _short.maxstring, _short.maxother = 4, 40, 40
-
-
-def printable(text: str) -> str:
-    """``text`` safe for one log line: control characters (newline, ESC...) escaped."""
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
-def summary(frame: Any) -> str:
-    """A short description of an untrusted frame for an error message."""
-    try:
-        return _short.repr(frame)[:80]
-    except Exception:  # a RecursionError, MemoryError... never let describing fail
-        return f"<{type(frame).__name__}>"
-
 
 class Reply:
     """The answer to one incoming call; settling it queues the REPLY/ERROR frame."""
@@ -144,6 +131,10 @@ class Connection(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self.loop.create_future()  # set once gone
         self.write_paused = False  # the socket's buffer is over its high-water mark
         self.drain_waiters: list[asyncio.Future[None]] = []  # senders waiting for room
+        self.credit = INITIAL_CREDIT  # items we may still send before the peer grants more
+        self.held: deque[tuple[list[Any], int, float]] = deque()  # (frame, weight, queued at)
+        self.allowed = owner._window  # items the peer may still send us (it may overdraw once)
+        self.grant_due = 0  # items released and not yet granted back to the peer
 
     def describe(self) -> str:
         """Which connection this is, for the log (peer-supplied names escaped)."""
@@ -256,6 +247,8 @@ class Connection(asyncio.Protocol):
         self.sealer = Sealer(self.keys.mac_out)
         self.inbuf = bytearray()
         log.debug("%s authenticated", self.describe())
+        if self.owner._window > INITIAL_CREDIT:
+            self.out.insert(0, [CREDIT, self.owner._window - INITIAL_CREDIT])
         self.owner._authenticated(self, self.peer_hello.address)
         if self.out:
             self._flush()
@@ -314,8 +307,19 @@ class Connection(asyncio.Protocol):
                 elif not fut.done():
                     fut.set_exception(error_from_wire(name, message, extra))
             elif kind == MESSAGE:
-                _, msg = frame
-                self._message_received(msg)
+                if len(frame) == 2:
+                    _, msg = frame
+                    weight = 1
+                else:
+                    _, msg, weight = frame
+                    if type(weight) is not int or weight < 1:
+                        raise TypeError
+                self._message_received(msg, weight)
+            elif kind == CREDIT:
+                _, n = frame
+                if type(n) is not int or n < 1:
+                    raise TypeError
+                self._credit_received(n)
             elif kind == PING:
                 self.queue([PONG])
             elif kind != PONG:
@@ -323,19 +327,71 @@ class Connection(asyncio.Protocol):
         except (TypeError, ValueError, IndexError, KeyError):
             raise ProtocolError(f"malformed frame {summary(frame)}") from None
 
-    def _message_received(self, msg: Any) -> None:
+    def _take(self, weight: int) -> None:
+        if self.allowed <= 0:
+            raise ProtocolError(f"the peer sent beyond its credit ({self.owner._window} items)")
+        self.allowed -= weight
+        self.owner.source = self
+
+    def _message_received(self, msg: Any, weight: int) -> None:
+        self._take(weight)
         try:
             self.owner._on_message(self.peer_id, msg)
         except Exception:
             log.exception("on_message raised for a message from %s", printable(self.peer_id))
+        if not self.owner._manual_release:
+            self.release(weight)
+
+    def release(self, n: int = 1) -> None:
+        """Gives ``n`` items of credit back to the peer (they left our buffers).
+
+        A no-op once the connection is closed. See ``Transport.source``.
+        """
+        if self.state != READY:
+            return
+        self.allowed += n
+        due = self.grant_due + n
+        if due >= self.owner._grant_batch:
+            self.grant_due = 0
+            self.queue([CREDIT, due])
+        else:
+            self.grant_due = due
+
+    def _credit_received(self, n: int) -> None:
+        self.credit += n
+        held = self.held
+        now = self.loop.time()
+        while held and self.credit > 0:
+            frame, weight, queued = held.popleft()
+            if frame[0] == REQUEST:
+                frame[2] -= now - queued  # seconds left: it waited here
+                if frame[2] <= 0:
+                    continue  # its caller has had its Timeout already
+            self.credit -= weight
+            self.out.append(frame)
+        if not held and not self.write_paused:
+            self._wake_writers()
+
+    def send_counted(self, frame: list[Any], weight: int) -> None:
+        """Queue a REQUEST/MESSAGE ``frame`` of ``weight`` items, or hold it (in order)
+        until the peer grants credit."""
+        if self.credit > 0 and not self.held:
+            self.credit -= weight
+            self.queue(frame)
+        else:
+            self.held.append((frame, weight, self.loop.time()))
 
     def _request_received(self, rid: int, left: float, msg: Any) -> None:
+        self._take(1)
         if left <= 0:
             log.debug("%s: call %d arrived past its deadline", self.describe(), rid)
+            self.release(1)  # nobody else will
             return
         owner = self.owner
         deadline = self.loop.time() + left
         owner.deadline = deadline
+        if not owner._manual_release:
+            self.release(1)
         if owner._on_call is not None:
             reply = Reply(self, rid, deadline)
             try:
@@ -522,6 +578,7 @@ class Connection(asyncio.Protocol):
                 handle.cancel()
         self.hs_timer = self.flush_handle = None
         self.out = []
+        self.held.clear()
         self.owner._forget(self)
         if self.transport is None and not self.closed.done():
             self.closed.set_result(None)  # never had a socket: nothing to wait for
