@@ -54,7 +54,7 @@ What callers may rely on:
   ``manual_release=True`` the handler takes ``transport.source`` (valid
   while ``on_message``/``on_call`` runs synchronously) and calls
   ``source.release(n)`` once the items left its buffers (say, a mailbox).
-  A peer that sends beyond its credit is cut off.
+  With manual release, a peer that sends beyond its credit is cut off.
 - **A peer that does not read** is cut off: once more than ``max_unsent``
   bytes (default 64 MiB) wait unsent to one peer, its connection is closed
   with a warning and its calls fail with ``PeerUnavailable``. Senders that
@@ -246,7 +246,7 @@ class Transport:
         self._window = window  # items a peer may have delivered here and not released
         self._grant_batch = max(1, window // 4)  # released items sent back in one CREDIT
         self._manual_release = manual_release
-        self.source: Connection | None = None  # the connection whose frame is being delivered
+        self.source: Connection | None = None  # with manual_release: whose frame is delivered
         self._dead_after = dead_after
         self._liveness: asyncio.TimerHandle | None = None
         self._max_handshaking = max_handshaking
@@ -476,7 +476,14 @@ class Transport:
         and ``congested(address)`` is true.
         """
         conn = self._conns.get(address) or self._open(address)
-        conn.send_counted([MESSAGE, msg] if weight == 1 else [MESSAGE, msg, weight], weight)
+        frame = [MESSAGE, msg] if weight == 1 else [MESSAGE, msg, weight]
+        if conn.credit > 0 and not conn.held:  # send_counted() inlined: the hot path
+            conn.credit -= weight
+            conn.out.append(frame)
+            if conn.flush_handle is None and conn.state == READY and not conn.receiving:
+                conn.flush_handle = self._loop.call_soon(conn.flush)
+        else:
+            conn.send_counted(frame, weight)
 
     def _open(self, address: str) -> Connection:
         loop = self._bind_loop()

@@ -135,6 +135,8 @@ class Connection(asyncio.Protocol):
         self.held: deque[tuple[list[Any], int, float]] = deque()  # (frame, weight, queued at)
         self.allowed = owner._window  # items the peer may still send us (it may overdraw once)
         self.grant_due = 0  # items released and not yet granted back to the peer
+        self.grant_batch = owner._grant_batch  # released items sent back in one CREDIT
+        self.manual = owner._manual_release  # items wait for release(), else go at delivery
 
     def describe(self) -> str:
         """Which connection this is, for the log (peer-supplied names escaped)."""
@@ -251,7 +253,7 @@ class Connection(asyncio.Protocol):
             self.out.insert(0, [CREDIT, self.owner._window - INITIAL_CREDIT])
         self.owner._authenticated(self, self.peer_hello.address)
         if self.out:
-            self._flush()
+            self.flush()
 
     def _hs_expired(self) -> None:
         self.hs_timer = None
@@ -280,7 +282,7 @@ class Connection(asyncio.Protocol):
         finally:
             self.receiving = False
         if self.out:
-            self._flush()
+            self.flush()
 
     def _dispatch(self, frame: Any) -> None:
         try:
@@ -308,7 +310,7 @@ class Connection(asyncio.Protocol):
                     fut.set_exception(error_from_wire(name, message, extra))
             elif kind == MESSAGE:
                 if len(frame) == 2:
-                    _, msg = frame
+                    msg = frame[1]
                     weight = 1
                 else:
                     _, msg, weight = frame
@@ -328,19 +330,27 @@ class Connection(asyncio.Protocol):
             raise ProtocolError(f"malformed frame {summary(frame)}") from None
 
     def _take(self, weight: int) -> None:
+        # only with manual release: otherwise every item is released as it is delivered
         if self.allowed <= 0:
             raise ProtocolError(f"the peer sent beyond its credit ({self.owner._window} items)")
         self.allowed -= weight
-        self.owner.source = self
 
     def _message_received(self, msg: Any, weight: int) -> None:
-        self._take(weight)
+        owner = self.owner
+        if self.manual:
+            self._take(weight)
+            owner.source = self
         try:
-            self.owner._on_message(self.peer_id, msg)
+            owner._on_message(self.peer_id, msg)
         except Exception:
             log.exception("on_message raised for a message from %s", printable(self.peer_id))
-        if not self.owner._manual_release:
-            self.release(weight)
+        if not self.manual:
+            due = self.grant_due + weight  # release() inlined: this is the hot path
+            if due >= self.grant_batch:
+                self.grant_due = 0
+                self.queue([CREDIT, due])
+            else:
+                self.grant_due = due
 
     def release(self, n: int = 1) -> None:
         """Gives ``n`` items of credit back to the peer (they left our buffers).
@@ -351,7 +361,7 @@ class Connection(asyncio.Protocol):
             return
         self.allowed += n
         due = self.grant_due + n
-        if due >= self.owner._grant_batch:
+        if due >= self.grant_batch:
             self.grant_due = 0
             self.queue([CREDIT, due])
         else:
@@ -377,12 +387,15 @@ class Connection(asyncio.Protocol):
         until the peer grants credit."""
         if self.credit > 0 and not self.held:
             self.credit -= weight
-            self.queue(frame)
+            self.out.append(frame)  # queue() inlined
+            if self.flush_handle is None and self.state == READY and not self.receiving:
+                self.flush_handle = self.loop.call_soon(self.flush)
         else:
             self.held.append((frame, weight, self.loop.time()))
 
     def _request_received(self, rid: int, left: float, msg: Any) -> None:
-        self._take(1)
+        if self.manual:
+            self._take(1)
         if left <= 0:
             log.debug("%s: call %d arrived past its deadline", self.describe(), rid)
             self.release(1)  # nobody else will
@@ -390,7 +403,9 @@ class Connection(asyncio.Protocol):
         owner = self.owner
         deadline = self.loop.time() + left
         owner.deadline = deadline
-        if not owner._manual_release:
+        if self.manual:
+            owner.source = self
+        else:
             self.release(1)
         if owner._on_call is not None:
             reply = Reply(self, rid, deadline)
@@ -438,7 +453,7 @@ class Connection(asyncio.Protocol):
         """Send ``frame`` with the next flush (at the latest on the next loop iteration)."""
         self.out.append(frame)
         if self.flush_handle is None and self.state == READY and not self.receiving:
-            self.flush_handle = self.loop.call_soon(self._flush)
+            self.flush_handle = self.loop.call_soon(self.flush)
 
     def new_call(self, fut: asyncio.Future[Any]) -> int:
         if not self.pending:
@@ -456,7 +471,7 @@ class Connection(asyncio.Protocol):
         self.last_unsent = unsent
         return now - max(self.last_rx, self.watch_since, self.last_drain)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self.flush_handle is not None:
             self.flush_handle.cancel()
             self.flush_handle = None
@@ -552,7 +567,7 @@ class Connection(asyncio.Protocol):
         if self.state == CLOSED:
             return
         if self.state == READY and self.out:
-            self._flush()
+            self.flush()
         self._set_closed(PeerUnavailable, f"{self.describe()} closed: {reason}")
         if self.transport is not None:
             self.transport.close()
