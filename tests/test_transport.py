@@ -544,3 +544,40 @@ def test_bad_constructor_arguments_are_refused() -> None:
         make("")
     with pytest.raises(ValueError, match="max_frame_size"):
         make("a", max_frame_size=2**32)
+
+
+class Exploding:
+    """A request_to target whose settling raises (say, the node is stopping)."""
+
+    def __init__(self) -> None:
+        self.timer: Any = None
+        self.settled = False
+
+    def done(self) -> bool:
+        return self.settled
+
+    def set_result(self, value: Any) -> None:
+        self.settled = True
+        raise RuntimeError("the node is not running")
+
+    set_exception = set_result
+
+
+async def test_a_target_that_raises_when_settled_does_not_tear_down_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    a = make("a")
+    b = make("b", on_request=lambda peer, msg: loop.create_future() if msg == "slow" else msg)
+    async with started(a, b) as (_, addr_b):
+        slow = asyncio.ensure_future(a.request(addr_b, "slow", 1.0))  # in flight meanwhile
+        target = Exploding()
+        a.request_to(addr_b, "boom", 2.0, target)
+        await eventually(lambda: target.settled)
+        target.timer.cancel()
+        assert await a.request(addr_b, "after", 2.0) == "after"
+        assert len(a._all) == 1  # the same connection carried on
+        with pytest.raises(errors.Timeout):  # not PeerUnavailable: the link stayed up
+            await slow
+    assert any("not running" in r.getMessage() or r.exc_info for r in caplog.records
+               if r.name == "dna.transport")

@@ -296,18 +296,10 @@ class Connection(asyncio.Protocol):
                 self._request_received(rid, left, msg)
             elif kind == REPLY:
                 _, rid, value = frame
-                fut = self.pending.pop(rid, None)
-                if fut is None:
-                    log.debug("%s: reply to unknown or expired call %r", self.describe(), rid)
-                elif not fut.done():
-                    fut.set_result(value)
+                self._settle(rid, value, None)
             elif kind == ERROR:
                 _, rid, name, message, extra = frame
-                fut = self.pending.pop(rid, None)
-                if fut is None:
-                    log.debug("%s: error for unknown or expired call %r", self.describe(), rid)
-                elif not fut.done():
-                    fut.set_exception(error_from_wire(name, message, extra))
+                self._settle(rid, None, error_from_wire(name, message, extra))
             elif kind == MESSAGE:
                 if len(frame) == 2:
                     msg = frame[1]
@@ -328,6 +320,21 @@ class Connection(asyncio.Protocol):
                 raise TypeError
         except (TypeError, ValueError, IndexError, KeyError):
             raise ProtocolError(f"malformed frame {summary(frame)}") from None
+
+    def _settle(self, rid: Any, value: Any, exc: BaseException | None) -> None:
+        fut = self.pending.pop(rid, None)
+        if fut is None:
+            log.debug("%s: answer to unknown or expired call %r", self.describe(), rid)
+            return
+        try:
+            if fut.done():
+                return
+            if exc is None:
+                fut.set_result(value)
+            else:
+                fut.set_exception(exc)
+        except Exception:  # a request_to target's own failure: never the connection's
+            log.exception("%s: settling call %r raised", self.describe(), rid)
 
     def _take(self, weight: int) -> None:
         # only with manual release: otherwise every item is released as it is delivered
