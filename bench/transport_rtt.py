@@ -1,12 +1,18 @@
 """Remote call round trip of ``dna.transport`` on loopback (no storage, no actor).
 
     PYTHONPATH=src python bench/transport_rtt.py [--seconds 3] [--inflight 64] [--same-process]
+    PYTHONPATH=src python bench/transport_rtt.py --cpu
 
 The peer runs in a second process (``--same-process`` puts it on the
 caller's event loop instead). Prints, for one call at a time, round trips/s
 and p50/p99 latency in microseconds; then calls/s with ``--inflight`` calls
-outstanding; then, for scale, the same sequential figure for a plain asyncio
-TCP echo over one connection. Asserts nothing.
+outstanding; then one-way messages/s (many small ``send``s, the peer counts
+them and answers a final call with its count); then, for scale, the same
+sequential figure for a plain asyncio TCP echo over one connection. Asserts nothing.
+
+``--cpu`` instead prints CPU time (not wall time) per one-way message, per
+call with 64 in flight and per sequential call, both ends on one loop, the
+least of 7 rounds: steadier than wall-clock rates on a shared machine.
 """
 
 from __future__ import annotations
@@ -25,8 +31,18 @@ from dna.transport import Transport
 SECRET = b"bench secret"
 
 
+received = 0  # one-way messages the peer got
+
+
 def handler(peer: str, msg: Any) -> Any:
+    if msg == "count?":
+        return received
     return msg
+
+
+def on_message(peer: str, msg: Any) -> None:
+    global received
+    received += 1
 
 
 class Echo(asyncio.Protocol):
@@ -54,7 +70,7 @@ class EchoClient(asyncio.Protocol):
 async def serve() -> None:
     """The peer process: a transport and a raw echo server; prints both addresses."""
     loop = asyncio.get_running_loop()
-    t = Transport("bench-server", SECRET, on_request=handler, on_message=lambda p, m: None)
+    t = Transport("bench-server", SECRET, on_request=handler, on_message=on_message)
     await t.start("127.0.0.1", 0)
     echo = await loop.create_server(Echo, "127.0.0.1", 0)
     print(t.address, echo.sockets[0].getsockname()[1], flush=True)
@@ -99,6 +115,23 @@ async def pipelined(t: Transport, address: str, inflight: int, seconds: float) -
     return done / (time.perf_counter() - t0)
 
 
+async def oneway(t: Transport, address: str, seconds: float) -> float:
+    """Small one-way messages/s: sends in bursts, yielding between them, until the
+    peer has counted everything sent within ``seconds``."""
+    start = await t.request(address, "count?", 10.0)
+    sent = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        for i in range(256):
+            t.send(address, [b"m", i])
+        sent += 256
+        await t.writable(address)
+    while await t.request(address, "count?", 10.0) - start < sent:
+        pass
+    return sent / (time.perf_counter() - t0)
+
+
 async def echo_baseline(port: int, seconds: float) -> tuple[float, list[float]]:
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_connection(EchoClient, "127.0.0.1", port)
@@ -123,7 +156,7 @@ async def main(args: argparse.Namespace, proc: subprocess.Popen[str] | None) -> 
     peer: Transport | None = None
     echo_server: asyncio.Server | None = None
     if proc is None:
-        peer = Transport("bench-server", SECRET, on_request=handler, on_message=lambda p, m: None)
+        peer = Transport("bench-server", SECRET, on_request=handler, on_message=on_message)
         await peer.start("127.0.0.1", 0)
         address = peer.address or ""
         echo_server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
@@ -140,6 +173,8 @@ async def main(args: argparse.Namespace, proc: subprocess.Popen[str] | None) -> 
         report("transport, 1 call at a time", rate, lat)
         rate = await pipelined(t, address, args.inflight, args.seconds)
         print(f"{f'transport, {args.inflight} calls in flight':<34} {rate:>9,.0f} calls/s")
+        rate = await oneway(t, address, args.seconds)
+        print(f"{'transport, one-way messages':<34} {rate:>9,.0f} messages/s")
         rate, lat = await echo_baseline(echo_port, args.seconds)
         report("plain asyncio TCP echo (scale)", rate, lat)
     finally:
@@ -150,7 +185,54 @@ async def main(args: argparse.Namespace, proc: subprocess.Popen[str] | None) -> 
             echo_server.close()
 
 
+async def cpu_rounds() -> None:
+    """CPU time per operation, both transports on this loop, least of 7 rounds."""
+    b = Transport("bench-server", SECRET, on_request=handler, on_message=on_message)
+    a = Transport("bench-client", SECRET, on_request=handler, on_message=on_message)
+    await b.start("127.0.0.1", 0)
+    address = b.address or ""
+    try:
+        await a.request(address, "warm", 10.0)
+
+        async def one_way() -> float:
+            start, clock = received, time.process_time()
+            for _ in range(200):
+                for i in range(256):
+                    a.send(address, [b"m", i])
+                await a.writable(address)
+            while await a.request(address, "count?", 10.0) - start < 200 * 256:
+                pass
+            return (time.process_time() - clock) / (200 * 256)
+
+        async def in_flight() -> float:
+            clock = time.process_time()
+            await asyncio.gather(*(
+                asyncio.gather(*(a.request(address, b"x", 10.0) for _ in range(64)))
+                for _ in range(300)
+            ))
+            return (time.process_time() - clock) / (300 * 64)
+
+        async def sequential_calls() -> float:
+            clock = time.process_time()
+            for _ in range(2000):
+                await a.request(address, b"x", 10.0)
+            return (time.process_time() - clock) / 2000
+
+        o = min([await one_way() for _ in range(7)])
+        p = min([await in_flight() for _ in range(7)])
+        s = min([await sequential_calls() for _ in range(7)])
+        print(f"CPU per one-way message {o * 1e9:,.0f} ns; per call, 64 in flight "
+              f"{p * 1e6:.2f} us; per sequential call {s * 1e6:.1f} us "
+              f"(compiled core: {_core.COMPILED})")
+    finally:
+        await a.close()
+        await b.close()
+
+
 def run(args: argparse.Namespace) -> None:
+    if args.cpu:
+        asyncio.run(cpu_rounds())
+        return
     if args.same_process:
         asyncio.run(main(args, None))
         return
@@ -171,6 +253,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--same-process", action="store_true")
+    parser.add_argument("--cpu", action="store_true", help="CPU time per operation instead")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.serve:

@@ -209,6 +209,20 @@ def test_decoder_bad_limit(f: ModuleType) -> None:
         f.FrameDecoder(-1)
 
 
+@pytest.mark.parametrize("limit", [2**32, 2**63, 2**64, 2**100])
+def test_decoder_limit_over_the_header_range_is_the_same_error_in_both_builds(
+    f: ModuleType, limit: int
+) -> None:
+    with pytest.raises(ValueError, match="4294967295"):
+        f.FrameDecoder(limit)
+
+
+def test_decoder_limit_at_the_header_range_is_accepted(f: ModuleType) -> None:
+    assert f.FrameDecoder(2**32 - 1).max_frame_size == 2**32 - 1
+    with pytest.raises(TypeError):
+        f.FrameDecoder(1.5)
+
+
 def test_payload_over_4gib_is_refused(f: ModuleType) -> None:
     """The size check encode_frame(s) apply, tested without allocating 4 GiB."""
     f._check_payload_size(0)

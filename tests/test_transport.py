@@ -5,25 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import logging
-import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dna import errors
-from dna._core import encode_frame
+from dna._core import FrameDecoder, encode_frame
 from dna.errors import ActorError, InterfaceError, NotOwner, PeerUnavailable, ProtocolError
 from dna.transport import Transport
-from dna.transport_auth import Hello, build_hello, check_proof, make_proof, new_nonce, parse_hello
-from dna.transport_wire import PING, PONG, REPLY, error_from_wire
+from dna.transport_auth import (
+    Hello,
+    Keys,
+    Opener,
+    Sealer,
+    build_hello,
+    check_proof,
+    derive_keys,
+    master_key,
+    new_nonce,
+    parse_hello,
+)
+from dna.transport_wire import CREDIT, PING, PONG, REPLY, error_from_wire
 
 SECRET = b"cluster secret for the tests"
 LOOPBACK = "127.0.0.1"
@@ -66,8 +72,10 @@ def warned(caplog: pytest.LogCaptureFixture, text: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def raw(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+async def raw(
+    port: int, ssl: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection(LOOPBACK, port, ssl=ssl)
     try:
         yield reader, writer
     finally:
@@ -76,10 +84,38 @@ async def raw(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.St
             await writer.wait_closed()
 
 
+class RawPeer:
+    """A raw client past the handshake: writes and reads frames in sealed records."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 keys: Keys, rest: bytes) -> None:
+        self.reader, self.writer, self.keys = reader, writer, keys
+        self.sealer = Sealer(keys.mac_out)
+        self.opener = Opener(keys.mac_in, 1 << 24)
+        self.decoder = FrameDecoder()
+        self.rest = rest
+
+    def write(self, payload: bytes) -> None:
+        """Sends ``payload`` (whole frames, or anything) as our next record."""
+        self.writer.write(self.sealer.seal(payload))
+
+    async def read_frame(self, within: float = 2.0) -> Any:
+        """The next frame other than a CREDIT grant."""
+        while True:
+            for frame in self.decoder:
+                if frame[0] != CREDIT:
+                    return frame
+            data, self.rest = self.rest, b""
+            data = data or await asyncio.wait_for(self.reader.read(65536), within)
+            assert data, "closed by the peer"
+            for payload in self.opener.feed(data):
+                self.decoder.feed(payload)
+
+
 async def handshake(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes | None = SECRET
-) -> bytes:
-    """Authenticates a raw client as node "raw"; returns bytes read past the handshake."""
+) -> RawPeer:
+    """Authenticates a raw client as node "raw"."""
     own = Hello(secret is not None, new_nonce(), "raw", "")
     writer.write(build_hello(*own))
     buf = b""
@@ -87,11 +123,12 @@ async def handshake(
         buf += await reader.read(1024)
     peer, n = parsed
     buf = buf[n:]
-    writer.write(make_proof(secret, False, own, peer))
+    keys = derive_keys(master_key(secret), False, own, peer)
+    writer.write(keys.proof_out)
     while len(buf) < 32:
         buf += await reader.read(1024)
-    check_proof(secret, False, own, peer, buf[:32])
-    return buf[32:]
+    check_proof(keys, buf[:32])
+    return RawPeer(reader, writer, keys, buf[32:])
 
 
 async def closed_by_peer(reader: asyncio.StreamReader, within: float = 2.0) -> float:
@@ -314,7 +351,7 @@ async def test_peer_closing_mid_request_raises_peer_unavailable() -> None:
             assert isinstance(call.exception(), errors.Retryable)
         with pytest.raises(PeerUnavailable):  # nobody listens there any more
             await a.request(addr_b, "again", 2.0)
-        assert addr_a
+        assert await make_and_call(addr_a) == 1  # a itself still serves
 
 
 async def test_close_fails_calls_in_flight_and_refuses_new_ones() -> None:
@@ -446,8 +483,12 @@ async def test_oversize_frame_after_auth_is_closed(caplog: pytest.LogCaptureFixt
     b = make("b", max_frame_size=1024)
     async with started(b) as (addr_b,):
         async with raw(port_of(b)) as (reader, writer):
+            peer = await handshake(reader, writer)
+            peer.write((2048).to_bytes(4, "big") + b"\x00" * 100)  # a frame over the limit
+            assert await closed_by_peer(reader) < 1.0
+        async with raw(port_of(b)) as (reader, writer):
             await handshake(reader, writer)
-            writer.write((2048).to_bytes(4, "big") + b"\x00" * 100)
+            writer.write((2048).to_bytes(4, "big") + b"\x00" * 100)  # a record over it
             assert await closed_by_peer(reader) < 1.0
         await eventually(lambda: warned(caplog, "connection from"))
         assert await make_and_call(addr_b) == 1
@@ -465,8 +506,8 @@ async def test_garbage_frame_after_auth_is_closed(
     b = make("b")
     async with started(b) as (addr_b,):
         async with raw(port_of(b)) as (reader, writer):
-            await handshake(reader, writer)
-            writer.write(payload)
+            peer = await handshake(reader, writer)
+            peer.write(payload)
             assert await closed_by_peer(reader) < 1.0
         await eventually(lambda: warned(caplog, "connection from"))
         assert await make_and_call(addr_b) == 1
@@ -476,12 +517,9 @@ async def test_reply_to_unknown_request_is_ignored() -> None:
     b = make("b")
     async with started(b):
         async with raw(port_of(b)) as (reader, writer):
-            rest = await handshake(reader, writer)
-            writer.write(encode_frame([REPLY, 12345, "who asked?"]) + encode_frame([PING]))
-            want = encode_frame([PONG])
-            while len(rest) < len(want):
-                rest += await asyncio.wait_for(reader.read(1024), 2.0)
-            assert rest == want
+            peer = await handshake(reader, writer)
+            peer.write(encode_frame([REPLY, 12345, "who asked?"]) + encode_frame([PING]))
+            assert await peer.read_frame() == [PONG]
 
 
 async def test_idle_connections_are_kept_alive_or_closed(caplog: pytest.LogCaptureFixture) -> None:
@@ -497,75 +535,49 @@ async def test_idle_connections_are_kept_alive_or_closed(caplog: pytest.LogCaptu
         assert warned(caplog, "no traffic")
 
 
-# ---------------------------------------------------------------- TLS
-
-
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        if shutil.which("openssl") is None:
-            pytest.skip("neither the cryptography package nor the openssl CLI is available")
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key),
-             "-out", str(cert), "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-            check=True, capture_output=True,
-        )
-        return cert, key
-    pkey = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(pkey.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost"),
-        ]), critical=False)
-        .sign(pkey, hashes.SHA256())
-    )
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(pkey.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    return cert, key
-
-
-async def test_tls_round_trip(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.load_verify_locations(cert)
-    a = make("a", ssl=server, client_ssl=client)
-    b = make("b", ssl=server, client_ssl=client)
-    plain = make("plain")
-    async with started(a, b, plain) as (addr_a, addr_b, _):
-        assert await a.request(addr_b, b"over tls", 2.0) == ["a", b"over tls"]
-        assert await b.request(addr_a, 2, 2.0) == ["b", 2]
-        (conn,) = a._all
-        assert conn.transport is not None
-        assert conn.transport.get_extra_info("ssl_object") is not None
-        with pytest.raises(PeerUnavailable):  # plaintext peers cannot talk to a TLS node
-            await plain.request(addr_b, 3, 2.0)
-
-
-def test_contexts_for_the_wrong_side_are_refused() -> None:
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    with pytest.raises(InterfaceError, match="client_ssl"):
-        make("a", ssl=server)
-    with pytest.raises(InterfaceError):
-        make("a", ssl=client, client_ssl=client)
-    make("a", ssl=server, client_ssl=client)
+def test_bad_constructor_arguments_are_refused() -> None:
     with pytest.raises(InterfaceError):
         make("a", "not bytes")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         make("x" * 300)
+    with pytest.raises(ValueError):
+        make("")
+    with pytest.raises(ValueError, match="max_frame_size"):
+        make("a", max_frame_size=2**32)
+
+
+class Exploding:
+    """A request_to target whose settling raises (say, the node is stopping)."""
+
+    def __init__(self) -> None:
+        self.timer: Any = None
+        self.settled = False
+
+    def done(self) -> bool:
+        return self.settled
+
+    def set_result(self, value: Any) -> None:
+        self.settled = True
+        raise RuntimeError("the node is not running")
+
+    set_exception = set_result
+
+
+async def test_a_target_that_raises_when_settled_does_not_tear_down_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    a = make("a")
+    b = make("b", on_request=lambda peer, msg: loop.create_future() if msg == "slow" else msg)
+    async with started(a, b) as (_, addr_b):
+        slow = asyncio.ensure_future(a.request(addr_b, "slow", 1.0))  # in flight meanwhile
+        target = Exploding()
+        a.request_to(addr_b, "boom", 2.0, target)
+        await eventually(lambda: target.settled)
+        target.timer.cancel()
+        assert await a.request(addr_b, "after", 2.0) == "after"
+        assert len(a._all) == 1  # the same connection carried on
+        with pytest.raises(errors.Timeout):  # not PeerUnavailable: the link stayed up
+            await slow
+    assert any("not running" in r.getMessage() or r.exc_info for r in caplog.records
+               if r.name == "dna.transport")

@@ -15,21 +15,59 @@ What callers may rely on:
   reply that is ready too late. Expiry raises ``Timeout`` at the caller. A
   connection lost with calls in flight fails them with ``PeerUnavailable``
   (retryable: the call may or may not have run).
+- **Dead links are noticed** while calls are in flight: a connection that
+  shows no sign of life (no frame from the peer, no progress writing to it)
+  for ``ping_interval`` seconds (default 1) is pinged, and after
+  ``dead_after`` seconds (default 2.5) it is closed and its calls fail with
+  ``PeerUnavailable``, so a blackholed link costs ~3 s, not the call's
+  timeout. A peer whose loop is blocked that long counts as dead too.
 - **Errors.** A handler's ``ActorError`` keeps its remote type and message;
   a ``dna.errors`` class is raised again by name with its message; anything
   else becomes ``ActorError(type_name, message)``. Nothing is ever unpickled
   or imported by name.
-- **Authentication** comes before any frame is decoded: a mutual HMAC-SHA256
-  challenge keyed by the cluster ``secret`` (``transport_auth``). A peer with
-  the wrong secret, garbage, an oversize frame or a stalled handshake gets
-  its connection closed with a warning on the ``dna.transport`` logger; every
-  other connection is unaffected. Idle connections are kept alive with
+- **Authentication** comes before any frame is decoded: a mutual challenge
+  with keys derived (HKDF-SHA256) from the cluster ``secret``, bound to the
+  direction, both nonces and both node ids; a HELLO carrying our own node id
+  or nonce (a reflected handshake) is refused. After it, every record of
+  frames carries a MAC keyed per connection and direction, with an implicit
+  sequence number: injected, replayed or reordered bytes close the
+  connection before anything in them is decoded (``transport_auth``). A peer
+  with the wrong secret, garbage, an oversize frame or a stalled handshake
+  gets its connection closed with a warning on the ``dna.transport`` logger;
+  every other connection is unaffected. Idle connections are kept alive with
   ping/pong and closed after ``idle_timeout`` seconds without any traffic.
-- **TLS**: ``ssl`` is the listener's context (``ssl.PROTOCOL_TLS_SERVER``);
-  ``client_ssl`` is used to dial peers (``ssl.PROTOCOL_TLS_CLIENT``) and
-  defaults to ``ssl``, which then has to be a context valid for both sides.
-  The peer's host name from its address is the TLS server name. The secret
-  handshake runs inside TLS as well.
+- **TLS** is mutual or refused: ``ssl`` is the listener's context
+  (``PROTOCOL_TLS_SERVER`` with ``verify_mode == CERT_REQUIRED``, so every
+  peer shows a certificate the CA signed); ``client_ssl`` dials peers
+  (``PROTOCOL_TLS_CLIENT``, ``CERT_REQUIRED``, with our client certificate)
+  and defaults to ``ssl``, which then has to be valid for both sides. A
+  context that does not verify its peer raises ``InterfaceError`` at
+  construction. ``tls_contexts(cert, key, ca)`` builds the pair from PEM
+  files. The peer's host name from its address is the TLS server name. The
+  secret handshake and record MACs run inside TLS as well.
+- **Flow control.** A peer may have at most ``window`` items (default
+  8192; a call is one item, ``send(..., weight=n)`` is n) delivered to our
+  handlers and not yet released, plus one frame; beyond that its calls and
+  messages wait at the sender, in order, and ``congested()`` is true there.
+  Replies are never counted, so an answer is never held behind requests.
+  By default an item is released as soon as its handler returns; with
+  ``manual_release=True`` the handler takes ``transport.source`` (valid
+  while ``on_message``/``on_call`` runs synchronously) and calls
+  ``source.release(n)`` once the items left its buffers (say, a mailbox).
+  With manual release, a peer that sends beyond its credit is cut off.
+- **A peer that does not read** is cut off: once more than ``max_unsent``
+  bytes (default 64 MiB) wait unsent to one peer, its connection is closed
+  with a warning and its calls fail with ``PeerUnavailable``. Senders that
+  want no such failure wait for ``writable()`` while ``congested()``.
+- **Limits on strangers.** At most ``max_handshaking`` (default 256)
+  accepted connections may be unauthenticated (in TLS or in our handshake)
+  at once; a new one beyond that closes the oldest. At most
+  ``max_handshaking_per_host`` (default 32) of them may come from one IP
+  address; more are closed at once, before any TLS work. Each has
+  ``handshake_timeout`` seconds (TLS and our handshake each) to
+  authenticate. Running out of file descriptors pauses accepting for
+  0.25 s. What unauthenticated peers make us log is throttled (5 warnings
+  per 10 s, the rest counted), so no peer can grow the log per connection.
 - Without a secret, ``start`` refuses a non-loopback address unless
   ``insecure=True``.
 """
@@ -37,15 +75,19 @@ What callers may rely on:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import ssl as _ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
 from .errors import InterfaceError, PeerUnavailable, Timeout
-from .transport_auth import encode_field
+from .transport_auth import check_tls, encode_field, master_key, tls_contexts
 from .transport_conn import READY, Connection
 from .transport_wire import (
+    INITIAL_CREDIT,
     MESSAGE,
     PING,
     REQUEST,
@@ -54,7 +96,7 @@ from .transport_wire import (
     parse_address,
 )
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "tls_contexts"]
 
 log = logging.getLogger("dna.transport")
 
@@ -63,6 +105,48 @@ OnMessage = Callable[[str, Any], None]  # (peer node id, msg)
 OnCall = Callable[[str, Any, Any], None]  # (peer node id, msg, Reply): answers via the Reply
 
 _CLOSE_GRACE = 2.0  # seconds close() waits for sockets to finish closing
+_ACCEPT_RETRY = 0.25  # seconds accepting pauses when the process is out of file descriptors
+_MAX_FRAME_LIMIT = 0xFFFFFFFF - 4  # a record (frame + its header) must fit a 4-byte length
+_BACKLOG = 128  # listen() backlog; also the most connections accepted per loop iteration
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class Throttled:
+    """Warnings that could repeat once per connection: at most ``burst`` per
+    ``period`` seconds, the rest counted and reported with the next one let through."""
+
+    def __init__(self, period: float = 10.0, burst: int = 5) -> None:
+        self.period = period  # seconds per window
+        self.burst = burst  # messages let through per window
+        self.window = -period  # monotonic start of the current window
+        self.count = 0  # messages let through in the current window
+        self.suppressed = 0  # messages dropped since the last one let through
+
+    def warning(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.window >= self.period:
+            self.window, self.count = now, 0
+        if self.count >= self.burst:
+            self.suppressed += 1
+            return
+        self.count += 1
+        if self.suppressed:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, self.suppressed)
+            self.suppressed = 0
+        log.warning(msg, *args)
+
+
+class Admission:
+    """An accepted connection that has not authenticated yet: it holds a slot."""
+
+    __slots__ = ("conn", "host", "sock", "task")
+
+    def __init__(self, host: str, sock: socket.socket) -> None:
+        self.host = host  # the peer's IP address
+        self.sock = sock  # the accepted socket (closed here if asyncio never took it)
+        self.task: asyncio.Task[Any] | None = None  # connect_accepted_socket (TLS handshake)
+        self.conn: Connection | None = None  # once the connection is made
 
 
 def _expire(fut: asyncio.Future[Any], address: str, timeout: float) -> None:
@@ -76,6 +160,31 @@ def _expire_call(conn: Connection, rid: int, address: str, timeout: float) -> No
         target.set_exception(Timeout(f"no reply from {address} within {timeout} s"))
 
 
+def _check_settings(
+    node_id: str, secret: bytes | None, max_frame_size: int, handshake_timeout: float,
+    idle_timeout: float, ping_interval: float, dead_after: float, max_unsent: int,
+    window: int, max_handshaking: int, max_handshaking_per_host: int,
+) -> None:
+    """ValueError/InterfaceError for a Transport setting out of range."""
+    encode_field(node_id, "node id")  # raises ValueError when too long
+    if not node_id:
+        raise ValueError("node_id must not be empty")
+    if secret is not None and (not isinstance(secret, bytes) or not secret):
+        raise InterfaceError("secret must be non-empty bytes or None")
+    if max_frame_size <= 0 or handshake_timeout <= 0 or idle_timeout <= 0:
+        raise ValueError("max_frame_size and the timeouts must be positive")
+    if max_frame_size > _MAX_FRAME_LIMIT:
+        raise ValueError(f"max_frame_size must be at most {_MAX_FRAME_LIMIT}")
+    if not 0 < ping_interval < dead_after:
+        raise ValueError("ping_interval must be positive and below dead_after")
+    if max_unsent < 1:
+        raise ValueError("max_unsent must be positive")
+    if window < INITIAL_CREDIT:
+        raise ValueError(f"window must be at least {INITIAL_CREDIT}")
+    if max_handshaking < 1 or max_handshaking_per_host < 1:
+        raise ValueError("max_handshaking and max_handshaking_per_host must be at least 1")
+
+
 class Transport:
     """Connections to and from the other nodes of a cluster (see the module docstring).
 
@@ -85,7 +194,9 @@ class Transport:
     (``set_result``/``set_exception``; ``done()`` is true once settled or past
     the deadline) and the answer is queued at once, with no future between. While it runs
     synchronously, ``deadline`` holds the call's deadline in ``loop.time()``
-    terms. ``on_message(peer_node_id, msg)`` receives one-way messages.
+    terms. ``on_message(peer_node_id, msg)`` receives one-way messages. While
+    either runs synchronously, ``source.release(n)`` gives the peer ``n`` items
+    of credit back (needed only with ``manual_release``).
     """
 
     def __init__(
@@ -101,24 +212,24 @@ class Transport:
         max_frame_size: int = 16 * 1024 * 1024,
         handshake_timeout: float = 5.0,
         idle_timeout: float = 30.0,
+        max_handshaking: int = 256,
+        max_handshaking_per_host: int = 32,
+        ping_interval: float = 1.0,
+        dead_after: float = 2.5,
+        max_unsent: int = 64 * 1024 * 1024,
+        window: int = 8192,
+        manual_release: bool = False,
     ) -> None:
-        encode_field(node_id, "node id")  # raises ValueError when too long
-        if not node_id:
-            raise ValueError("node_id must not be empty")
-        if secret is not None and (not isinstance(secret, bytes) or not secret):
-            raise InterfaceError("secret must be non-empty bytes or None")
-        if max_frame_size <= 0 or handshake_timeout <= 0 or idle_timeout <= 0:
-            raise ValueError("max_frame_size and the timeouts must be positive")
+        _check_settings(node_id, secret, max_frame_size, handshake_timeout, idle_timeout,
+                        ping_interval, dead_after, max_unsent, window, max_handshaking,
+                        max_handshaking_per_host)
         client_ssl = client_ssl or ssl
-        if ssl is not None and ssl.protocol == _ssl.PROTOCOL_TLS_CLIENT:
-            raise InterfaceError("ssl is the listener's context: it cannot be PROTOCOL_TLS_CLIENT")
-        if client_ssl is not None and client_ssl.protocol == _ssl.PROTOCOL_TLS_SERVER:
-            raise InterfaceError(
-                "a PROTOCOL_TLS_SERVER context cannot dial peers: pass client_ssl as well"
-            )
+        check_tls(ssl, client_ssl)
         self.node_id = node_id
         self.deadline = 0.0  # loop-time deadline of the call whose handler is starting
         self._secret = secret
+        self._master = master_key(secret)  # every connection's keys derive from it
+        self._nonces: set[bytes] = set()  # our HELLO nonces on live connections
         if on_request is None and on_call is None:
             raise InterfaceError("a transport needs on_request or on_call to answer calls")
         self._on_request = on_request
@@ -130,7 +241,21 @@ class Transport:
         self._handshake_timeout = handshake_timeout
         self._idle_timeout = idle_timeout
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # bound on use
-        self._server: asyncio.Server | None = None
+        self._ping_interval = ping_interval
+        self._max_unsent = max_unsent
+        self._window = window  # items a peer may have delivered here and not released
+        self._grant_batch = max(1, window // 4)  # released items sent back in one CREDIT
+        self._manual_release = manual_release
+        self.source: Connection | None = None  # with manual_release: whose frame is delivered
+        self._dead_after = dead_after
+        self._liveness: asyncio.TimerHandle | None = None
+        self._max_handshaking = max_handshaking
+        self._max_handshaking_per_host = max_handshaking_per_host
+        self._listening: list[socket.socket] = []  # our listening sockets
+        self._handshaking: dict[Admission, None] = {}  # oldest first
+        self._handshaking_by_host: dict[str, int] = {}  # slots held per peer IP
+        self.refused = 0  # connections refused or evicted by the limits (for tests, metrics)
+        self.preauth_log = Throttled()  # what unauthenticated peers make us say
         self._advertise = ""  # our listen address as told to peers
         self._conns: dict[str, Connection] = {}  # usable connection per peer address
         self._all: set[Connection] = set()  # every connection with a socket
@@ -150,6 +275,7 @@ class Transport:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._schedule_keepalive()
+            self._liveness = self._loop.call_later(self._ping_interval / 4, self._check_liveness)
         return self._loop
 
     # ------------------------------------------------------------ listening
@@ -164,22 +290,122 @@ class Transport:
         unless ``insecure`` is true.
         """
         loop = self._bind_loop()
-        if self._server is not None:
+        if self._listening:
             raise InterfaceError("the transport is already listening")
         if self._secret is None and not insecure and not await self._is_loopback(host, port):
             raise InterfaceError(
                 f"refusing to listen on {host!r} without a cluster secret: set a secret, "
                 "listen on a loopback address, or pass insecure=True"
             )
-        self._server = await loop.create_server(
-            lambda: Connection(self, True, None), host, port, ssl=self._ssl,
-            ssl_handshake_timeout=self._handshake_timeout if self._ssl else None,
-        )
-        bound = self._server.sockets[0].getsockname()
+        self._listening = await self._bind(host, port)
+        for sock in self._listening:
+            loop.add_reader(sock.fileno(), self._accept, sock)
+        bound = self._listening[0].getsockname()
         bound_host, bound_port = str(bound[0]), int(bound[1])
         self._advertise = advertise or format_address(host or bound_host, bound_port)
         encode_field(self._advertise, "advertised address")
         return bound_host, bound_port
+
+    async def _bind(self, host: str, port: int) -> list[socket.socket]:
+        """Listening sockets for every address ``host`` resolves to (all when empty)."""
+        infos = await self._loop.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        socks: list[socket.socket] = []
+        seen = set()
+        try:
+            for family, kind, proto, _, addr in infos:
+                if (family, addr) in seen:
+                    continue
+                seen.add((family, addr))
+                sock = socket.socket(family, kind, proto)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(addr)
+                sock.listen(_BACKLOG)
+                sock.setblocking(False)
+        except OSError:
+            for sock in socks:
+                sock.close()
+            raise
+        return socks
+
+    def _accept(self, sock: socket.socket) -> None:
+        # our own accept loop: asyncio's reports EMFILE through the loop's exception
+        # handler (a traceback a second) and knows nothing of unauthenticated peers
+        for _ in range(_BACKLOG):
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as e:
+                if e.errno not in _OUT_OF_RESOURCES:
+                    raise
+                self.preauth_log.warning(
+                    "cannot accept connections: %s; retrying every %s s", e, _ACCEPT_RETRY)
+                self._loop.remove_reader(sock.fileno())
+                self._loop.call_later(_ACCEPT_RETRY, self._resume_accepting, sock)
+                return
+            self._admit(conn, str(addr[0]))
+
+    def _resume_accepting(self, sock: socket.socket) -> None:
+        if not self._closed and sock.fileno() >= 0:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _admit(self, sock: socket.socket, host: str) -> None:
+        """Takes a slot for a new connection, or refuses it (closed at once, no TLS work)."""
+        held = self._handshaking_by_host.get(host, 0)
+        if self._closed or held >= self._max_handshaking_per_host:
+            sock.close()
+            self.refused += 1
+            self.preauth_log.warning(
+                "refusing a connection from %s: %d unauthenticated connections from it "
+                "(max_handshaking_per_host)", host, held)
+            return
+        if len(self._handshaking) >= self._max_handshaking:
+            # evict the oldest: a legitimate handshake takes milliseconds, a slot
+            # held for long is most likely an attacker's
+            self._evict(next(iter(self._handshaking)))
+        adm = Admission(host, sock)
+        self._handshaking[adm] = None
+        self._handshaking_by_host[host] = held + 1
+        sock.setblocking(False)
+        ctx = self._ssl
+        adm.task = self._loop.create_task(self._loop.connect_accepted_socket(
+            lambda: Connection(self, True, None, adm), sock=sock, ssl=ctx,
+            ssl_handshake_timeout=self._handshake_timeout if ctx else None,
+        ))
+        adm.task.add_done_callback(lambda t: self._accepted(adm, t))
+
+    def _accepted(self, adm: Admission, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self.release(adm)  # the TLS handshake failed or timed out, or we evicted it
+            adm.sock.close()  # a no-op if asyncio closed it already
+            if not task.cancelled():
+                log.debug("TLS handshake with %s failed: %s", adm.host, task.exception())
+
+    def _evict(self, adm: Admission) -> None:
+        self.refused += 1
+        self.preauth_log.warning(
+            "closing the oldest unauthenticated connection (from %s): %d are open "
+            "(max_handshaking)", adm.host, len(self._handshaking))
+        self.release(adm)
+        if adm.conn is not None:
+            adm.conn.drop("evicted before authenticating")
+        elif adm.task is not None:
+            adm.task.cancel()
+
+    def release(self, adm: Admission) -> None:
+        """Frees ``adm``'s slot (the connection authenticated or closed); idempotent."""
+        if adm in self._handshaking:
+            del self._handshaking[adm]
+            left = self._handshaking_by_host[adm.host] - 1
+            if left:
+                self._handshaking_by_host[adm.host] = left
+            else:
+                del self._handshaking_by_host[adm.host]
 
     async def _is_loopback(self, host: str, port: int) -> bool:
         known = is_loopback_literal(host)
@@ -202,7 +428,7 @@ class Transport:
         conn = self._conns.get(address) or self._open(address)
         fut: asyncio.Future[Any] = self._loop.create_future()
         rid = conn.new_call(fut)
-        conn.queue([REQUEST, rid, timeout, msg])
+        conn.send_counted([REQUEST, rid, timeout, msg], 1)
         timer = self._loop.call_later(timeout, _expire, fut, address, timeout)
         try:
             return await fut
@@ -218,15 +444,16 @@ class Transport:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         conn = self._conns.get(address) or self._open(address)
         rid = conn.new_call(target)
-        conn.queue([REQUEST, rid, timeout, msg])
+        conn.send_counted([REQUEST, rid, timeout, msg], 1)
         target.timer = self._loop.call_later(
             timeout, _expire_call, conn, rid, address, timeout
         )
 
     def congested(self, address: str) -> bool:
-        """True while frames to ``address`` wait on a full socket buffer."""
+        """True while frames to ``address`` wait on a full socket buffer or on the
+        peer's credit (it has not released what we sent)."""
         conn = self._conns.get(address)
-        return conn is not None and conn.write_paused
+        return conn is not None and (conn.write_paused or bool(conn.held))
 
     async def writable(self, address: str) -> None:
         """Return once frames to ``address`` may be queued again (the socket drained,
@@ -235,16 +462,28 @@ class Transport:
         await asyncio.sleep(0)
         while True:
             conn = self._conns.get(address)
-            if conn is None or not conn.write_paused or conn.state != READY:
+            if conn is None or conn.state != READY or not (conn.write_paused or conn.held):
                 return
             fut: asyncio.Future[None] = self._loop.create_future()
             conn.drain_waiters.append(fut)
             await fut
 
-    def send(self, address: str, msg: Any) -> None:
-        """Queue a one-way ``msg`` to the peer at ``address`` (at most once, in order)."""
+    def send(self, address: str, msg: Any, weight: int = 1) -> None:
+        """Queue a one-way ``msg`` to the peer at ``address`` (at most once, in order).
+
+        ``msg`` counts as ``weight`` items of the peer's window (a batch of
+        casts: its length). Beyond the peer's credit it waits here, in order,
+        and ``congested(address)`` is true.
+        """
         conn = self._conns.get(address) or self._open(address)
-        conn.queue([MESSAGE, msg])
+        frame = [MESSAGE, msg] if weight == 1 else [MESSAGE, msg, weight]
+        if conn.credit > 0 and not conn.held:  # send_counted() inlined: the hot path
+            conn.credit -= weight
+            conn.out.append(frame)
+            if conn.flush_handle is None and conn.state == READY and not conn.receiving:
+                conn.flush_handle = self._loop.call_soon(conn.flush)
+        else:
+            conn.send_counted(frame, weight)
 
     def _open(self, address: str) -> Connection:
         loop = self._bind_loop()
@@ -306,6 +545,22 @@ class Transport:
         if not self._closed:
             self._schedule_keepalive()
 
+    def _check_liveness(self) -> None:
+        # a connection with calls in flight must show life every dead_after seconds:
+        # a frame from the peer, or our unsent output shrinking (the peer reads it)
+        now = self._loop.time()
+        for conn in list(self._all):
+            if conn.state == READY and conn.pending:
+                silent = conn.silent_for(now)
+                if silent >= self._dead_after:
+                    conn.fail(f"no sign of life for {silent:.1f} s with calls in flight "
+                              "(a dead or blackholed link?)", PeerUnavailable)
+                elif silent >= self._ping_interval and now - conn.last_ping >= self._ping_interval:
+                    conn.last_ping = now
+                    conn.queue([PING])
+        if not self._closed:
+            self._liveness = self._loop.call_later(self._ping_interval / 4, self._check_liveness)
+
     # ------------------------------------------------------------ closing
 
     async def close(self) -> None:
@@ -313,10 +568,15 @@ class Transport:
         if self._closed:
             return
         self._closed = True
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        if self._server is not None:
-            self._server.close()
+        for timer in (self._keepalive, self._liveness):
+            if timer is not None:
+                timer.cancel()
+        for sock in self._listening:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        for adm in list(self._handshaking):
+            if adm.conn is None and adm.task is not None:
+                adm.task.cancel()
         for task in list(self._dials):
             task.cancel()
         conns = set(self._all) | set(self._conns.values())
@@ -330,5 +590,3 @@ class Transport:
             for conn in conns:
                 if not conn.closed.done() and conn.transport is not None:
                     conn.transport.abort()
-        if self._server is not None:
-            await self._server.wait_closed()

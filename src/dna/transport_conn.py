@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -17,15 +18,22 @@ from .errors import InterfaceError, PeerUnavailable, ProtocolError
 from .transport_auth import (
     MAX_PREAUTH_BUFFER,
     PROOF_SIZE,
+    RECORD_HEADER,
     Hello,
+    Keys,
+    Opener,
+    Sealer,
     build_hello,
+    check_hello,
     check_proof,
-    make_proof,
+    derive_keys,
     new_nonce,
     parse_hello,
 )
 from .transport_wire import (
+    CREDIT,
     ERROR,
+    INITIAL_CREDIT,
     MESSAGE,
     PING,
     PONG,
@@ -33,17 +41,18 @@ from .transport_wire import (
     REQUEST,
     error_from_wire,
     error_to_wire,
+    printable,
+    summary,
 )
 
 if TYPE_CHECKING:
-    from .transport import Transport
+    from .transport import Admission, Transport
 
 __all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Connection"]
 
 log = logging.getLogger("dna.transport")
 
 DIALING, HANDSHAKE, READY, CLOSED = range(4)  # connection states, in order
-
 
 class Reply:
     """The answer to one incoming call; settling it queues the REPLY/ERROR frame."""
@@ -84,8 +93,14 @@ class Reply:
 class Connection(asyncio.Protocol):
     """One TCP connection to or from a peer: handshake, then frames both ways."""
 
-    def __init__(self, owner: Transport, server: bool, address: str | None) -> None:
+    def __init__(
+        self, owner: Transport, server: bool, address: str | None,
+        admission: Admission | None = None,
+    ) -> None:
         self.owner = owner  # the Transport this connection belongs to
+        self.admission = admission  # the slot an accepted connection holds until it authenticates
+        if admission is not None:
+            admission.conn = self
         self.loop = owner._loop  # the loop everything runs on
         self.server = server  # True when the peer dialled us
         self.address = address  # key in owner._conns (the peer's listen address) or None
@@ -94,9 +109,13 @@ class Connection(asyncio.Protocol):
         self.peer_id = ""  # the peer's node id, known after its HELLO
         self.hello = Hello(owner._secret is not None, new_nonce(), owner.node_id,
                            owner._advertise)  # what we say about ourselves
+        owner._nonces.add(self.hello.nonce)  # a peer echoing it back is refused
         self.peer_hello: Hello | None = None  # what the peer said, before it proved it
+        self.keys: Keys | None = None  # this connection's keys, once the peer's HELLO is in
         self.inbuf = bytearray()  # unauthenticated bytes, at most MAX_PREAUTH_BUFFER
+        self.opener: Opener | None = None  # verifies incoming records, once authenticated
         self.decoder: Any = None  # FrameDecoder, created once the peer is authenticated
+        self.sealer: Sealer | None = None  # MACs our records, once authenticated
         self.out: list[Any] = []  # frames waiting for the next flush (kept until READY)
         self.flush_handle: asyncio.Handle | None = None  # the scheduled flush, if any
         self.receiving = False  # inside data_received: its end flushes, no call_soon needed
@@ -104,19 +123,30 @@ class Connection(asyncio.Protocol):
         self.pending: dict[int, asyncio.Future[Any]] = {}  # our calls waiting for a reply
         self.next_rid = 0  # id of our next call on this connection
         self.last_rx = self.loop.time()  # when the peer last sent anything
+        self.watch_since = 0.0  # when calls became pending (liveness counts from there)
+        self.last_ping = 0.0  # when the liveness check last pinged
+        self.last_unsent = 0  # bytes asyncio held unsent at the last liveness check
+        self.last_drain = 0.0  # when that amount last went down (the peer reads)
         self.close_error: tuple[type[Exception], str] | None = None  # what pending calls get
         self.closed: asyncio.Future[None] = self.loop.create_future()  # set once gone
         self.write_paused = False  # the socket's buffer is over its high-water mark
         self.drain_waiters: list[asyncio.Future[None]] = []  # senders waiting for room
+        self.credit = INITIAL_CREDIT  # items we may still send before the peer grants more
+        self.held: deque[tuple[list[Any], int, float]] = deque()  # (frame, weight, queued at)
+        self.allowed = owner._window  # items the peer may still send us (it may overdraw once)
+        self.grant_due = 0  # items released and not yet granted back to the peer
+        self.grant_batch = owner._grant_batch  # released items sent back in one CREDIT
+        self.manual = owner._manual_release  # items wait for release(), else go at delivery
 
     def describe(self) -> str:
-        peer = f" ({self.peer_id})" if self.peer_id else ""
+        """Which connection this is, for the log (peer-supplied names escaped)."""
+        peer = f" ({printable(self.peer_id)})" if self.peer_id else ""
         if self.server or self.address is None:
             name = "?"
             if self.transport is not None:
                 name = str(self.transport.get_extra_info("peername"))
             return f"connection from {name}{peer}"
-        return f"connection to {self.address}{peer}"
+        return f"connection to {printable(self.address)}{peer}"
 
     # ------------------------------------------------------------ asyncio callbacks
 
@@ -158,7 +188,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state != CLOSED:
             reason = f": {exc}" if exc else ""
-            log.info("%s lost%s", self.describe(), reason)
+            # an unauthenticated peer going away is not news (and could flood the log)
+            level = logging.INFO if self.state == READY or not self.server else logging.DEBUG
+            log.log(level, "%s lost%s", self.describe(), reason)
             self._set_closed(PeerUnavailable, f"{self.describe()} lost{reason}")
         self.owner._all.discard(self)
         if not self.closed.done():
@@ -180,8 +212,8 @@ class Connection(asyncio.Protocol):
                 elif len(buf) >= PROOF_SIZE:
                     proof = bytes(buf[:PROOF_SIZE])
                     del buf[:PROOF_SIZE]
-                    secret = self.owner._secret
-                    check_proof(secret, self.server, self.hello, self.peer_hello, proof)
+                    assert self.keys is not None
+                    check_proof(self.keys, proof)
                     self._authenticated()
                 else:
                     break
@@ -196,24 +228,32 @@ class Connection(asyncio.Protocol):
             self._frames_received(rest)
 
     def _peer_hello_received(self, peer: Hello) -> None:
+        owner = self.owner
+        check_hello(self.hello.has_secret, owner.node_id, owner._nonces, peer)
         self.peer_hello = peer
         self.peer_id = peer.node_id
-        proof = make_proof(self.owner._secret, self.server, self.hello, peer)
+        self.keys = derive_keys(owner._master, self.server, self.hello, peer)
         assert self.transport is not None
-        self.transport.write(proof)
+        self.transport.write(self.keys.proof_out)
 
     def _authenticated(self) -> None:
         assert self.peer_hello is not None
         self.state = READY
+        self._release()
         if self.hs_timer is not None:
             self.hs_timer.cancel()
             self.hs_timer = None
+        assert self.keys is not None
         self.decoder = FrameDecoder(self.owner._max_frame_size)
+        self.opener = Opener(self.keys.mac_in, self.owner._max_frame_size + RECORD_HEADER)
+        self.sealer = Sealer(self.keys.mac_out)
         self.inbuf = bytearray()
         log.debug("%s authenticated", self.describe())
+        if self.owner._window > INITIAL_CREDIT:
+            self.out.insert(0, [CREDIT, self.owner._window - INITIAL_CREDIT])
         self.owner._authenticated(self, self.peer_hello.address)
         if self.out:
-            self._flush()
+            self.flush()
 
     def _hs_expired(self) -> None:
         self.hs_timer = None
@@ -228,8 +268,10 @@ class Connection(asyncio.Protocol):
     def _frames_received(self, data: bytes) -> None:
         self.receiving = True
         try:
+            assert self.opener is not None
             decoder = self.decoder
-            decoder.feed(data)
+            for payload in self.opener.feed(data):  # nothing is decoded before its MAC checks
+                decoder.feed(payload)
             for frame in decoder:
                 self._dispatch(frame)
                 if self.state != READY:
@@ -240,11 +282,13 @@ class Connection(asyncio.Protocol):
         finally:
             self.receiving = False
         if self.out:
-            self._flush()
+            self.flush()
 
     def _dispatch(self, frame: Any) -> None:
         try:
-            kind = frame[0]
+            # exact types: an ExtType (a tuple), True or 4.0 must not pass for a kind
+            if type(frame) is not list or not frame or type(kind := frame[0]) is not int:
+                raise TypeError
             if kind == REQUEST:
                 _, rid, left, msg = frame
                 if type(rid) is not int or not isinstance(left, (int, float)):
@@ -252,41 +296,124 @@ class Connection(asyncio.Protocol):
                 self._request_received(rid, left, msg)
             elif kind == REPLY:
                 _, rid, value = frame
-                fut = self.pending.pop(rid, None)
-                if fut is None:
-                    log.debug("%s: reply to unknown or expired call %r", self.describe(), rid)
-                elif not fut.done():
-                    fut.set_result(value)
+                self._settle(rid, value, None)
             elif kind == ERROR:
                 _, rid, name, message, extra = frame
-                fut = self.pending.pop(rid, None)
-                if fut is None:
-                    log.debug("%s: error for unknown or expired call %r", self.describe(), rid)
-                elif not fut.done():
-                    fut.set_exception(error_from_wire(name, message, extra))
+                self._settle(rid, None, error_from_wire(name, message, extra))
             elif kind == MESSAGE:
-                _, msg = frame
-                self._message_received(msg)
+                if len(frame) == 2:
+                    msg = frame[1]
+                    weight = 1
+                else:
+                    _, msg, weight = frame
+                    if type(weight) is not int or weight < 1:
+                        raise TypeError
+                self._message_received(msg, weight)
+            elif kind == CREDIT:
+                _, n = frame
+                if type(n) is not int or n < 1:
+                    raise TypeError
+                self._credit_received(n)
             elif kind == PING:
                 self.queue([PONG])
             elif kind != PONG:
                 raise TypeError
         except (TypeError, ValueError, IndexError, KeyError):
-            raise ProtocolError(f"malformed frame {frame!r:.80}") from None
+            raise ProtocolError(f"malformed frame {summary(frame)}") from None
 
-    def _message_received(self, msg: Any) -> None:
+    def _settle(self, rid: Any, value: Any, exc: BaseException | None) -> None:
+        fut = self.pending.pop(rid, None)
+        if fut is None:
+            log.debug("%s: answer to unknown or expired call %r", self.describe(), rid)
+            return
         try:
-            self.owner._on_message(self.peer_id, msg)
+            if fut.done():
+                return
+            if exc is None:
+                fut.set_result(value)
+            else:
+                fut.set_exception(exc)
+        except Exception:  # a request_to target's own failure: never the connection's
+            log.exception("%s: settling call %r raised", self.describe(), rid)
+
+    def _take(self, weight: int) -> None:
+        # only with manual release: otherwise every item is released as it is delivered
+        if self.allowed <= 0:
+            raise ProtocolError(f"the peer sent beyond its credit ({self.owner._window} items)")
+        self.allowed -= weight
+
+    def _message_received(self, msg: Any, weight: int) -> None:
+        owner = self.owner
+        if self.manual:
+            self._take(weight)
+            owner.source = self
+        try:
+            owner._on_message(self.peer_id, msg)
         except Exception:
-            log.exception("on_message raised for a message from %s", self.peer_id)
+            log.exception("on_message raised for a message from %s", printable(self.peer_id))
+        if not self.manual:
+            due = self.grant_due + weight  # release() inlined: this is the hot path
+            if due >= self.grant_batch:
+                self.grant_due = 0
+                self.queue([CREDIT, due])
+            else:
+                self.grant_due = due
+
+    def release(self, n: int = 1) -> None:
+        """Gives ``n`` items of credit back to the peer (they left our buffers).
+
+        A no-op once the connection is closed. See ``Transport.source``.
+        """
+        if self.state != READY:
+            return
+        self.allowed += n
+        due = self.grant_due + n
+        if due >= self.grant_batch:
+            self.grant_due = 0
+            self.queue([CREDIT, due])
+        else:
+            self.grant_due = due
+
+    def _credit_received(self, n: int) -> None:
+        self.credit += n
+        held = self.held
+        now = self.loop.time()
+        while held and self.credit > 0:
+            frame, weight, queued = held.popleft()
+            if frame[0] == REQUEST:
+                frame[2] -= now - queued  # seconds left: it waited here
+                if frame[2] <= 0:
+                    continue  # its caller has had its Timeout already
+            self.credit -= weight
+            self.out.append(frame)
+        if not held and not self.write_paused:
+            self._wake_writers()
+
+    def send_counted(self, frame: list[Any], weight: int) -> None:
+        """Queue a REQUEST/MESSAGE ``frame`` of ``weight`` items, or hold it (in order)
+        until the peer grants credit."""
+        if self.credit > 0 and not self.held:
+            self.credit -= weight
+            self.out.append(frame)  # queue() inlined
+            if self.flush_handle is None and self.state == READY and not self.receiving:
+                self.flush_handle = self.loop.call_soon(self.flush)
+        else:
+            self.held.append((frame, weight, self.loop.time()))
 
     def _request_received(self, rid: int, left: float, msg: Any) -> None:
+        if self.manual:
+            self._take(1)
         if left <= 0:
             log.debug("%s: call %d arrived past its deadline", self.describe(), rid)
+            self.release(1)  # nobody else will
             return
         owner = self.owner
         deadline = self.loop.time() + left
         owner.deadline = deadline
+        if self.manual:
+            owner.source = self
+        else:
+            self.release(1)
         if owner._on_call is not None:
             reply = Reply(self, rid, deadline)
             try:
@@ -333,15 +460,25 @@ class Connection(asyncio.Protocol):
         """Send ``frame`` with the next flush (at the latest on the next loop iteration)."""
         self.out.append(frame)
         if self.flush_handle is None and self.state == READY and not self.receiving:
-            self.flush_handle = self.loop.call_soon(self._flush)
+            self.flush_handle = self.loop.call_soon(self.flush)
 
     def new_call(self, fut: asyncio.Future[Any]) -> int:
+        if not self.pending:
+            self.watch_since = self.loop.time()
         rid = self.next_rid
         self.next_rid = rid + 1
         self.pending[rid] = fut
         return rid
 
-    def _flush(self) -> None:
+    def silent_for(self, now: float) -> float:
+        """Seconds without a sign of life from the peer while calls were pending."""
+        unsent = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        if unsent < self.last_unsent:
+            self.last_drain = now
+        self.last_unsent = unsent
+        return now - max(self.last_rx, self.watch_since, self.last_drain)
+
+    def flush(self) -> None:
         if self.flush_handle is not None:
             self.flush_handle.cancel()
             self.flush_handle = None
@@ -349,19 +486,35 @@ class Connection(asyncio.Protocol):
         if not out or self.state != READY:
             return
         self.out = []
+        assert self.transport is not None and self.sealer is not None
         try:
             data = encode_frames(out)
         except Exception:
-            data = self._encode_one_by_one(out)
+            records = self._encode_one_by_one(out)
         else:
-            if len(data) > self.owner._max_frame_size:
-                data = self._encode_one_by_one(out)
-        assert self.transport is not None
-        self.transport.write(data)
+            if len(data) <= self.owner._max_frame_size:
+                self.transport.write(self.sealer.seal(data))  # one MAC per flush
+                if self.write_paused:
+                    self._check_unsent()
+                return
+            records = self._encode_one_by_one(out)
+        self.transport.write(b"".join([self.sealer.seal(r) for r in records]))
+        if self.write_paused:
+            self._check_unsent()
 
-    def _encode_one_by_one(self, out: list[Any]) -> bytes:
-        """Slow path: encode each frame alone and refuse, locally, the ones that cannot go."""
-        parts = []
+    def _check_unsent(self) -> None:
+        assert self.transport is not None
+        unsent = self.transport.get_write_buffer_size()
+        if unsent > self.owner._max_unsent:
+            self.fail(f"the peer does not read: {unsent} bytes unsent, over max_unsent "
+                      f"({self.owner._max_unsent})", PeerUnavailable)
+
+    def _encode_one_by_one(self, out: list[Any]) -> list[bytes]:
+        """Slow path: encode each frame alone and refuse, locally, the ones that cannot go;
+        the record payloads carrying the rest (each at most the frame limit + 4 bytes)."""
+        records: list[bytes] = []
+        parts: list[bytes] = []
+        size = 0
         limit = self.owner._max_frame_size
         for frame in out:
             try:
@@ -370,12 +523,18 @@ class Connection(asyncio.Protocol):
                     raise ValueError(f"frame of {len(data) - 4} bytes is over the {limit} limit")
             except Exception as e:
                 data = self._refuse(frame, e)
+            if parts and size + len(data) > limit + RECORD_HEADER:
+                records.append(b"".join(parts))
+                parts, size = [], 0
             parts.append(data)
-        return b"".join(parts)
+            size += len(data)
+        if size:
+            records.append(b"".join(parts))
+        return records
 
     def _refuse(self, frame: list[Any], exc: Exception) -> bytes:
         kind = frame[0]
-        reason = f"cannot send to {self.peer_id or self.address}: {exc}"
+        reason = f"cannot send to {printable(self.peer_id or self.address or '')}: {exc}"
         if kind == REQUEST:
             fut = self.pending.pop(frame[1], None)
             if fut is not None and not fut.done():
@@ -395,7 +554,17 @@ class Connection(asyncio.Protocol):
         """Close at once because of the peer; pending calls raise ``error``."""
         if self.state == CLOSED:
             return
-        log.warning("closing %s: %s", self.describe(), reason)
+        reason = printable(reason)
+        if self.server and self.state != READY:  # anyone can make us say this: throttled
+            self.owner.preauth_log.warning("closing %s: %s", self.describe(), reason)
+        else:
+            log.warning("closing %s: %s", self.describe(), reason)
+        self.drop(reason, error)
+
+    def drop(self, reason: str, error: type[Exception] = PeerUnavailable) -> None:
+        """Close at once without a word in the log; pending calls raise ``error``."""
+        if self.state == CLOSED:
+            return
         self._set_closed(error, f"{self.describe()} closed: {reason}")
         if self.transport is not None:
             self.transport.abort()
@@ -405,7 +574,7 @@ class Connection(asyncio.Protocol):
         if self.state == CLOSED:
             return
         if self.state == READY and self.out:
-            self._flush()
+            self.flush()
         self._set_closed(PeerUnavailable, f"{self.describe()} closed: {reason}")
         if self.transport is not None:
             self.transport.close()
@@ -413,17 +582,25 @@ class Connection(asyncio.Protocol):
     def dial_failed(self, reason: str) -> None:
         if self.state != DIALING:
             return
-        log.info("cannot connect to %s: %s", self.address, reason)
+        log.info("cannot connect to %s: %s", printable(self.address or ""), reason)
         self._set_closed(PeerUnavailable, f"cannot connect to {self.address}: {reason}")
+
+    def _release(self) -> None:
+        if self.admission is not None:
+            self.owner.release(self.admission)
+            self.admission = None
 
     def _set_closed(self, error: type[Exception], message: str) -> None:
         self.state = CLOSED
+        self._release()
+        self.owner._nonces.discard(self.hello.nonce)
         self.close_error = (error, message)
         for handle in (self.hs_timer, self.flush_handle):
             if handle is not None:
                 handle.cancel()
         self.hs_timer = self.flush_handle = None
         self.out = []
+        self.held.clear()
         self.owner._forget(self)
         if self.transport is None and not self.closed.done():
             self.closed.set_result(None)  # never had a socket: nothing to wait for

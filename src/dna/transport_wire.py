@@ -6,19 +6,30 @@ Every frame is a msgpack array whose first item is its kind:
   its own monotonic clock plus ``seconds_left`` (wall clocks are never compared)
 - ``[REPLY, id, value]``
 - ``[ERROR, id, class_name, message, extra]``: the handler raised
-- ``[MESSAGE, msg]``: one-way
+- ``[MESSAGE, msg]`` or ``[MESSAGE, msg, weight]``: one-way (``weight`` items, default 1)
 - ``[PING]`` / ``[PONG]``: keepalive
+- ``[CREDIT, n]``: the sender may send ``n`` more items of REQUEST/MESSAGE
+
+Flow control: a side may send REQUEST and MESSAGE frames while its credit
+is positive (each costs its weight; a REQUEST weighs 1). Credit starts at
+``INITIAL_CREDIT``; the receiver grants more with CREDIT frames as the
+items are released. REPLY, ERROR, PING, PONG and CREDIT are never
+counted, so an answer is never held behind requests.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import reprlib
+from typing import Any
 
 from . import errors
 from .errors import ActorError, DNAError, NotOwner
 
 __all__ = [
+    "CREDIT",
     "ERROR",
+    "INITIAL_CREDIT",
     "MESSAGE",
     "PING",
     "PONG",
@@ -29,6 +40,8 @@ __all__ = [
     "format_address",
     "is_loopback_literal",
     "parse_address",
+    "printable",
+    "summary",
 ]
 
 REQUEST = 0
@@ -37,6 +50,9 @@ ERROR = 2
 MESSAGE = 3
 PING = 4
 PONG = 5
+CREDIT = 6
+
+INITIAL_CREDIT = 64  # items either side may send before the first CREDIT arrives
 
 # The only classes an ERROR frame may name: DNA's own, looked up by name, never imported.
 _KNOWN: dict[str, type[DNAError]] = {
@@ -95,3 +111,20 @@ def is_loopback_literal(host: str) -> bool | None:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return None if host else False
+
+
+_short = reprlib.Repr()  # bounded depth and length: a hostile frame cannot recurse or flood
+_short.maxlevel, _short.maxstring, _short.maxother = 4, 40, 40
+
+
+def printable(text: str) -> str:
+    """``text`` safe for one log line: control characters (newline, ESC...) escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def summary(frame: Any) -> str:
+    """A short description of an untrusted frame for an error message."""
+    try:
+        return _short.repr(frame)[:80]
+    except Exception:  # a RecursionError, MemoryError... never let describing fail
+        return f"<{type(frame).__name__}>"

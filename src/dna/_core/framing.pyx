@@ -18,7 +18,8 @@ from msgpack import Packer, packb, unpackb
 
 from ..errors import ProtocolError
 from .framing_py import (
-    DEFAULT_MAX_FRAME, DEPTH_LIMIT, INT_MAX, _copy_other, _Refused, describe_unpackable,
+    DEFAULT_MAX_FRAME, DEPTH_LIMIT, INT_MAX, _copy_other, _Refused, check_limit,
+    describe_unpackable,
 )
 
 cdef extern from "Python.h":
@@ -127,10 +128,9 @@ cdef class FrameDecoder:
     poisoned: ``feed`` and ``next`` raise ProtocolError again.
     """
 
-    def __cinit__(self, Py_ssize_t max_frame_size=DEFAULT_MAX_FRAME):
-        if max_frame_size < 0:
-            raise ValueError(f"max_frame_size must be >= 0, not {max_frame_size}")
-        self.max_frame_size = max_frame_size
+    def __cinit__(self, max_frame_size=DEFAULT_MAX_FRAME):
+        # the shared check: the same TypeError/ValueError as the twin for any object
+        self.max_frame_size = check_limit(max_frame_size)
         self._buf = bytearray()
         self._pos = 0
         self._error = None

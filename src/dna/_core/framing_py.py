@@ -98,6 +98,15 @@ def encode_frames(objs: list[Any]) -> bytes:
 # ---------------------------------------------------------------- decoder
 
 
+def check_limit(max_frame_size: Any) -> int:
+    """``max_frame_size`` as an int; TypeError for a non-integer, ValueError
+    outside ``0..MAX_PAYLOAD`` (a 4-byte header cannot announce more). Both builds use it."""
+    limit: int = index(max_frame_size)
+    if not 0 <= limit <= MAX_PAYLOAD:
+        raise ValueError(f"max_frame_size must be between 0 and {MAX_PAYLOAD}, not {limit}")
+    return limit
+
+
 class FrameDecoder:
     """Incremental frame decoder: ``feed`` bytes, iterate decoded objects.
 
@@ -111,9 +120,7 @@ class FrameDecoder:
     __slots__ = ("_buf", "_error", "_max", "_pos")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME) -> None:
-        max_frame_size = index(max_frame_size)
-        if max_frame_size < 0:
-            raise ValueError(f"max_frame_size must be >= 0, not {max_frame_size}")
+        max_frame_size = check_limit(max_frame_size)
         self._max = max_frame_size  # largest payload accepted
         self._buf = bytearray()  # received bytes; those before _pos are consumed
         self._pos = 0  # offset of the next frame header in _buf
