@@ -35,8 +35,8 @@ with atheris.instrument_imports():
     from dna._core import framing_py as pure
     from dna.errors import ProtocolError
     from dna.transport import Transport
-    from dna.transport_auth import Hello, Sealer, build_hello, derive_keys, new_nonce
-    from dna.transport_conn import CLOSED, READY, Connection
+    from dna.transport._auth import Hello, Sealer, build_hello, derive_keys, new_nonce
+    from dna.transport._conn import CLOSED, READY, Connection
 
 SECRET = b"fuzz secret"
 runs = [0, 0, 0]  # inputs per target

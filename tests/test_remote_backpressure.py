@@ -4,6 +4,7 @@ waits when the connection is full instead of buffering without bound."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import dna
 from dna.cluster import MAX_FRAME_CASTS
@@ -54,3 +55,48 @@ async def test_remote_casts_keep_order_and_apply_backpressure(unique: str) -> No
         assert (count, out_of_order) == (n, 0)
         assert most_buffered <= MAX_FRAME_CASTS
         assert yielded > n // MAX_FRAME_CASTS  # the sender waited for room, again and again
+
+
+class Slow(dna.Actor):
+    @dna.cast
+    def work(self, pad: bytes) -> None:
+        time.sleep(0.00002)  # a slow actor: its mailbox fills up
+
+    @dna.call
+    def ping(self) -> str:
+        return "pong"
+
+
+async def test_a_receiver_bounds_what_it_queues_for_a_peer(unique: str) -> None:
+    """Flow control: casts from a peer into a full mailbox wait at the sender, so the
+    receiving node never queues more than about its mailbox for one peer (without it,
+    90% of a flood sat in the receiver's memory), and a call still gets through."""
+    mailbox = 500
+    host = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                    mailbox_size=mailbox, max_batch=mailbox)
+    client = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                      host_actors=False)
+    async with host, client:
+        ref = client.ref(Slow, "s")
+        assert await ref.ping() == "pong"
+        inbox = host._routes[ref.actor_id].inbox
+        most = 0
+        done = False
+
+        async def watch() -> None:
+            nonlocal most
+            while not done:
+                most = max(most, inbox.waiting)
+                await asyncio.sleep(0.002)
+
+        watcher = asyncio.ensure_future(watch())
+        pad = b"x" * 100
+        for _ in range(20_000):
+            await ref.work(pad)
+        t0 = time.monotonic()
+        assert await ref.ping() == "pong"
+        call_s = time.monotonic() - t0
+        done = True
+        await watcher
+        assert most <= mailbox + MAX_FRAME_CASTS, most
+        assert call_s < 5.0

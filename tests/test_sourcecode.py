@@ -48,6 +48,29 @@ def test_ruff() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_import_layers() -> None:
+    """DESIGN.md's layering, as import-linter contracts in pyproject.toml: no import
+    cycle (TYPE_CHECKING imports included), _core knows no runtime, only store/
+    imports a driver, storage modules never import the node."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    r = subprocess.run(
+        [_tool("lint-imports"), "--no-cache", str(ROOT / "pyproject.toml")],
+        cwd=ROOT / "src", capture_output=True, text=True, env=env,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "BROKEN" not in r.stdout and r.stdout.count("KEPT") >= 6, r.stdout
+
+
+def test_the_store_contract_is_never_probed() -> None:
+    """Everything a store provides is declared on ``Store``: nothing asks with getattr."""
+    offenders = []
+    for path in (ROOT / "src" / "dna").rglob("*.py"):
+        text = path.read_text()
+        if "getattr(self.store" in text or "getattr(store" in text:
+            offenders.append(str(path))
+    assert not offenders
+
+
 def test_no_pickle_in_the_package() -> None:
     offenders = []
     for path in (ROOT / "src" / "dna").rglob("*.py*"):

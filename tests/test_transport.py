@@ -17,7 +17,7 @@ from dna import errors
 from dna._core import FrameDecoder, encode_frame
 from dna.errors import ActorError, InterfaceError, NotOwner, PeerUnavailable, ProtocolError
 from dna.transport import Transport
-from dna.transport_auth import (
+from dna.transport._auth import (
     Hello,
     Keys,
     Opener,
@@ -29,7 +29,7 @@ from dna.transport_auth import (
     new_nonce,
     parse_hello,
 )
-from dna.transport_wire import CREDIT, PING, PONG, REPLY, error_from_wire
+from dna.transport._wire import CREDIT, PING, PONG, REPLY, error_from_wire
 
 SECRET = b"cluster secret for the tests"
 LOOPBACK = "127.0.0.1"

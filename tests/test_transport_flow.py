@@ -12,7 +12,7 @@ import pytest
 from dna._core import encode_frame
 from dna.errors import Timeout
 from dna.transport import Transport
-from dna.transport_wire import MESSAGE, REQUEST
+from dna.transport._wire import MESSAGE, REQUEST
 from test_transport import (
     closed_by_peer,
     eventually,

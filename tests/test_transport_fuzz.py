@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from dna.errors import ProtocolError
 from dna.transport import Transport
-from dna.transport_auth import (
+from dna.transport._auth import (
     MAX_HELLO,
     Hello,
     Sealer,
@@ -27,7 +27,7 @@ from dna.transport_auth import (
     new_nonce,
     parse_hello,
 )
-from dna.transport_conn import CLOSED, HANDSHAKE, READY, Connection
+from dna.transport._conn import CLOSED, HANDSHAKE, READY, Connection
 
 SECRET = b"fuzz secret"
 FIXTURE = HealthCheck.function_scoped_fixture  # the node is reusable: only its connections vary

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from dna.transport_conn import HANDSHAKE
+from dna.transport._conn import HANDSHAKE
 from test_transport import eventually, make, port_of, started
 
 # Opens N connections from 127.0.0.2..127.0.0.(1+HOSTS), sends nothing, and

@@ -14,8 +14,8 @@ import msgpack
 import pytest
 
 from dna._core import encode_frame
-from dna.transport_auth import build_hello, new_nonce, parse_hello
-from dna.transport_wire import MESSAGE, PING, REQUEST
+from dna.transport._auth import build_hello, new_nonce, parse_hello
+from dna.transport._wire import MESSAGE, PING, REQUEST
 from test_transport import (
     LOOPBACK,
     closed_by_peer,

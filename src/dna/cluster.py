@@ -183,7 +183,8 @@ class RemoteRoute:
         self.cluster.node.stats.forwards += len(msgs)  # dna.metrics
         try:
             self.cluster.transport.send(
-                self.address, [aid.type_name, aid.namespace, aid.key, entries, hops + 1, []]
+                self.address, [aid.type_name, aid.namespace, aid.key, entries, hops + 1, []],
+                weight=len(entries),
             )
         except InterfaceError as exc:  # the node is stopping: casts are never acknowledged
             log.warning("%d casts to %s dropped: %s", len(msgs), aid, exc)
@@ -316,6 +317,7 @@ class Cluster:
         insecure: bool,
         max_frame_size: int,
         fence_after: float | None,
+        window: int = 10_000,
     ) -> None:
         self.node = node
         self.listen = listen  # "host:port" to serve peers on, None for a lone node
@@ -331,9 +333,13 @@ class Cluster:
         if listen is not None:
             from .transport import Transport
 
+            # Flow control: a peer may have `window` messages here that no mailbox has
+            # taken yet (queued behind full ones); they are given back as mailboxes take
+            # them, so what a node holds for its peers is bounded (DESIGN.md, wire).
             self.transport = Transport(
                 node.node_id, secret, on_message=self.on_message, on_call=self.on_call,
                 ssl=ssl, client_ssl=client_ssl, max_frame_size=max_frame_size,
+                manual_release=True, window=max(64, window),
             )
 
     @property
@@ -493,21 +499,32 @@ class Cluster:
 
     def on_call(self, peer: str, wire: Any, reply: Any) -> None:
         """A peer's call; the activation settles ``reply``, which answers the peer."""
-        if not self.node.running:
-            raise self._leaving_error()
-        aid, atype, msgs, hops, chain = decode_remote(wire)
-        if len(msgs) != 1:
-            raise ProtocolError("a call frame carries exactly one message")
-        if aid in chain:
-            raise CallCycle(_cycle_text(chain, aid))
-        msg = msgs[0]
-        self.node.resolve(aid, atype).push((*msg[:3], PeerCall(reply, chain, hops)))
+        source = self.transport.source
+        try:
+            if not self.node.running:
+                raise self._leaving_error()
+            aid, atype, msgs, hops, chain = decode_remote(wire)
+            if len(msgs) != 1:
+                raise ProtocolError("a call frame carries exactly one message")
+            if aid in chain:
+                raise CallCycle(_cycle_text(chain, aid))
+            inbox = self.node.resolve(aid, atype)
+        except BaseException:
+            source.release(1)
+            raise
+        msg = (*msgs[0][:3], PeerCall(reply, chain, hops))
+        if inbox.offer(msg):
+            source.release(1)
+        else:
+            inbox.push(msg, _Credit(source))
 
     def on_message(self, peer: str, wire: Any) -> None:
+        source = self.transport.source
         try:
             aid, atype, msgs, _hops, _chain = decode_remote(wire)
         except Exception as exc:
             log.warning("casts from %r refused: %r", peer, exc)
+            source.release(_weight(wire))
             return
         try:
             if not self.node.running:
@@ -515,10 +532,45 @@ class Cluster:
             inbox = self.node.resolve(aid, atype)
         except Exception as exc:
             log.warning("%d casts from %r refused: %r", len(msgs), peer, exc)
+            source.release(len(msgs))
             return
-        push = inbox.push
+        taken = 0
         for msg in msgs:
-            push(msg)
+            if inbox.offer(msg):
+                taken += 1
+            else:  # behind a full mailbox: its credit comes back when a mailbox takes it
+                inbox.push(msg, _Credit(source))
+        if taken:
+            source.release(taken)
+
+
+class _Credit:
+    """A peer's message queued behind a full mailbox: settled (admitted, failed or given
+    up), it gives its item of flow-control credit back to the peer."""
+
+    __slots__ = ("settled", "source")
+
+    def __init__(self, source: Any) -> None:
+        self.source = source  # the peer's connection
+        self.settled = False
+
+    def done(self) -> bool:
+        return self.settled
+
+    def set_result(self, _value: Any) -> None:
+        if not self.settled:
+            self.settled = True
+            self.source.release(1)
+
+    def set_exception(self, _exc: BaseException) -> None:
+        self.set_result(None)
+
+
+def _weight(wire: Any) -> int:
+    """How many items a peer counted for a frame we cannot decode."""
+    if type(wire) is list and len(wire) == 6 and type(wire[3]) is list:
+        return max(1, len(wire[3]))
+    return 1
 
 
 def rendezvous(aid: ActorId, node_id: str) -> int:

@@ -225,7 +225,7 @@ class NodeCollector:
 
 
 def _ready() -> Any:
-    from .transport_conn import READY
+    from .transport._conn import READY
 
     return READY
 

@@ -126,6 +126,7 @@ class Node:
         self.cluster = Cluster(
             self, listen=listen, secret=secret, ssl=ssl, client_ssl=client_ssl,
             insecure=insecure, max_frame_size=max_frame_size, fence_after=fence_after,
+            window=mailbox_size,
         )
 
     # ------------------------------------------------------------ lifecycle

@@ -58,12 +58,13 @@ cdef class Inbox:
             return True
         return False
 
-    cpdef bint push(self, object msg) except -1:
-        """Admit ``msg`` or queue it behind the waiters; True when admitted now."""
+    cpdef bint push(self, object msg, object token=None) except -1:
+        """Admit ``msg`` or queue it behind the waiters; True when admitted now. A queued
+        message's ``token`` is settled when it is admitted, failed or given up."""
         if not self._waiters and self.mailbox.push(msg):
             self._arrived()
             return True
-        self._queue(None, msg)
+        self._queue(token, msg)
         return False
 
     cdef void _queue(self, object fut, object msg) except *:
@@ -88,6 +89,8 @@ cdef class Inbox:
                 continue
             reply = (<tuple>msg)[3]
             if reply is not None and reply.done():  # the caller gave up
+                if fut is not None:
+                    fut.set_result(None)
                 continue
             mailbox.push(msg)
             if fut is not None:

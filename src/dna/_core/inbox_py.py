@@ -13,9 +13,10 @@ Three ways in, one per kind of sender:
 
 - ``put(msg)``: a cast that may wait. None when admitted; else a future
   (from ``new_future()``) that resolves when the message is admitted.
-- ``push(msg)``: nobody waits for room (a call, whose caller awaits its reply;
-  a message from a peer; a re-route). Admitted now, or queued behind the
-  waiters; always kept, in order.
+- ``push(msg, token=None)``: nobody waits for room (a call, whose caller awaits
+  its reply; a message from a peer; a re-route). Admitted now, or queued behind
+  the waiters; always kept, in order. A queued message's ``token`` is settled
+  once it leaves the queue (a peer's flow-control credit, say).
 - ``adopt(other)``: a hand-over; every message of ``other`` follows ours, in
   order, waiting senders included, and ``other`` closes.
 
@@ -89,12 +90,14 @@ class Inbox:
             return True
         return False
 
-    def push(self, msg: Any) -> bool:
-        """Admit ``msg`` or queue it behind the waiters; True when admitted now."""
+    def push(self, msg: Any, token: Any = None) -> bool:
+        """Admit ``msg`` or queue it behind the waiters; True when admitted now. A queued
+        message's ``token`` (done/set_result/set_exception, like a future) is settled
+        when it is admitted, failed or given up."""
         if not self._waiters and self.mailbox.push(msg):
             self._arrived()
             return True
-        self._queue(None, msg)
+        self._queue(token, msg)
         return False
 
     def _queue(self, fut: Any, msg: Any) -> None:
@@ -121,6 +124,8 @@ class Inbox:
                 continue
             reply = msg[3]
             if reply is not None and reply.done():  # the caller gave up
+                if fut is not None:
+                    fut.set_result(None)
                 continue
             mailbox.push(msg)
             if fut is not None:

@@ -79,14 +79,13 @@ import errno
 import logging
 import socket
 import ssl as _ssl
-import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import InterfaceError, PeerUnavailable, Timeout
-from .transport_auth import check_tls, encode_field, master_key, tls_contexts
-from .transport_conn import READY, Connection
-from .transport_wire import (
+from ..errors import InterfaceError, PeerUnavailable, Timeout
+from ._auth import check_tls, encode_field, master_key, tls_contexts
+from ._conn import READY, Admission, Connection, Throttled
+from ._wire import (
     INITIAL_CREDIT,
     MESSAGE,
     PING,
@@ -109,44 +108,6 @@ _ACCEPT_RETRY = 0.25  # seconds accepting pauses when the process is out of file
 _MAX_FRAME_LIMIT = 0xFFFFFFFF - 4  # a record (frame + its header) must fit a 4-byte length
 _BACKLOG = 128  # listen() backlog; also the most connections accepted per loop iteration
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-
-
-class Throttled:
-    """Warnings that could repeat once per connection: at most ``burst`` per
-    ``period`` seconds, the rest counted and reported with the next one let through."""
-
-    def __init__(self, period: float = 10.0, burst: int = 5) -> None:
-        self.period = period  # seconds per window
-        self.burst = burst  # messages let through per window
-        self.window = -period  # monotonic start of the current window
-        self.count = 0  # messages let through in the current window
-        self.suppressed = 0  # messages dropped since the last one let through
-
-    def warning(self, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self.window >= self.period:
-            self.window, self.count = now, 0
-        if self.count >= self.burst:
-            self.suppressed += 1
-            return
-        self.count += 1
-        if self.suppressed:
-            msg += " (%d similar messages suppressed)"
-            args = (*args, self.suppressed)
-            self.suppressed = 0
-        log.warning(msg, *args)
-
-
-class Admission:
-    """An accepted connection that has not authenticated yet: it holds a slot."""
-
-    __slots__ = ("conn", "host", "sock", "task")
-
-    def __init__(self, host: str, sock: socket.socket) -> None:
-        self.host = host  # the peer's IP address
-        self.sock = sock  # the accepted socket (closed here if asyncio never took it)
-        self.task: asyncio.Task[Any] | None = None  # connect_accepted_socket (TLS handshake)
-        self.conn: Connection | None = None  # once the connection is made
 
 
 def _expire(fut: asyncio.Future[Any], address: str, timeout: float) -> None:

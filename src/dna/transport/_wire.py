@@ -23,8 +23,8 @@ import ipaddress
 import reprlib
 from typing import Any
 
-from . import errors
-from .errors import ActorError, DNAError, NotOwner
+from .. import errors
+from ..errors import ActorError, DNAError, NotOwner
 
 __all__ = [
     "CREDIT",

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections import deque
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._core import FrameDecoder, encode_frame, encode_frames
-from .errors import InterfaceError, PeerUnavailable, ProtocolError
-from .transport_auth import (
+from .._core import FrameDecoder, encode_frame, encode_frames
+from ..errors import InterfaceError, PeerUnavailable, ProtocolError
+from ._auth import (
     MAX_PREAUTH_BUFFER,
     PROOF_SIZE,
     RECORD_HEADER,
@@ -30,7 +31,7 @@ from .transport_auth import (
     new_nonce,
     parse_hello,
 )
-from .transport_wire import (
+from ._wire import (
     CREDIT,
     ERROR,
     INITIAL_CREDIT,
@@ -46,13 +47,82 @@ from .transport_wire import (
 )
 
 if TYPE_CHECKING:
-    from .transport import Admission, Transport
+    import socket
 
 __all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Connection"]
 
 log = logging.getLogger("dna.transport")
 
 DIALING, HANDSHAKE, READY, CLOSED = range(4)  # connection states, in order
+
+class Throttled:
+    """Warnings that could repeat once per connection: at most ``burst`` per
+    ``period`` seconds, the rest counted and reported with the next one let through."""
+
+    def __init__(self, period: float = 10.0, burst: int = 5) -> None:
+        self.period = period  # seconds per window
+        self.burst = burst  # messages let through per window
+        self.window = -period  # monotonic start of the current window
+        self.count = 0  # messages let through in the current window
+        self.suppressed = 0  # messages dropped since the last one let through
+
+    def warning(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.window >= self.period:
+            self.window, self.count = now, 0
+        if self.count >= self.burst:
+            self.suppressed += 1
+            return
+        self.count += 1
+        if self.suppressed:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, self.suppressed)
+            self.suppressed = 0
+        log.warning(msg, *args)
+
+
+class Admission:
+    """An accepted connection that has not authenticated yet: it holds a slot."""
+
+    __slots__ = ("conn", "host", "sock", "task")
+
+    def __init__(self, host: str, sock: socket.socket) -> None:
+        self.host = host  # the peer's IP address
+        self.sock = sock  # the accepted socket (closed here if asyncio never took it)
+        self.task: asyncio.Task[Any] | None = None  # connect_accepted_socket (TLS handshake)
+        self.conn: Connection | None = None  # once the connection is made
+
+
+class Owner(Protocol):
+    """What a connection reads of the transport that owns it (``Transport`` is one)."""
+
+    node_id: str
+    deadline: float
+    source: Connection | None
+    preauth_log: Throttled
+    _advertise: str
+    _all: set[Connection]
+    _closed: bool
+    _conns: dict[str, Connection]
+    _grant_batch: int
+    _handshake_timeout: float
+    _loop: asyncio.AbstractEventLoop
+    _manual_release: bool
+    _master: bytes
+    _max_frame_size: int
+    _max_unsent: int
+    _nonces: set[bytes]
+    _on_call: Any
+    _on_message: Any
+    _on_request: Any
+    _secret: bytes | None
+    _tasks: set[asyncio.Future[Any]]
+    _window: int
+
+    def _authenticated(self, conn: Connection, peer_address: str) -> None: ...
+    def _forget(self, conn: Connection) -> None: ...
+    def release(self, adm: Admission) -> None: ...
+
 
 class Reply:
     """The answer to one incoming call; settling it queues the REPLY/ERROR frame."""
@@ -94,7 +164,7 @@ class Connection(asyncio.Protocol):
     """One TCP connection to or from a peer: handshake, then frames both ways."""
 
     def __init__(
-        self, owner: Transport, server: bool, address: str | None,
+        self, owner: Owner, server: bool, address: str | None,
         admission: Admission | None = None,
     ) -> None:
         self.owner = owner  # the Transport this connection belongs to

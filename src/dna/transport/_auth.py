@@ -32,7 +32,7 @@ from os import PathLike
 from struct import Struct
 from typing import NamedTuple
 
-from .errors import InterfaceError, ProtocolError
+from ..errors import InterfaceError, ProtocolError
 
 __all__ = [
     "MAC_SIZE",
