@@ -312,3 +312,55 @@ async def test_text_log_level_filters_and_no_line_is_forged(tmp_path: Path) -> N
     _, err = await _fail_one_call(tmp_path, "--log-level", "error",
                                   "--failed-call-log-level", "warning")
     assert err == "", err
+
+
+# ---------------------------------------------------------------- TLS
+
+
+async def test_nodes_talk_over_mutual_tls_and_a_peer_without_a_certificate_cannot(
+    tmp_path: Path,
+) -> None:
+    import trustme
+
+    import dna
+    from dna.examples import KVActor
+    from dna.transport import tls_contexts
+
+    ca = trustme.CA()
+    files = {}
+    for name in ("proc", "here"):
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        files[name] = (tmp_path / f"{name}.crt", tmp_path / f"{name}.key")
+        cert.cert_chain_pems[0].write_to_path(str(files[name][0]))
+        cert.private_key_pem.write_to_path(str(files[name][1]))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.crt"))
+    db = tmp_path / "tls.db"
+    secret = secret_file(tmp_path)
+    with node_process("--store", f"sqlite://{db}", "--listen", "127.0.0.1:0",
+                      "--secret-file", secret, "--tls-cert", str(files["proc"][0]),
+                      "--tls-key", str(files["proc"][1]), "--tls-ca", str(tmp_path / "ca.crt"),
+                      cwd=tmp_path) as (_p, line):
+        assert "listening on" in line
+        server, client = tls_contexts(*files["here"], tmp_path / "ca.crt")
+        node = dna.Node(store=dna.SQLiteStore(str(db)), listen="127.0.0.1:0", secret=SECRET,
+                        ssl=server, client_ssl=client, host_actors=False)
+        async with node:
+            ref = node.ref(KVActor, "over-tls")
+            assert await ref.put("k", 1) == "ok"
+            assert await ref.get("k") == 1
+        plain = dna.Node(store=dna.SQLiteStore(str(db)), listen="127.0.0.1:0", secret=SECRET,
+                         host_actors=False, call_timeout=5.0)
+        async with plain:
+            with pytest.raises(dna.errors.PeerUnavailable):
+                await plain.ref(KVActor, "over-tls").get("k")
+
+
+def test_tls_options_go_together(tmp_path: Path) -> None:
+    r = dna_cli("node", "--store", "memory://", "--listen", "127.0.0.1:0",
+                "--tls-cert", str(tmp_path / "x.crt"))
+    one_line_error(r, EXIT_USAGE, "--tls-ca")
+    (tmp_path / "x.crt").write_text("not a certificate")
+    r = dna_cli("node", "--store", "memory://", "--listen", "127.0.0.1:0",
+                "--tls-cert", str(tmp_path / "x.crt"), "--tls-key", str(tmp_path / "x.crt"),
+                "--tls-ca", str(tmp_path / "x.crt"))
+    one_line_error(r, EXIT_CONFIG, "TLS")

@@ -50,6 +50,12 @@ def add_node_command(p: argparse.ArgumentParser) -> None:
                         "owner only (default: none, loopback only)")
     p.add_argument("--insecure", action="store_true",
                    help="allow a non-loopback --listen without a secret (default: refuse)")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="this node's certificate (PEM) for mutual TLS between nodes; needs "
+                        "--tls-key and --tls-ca (default: no TLS)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument("--tls-ca", metavar="FILE",
+                   help="the CA (PEM) every peer's certificate must be signed by")
     p.add_argument("--app", action="append", metavar="MODULE",
                    help="module defining actor classes, imported from the current directory "
                         "first, as python -m does (repeatable; default: dna.examples)")
@@ -156,11 +162,28 @@ def cmd_node(ns: argparse.Namespace) -> int:
             fail(EXIT_CONFIG, "--metrics needs prometheus_client: "
                               "pip install 'dna-actors[metrics]'")
     secret = read_secret(ns.secret_file) if ns.secret_file is not None else None
+    tls = _tls(ns)
     import_apps(ns.app or ["dna.examples"])
     _log.configure(ns.log_level, ns.log_format)
     store = open_store_arg(ns)
-    asyncio.run(_run(ns, store, secret))
+    asyncio.run(_run(ns, store, secret, tls))
     return EXIT_OK
+
+
+def _tls(ns: argparse.Namespace) -> tuple[Any, Any]:
+    """Mutual TLS contexts from --tls-cert/--tls-key/--tls-ca, or (None, None)."""
+    files = (ns.tls_cert, ns.tls_key, ns.tls_ca)
+    if not any(files):
+        return None, None
+    if not all(files):
+        fail(EXIT_USAGE, "--tls-cert, --tls-key and --tls-ca go together (mutual TLS)")
+    from .errors import InterfaceError
+    from .transport import tls_contexts
+
+    try:
+        return tls_contexts(ns.tls_cert, ns.tls_key, ns.tls_ca)
+    except (InterfaceError, OSError, ValueError) as exc:
+        fail(EXIT_CONFIG, f"TLS files cannot be used: {exc}")
 
 
 async def _start(ns: argparse.Namespace, node: Any) -> None:
@@ -180,14 +203,16 @@ async def _start(ns: argparse.Namespace, node: Any) -> None:
         fail(EXIT_STORE, f"{type(exc).__name__}: {exc}")
 
 
-async def _run(ns: argparse.Namespace, store: Any, secret: bytes | None) -> None:
+async def _run(
+    ns: argparse.Namespace, store: Any, secret: bytes | None, tls: tuple[Any, Any]
+) -> None:
     import signal
 
     from .node import Node
 
     node = Node(
         store=store, listen=ns.listen, secret=secret, insecure=ns.insecure,
-        passivate_after=ns.passivate_after,
+        ssl=tls[0], client_ssl=tls[1], passivate_after=ns.passivate_after,
         failed_call_log_level=logging.getLevelName(ns.failed_call_log_level),
     )
     if ns.advertise is not None:
