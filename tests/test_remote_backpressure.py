@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 import dna
 from dna.cluster import MAX_FRAME_CASTS
 
@@ -100,3 +102,51 @@ async def test_a_receiver_bounds_what_it_queues_for_a_peer(unique: str) -> None:
         await watcher
         assert most <= mailbox + MAX_FRAME_CASTS, most
         assert call_s < 5.0
+
+
+class Sink(dna.Actor):
+    def __init__(self) -> None:
+        self.got = 0
+
+    @dna.cast
+    def take(self, pad: bytes) -> None:
+        self.got += 1
+
+    @dna.call
+    def count(self) -> int:
+        return self.got
+
+
+async def test_casts_too_many_for_one_frame_all_arrive(unique: str) -> None:
+    """4,096 casts of 5 KB to a peer's actor are 20 MB: more than one 16 MiB frame.
+    They are sent in frames that fit, in order; none is dropped."""
+    host = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s")
+    client = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                      host_actors=False)
+    async with host, client:
+        ref = client.ref(Sink, "s")
+        assert await ref.count() == 0
+        pad = b"x" * 5000
+        for _ in range(MAX_FRAME_CASTS):
+            ref.take.nowait(pad)
+        assert await ref.count() == MAX_FRAME_CASTS
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+async def test_a_message_over_the_frame_limit_fails_at_the_sender(
+    unique: str, where: str
+) -> None:
+    host = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s")
+    client = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                      host_actors=False)
+    async with host, client:
+        sender = host if where == "local" else client
+        ref = sender.ref(Sink, "s")
+        big = b"x" * (17 * 1024 * 1024)
+        with pytest.raises(dna.errors.TooLarge, match="nothing was sent"):
+            await ref.take(big)
+        with pytest.raises(dna.errors.TooLarge):
+            ref.take.nowait(big)
+        with pytest.raises(dna.errors.TooLarge):
+            await ref.count.with_timeout(5)(pad=big)  # type: ignore[call-arg]
+        assert await ref.count() == 0

@@ -87,6 +87,8 @@ class Node:
         self.call_timeout = call_timeout
         self.passivate_after = passivate_after
         self.stop_timeout = stop_timeout
+        # room left in a frame for a message's bytes and str arguments (names, headers)
+        self.max_message_bytes = max_frame_size - 64 * 1024
         self.failed_call_log_level = failed_call_log_level  # handler exceptions, with traceback
         self.node_id = node_id or new_node_id()
         self.stats = Stats()

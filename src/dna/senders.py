@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._core import TURN, CastSenderBase, SenderBase, copy_args, copy_packable
+from ._core import TURN, CastSenderBase, SenderBase, args_size, copy_args, copy_packable
 from .errors import CallCycle, Overloaded, Timeout
 
 if TYPE_CHECKING:
@@ -65,6 +65,9 @@ class CastSender(CastSenderBase):
 
     def nowait(self, *args: Any, **kwargs: Any) -> None:
         """Enqueue or raise ``Overloaded`` at once; never waits."""
+        size = args_size(args, kwargs)
+        if size > self.limit:
+            raise self.too_large(size)
         msg = (self.index, copy_args(args), copy_packable(kwargs) if kwargs else None, None)
         inbox = self.route()
         if not inbox.offer(msg):
@@ -82,6 +85,9 @@ class CallSender(SenderBase):
     __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        size = args_size(args, kwargs)
+        if size > self.limit:
+            raise self.too_large(size)
         chain = current_chain()
         aid = self.ref.actor_id
         if chain and aid in chain:

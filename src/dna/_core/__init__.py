@@ -29,6 +29,7 @@ if not NO_EXTENSIONS:
         KVWriter,
         SenderBase,
         Turn,
+        args_size,
         pack_value,
     )
     from .framing import (
@@ -61,6 +62,7 @@ else:
         KVWriter,
         SenderBase,
         Turn,
+        args_size,
         pack_value,
     )
     from .framing_py import (  # type: ignore[assignment]
@@ -99,6 +101,7 @@ __all__ = [
     "SenderBase",
     "Turn",
     "WriteSet",
+    "args_size",
     "copy_args",
     "copy_packable",
     "encode_frame",

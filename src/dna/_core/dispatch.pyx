@@ -4,8 +4,11 @@
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 
+from cpython.unicode cimport PyUnicode_GET_LENGTH
+
 from .framing import copy_args, copy_packable
 from .inbox cimport Inbox
+from ..errors import TooLarge
 
 
 cdef class Turn:
@@ -138,6 +141,32 @@ cdef class _Done:
 DONE = _Done()
 
 
+cdef Py_ssize_t _size_of(object v) except -1:
+    """Bytes a top-level bytes or str argument takes on the wire (others count 0)."""
+    cdef Py_ssize_t n
+    cdef type t = type(v)
+    if t is bytes or t is bytearray:
+        return len(v)
+    if t is str:
+        n = PyUnicode_GET_LENGTH(v)
+        if n > 1024:  # exact UTF-8 size only where it may matter
+            PyUnicode_AsUTF8AndSize(v, &n)
+        return n
+    return 0
+
+
+cpdef Py_ssize_t args_size(tuple args, object kwargs) except -1:
+    """What the bytes and str arguments of a message weigh (the rest is small beside a
+    frame): the sender refuses a message no frame could carry, local owner or not."""
+    cdef Py_ssize_t total = 0
+    for a in args:
+        total += _size_of(a)
+    if kwargs:
+        for a in (<dict>kwargs).values():
+            total += _size_of(a)
+    return total
+
+
 cdef class SenderBase:
     cdef public object node  # routes and activates
     cdef public object ref  # whose handler this is
@@ -145,6 +174,7 @@ cdef class SenderBase:
     cdef public object name  # handler name
     cdef public double timeout  # call deadline in seconds (unused by casts)
     cdef public Inbox inbox  # cached route's inbox; resolved again once closed
+    cdef public Py_ssize_t limit  # most bytes of bytes/str arguments a message may carry
 
     def __init__(self, node, ref, Py_ssize_t index, double timeout):
         self.node = node
@@ -153,6 +183,12 @@ cdef class SenderBase:
         self.name = ref.actor_type._dna_table[index].name
         self.timeout = timeout
         self.inbox = None
+        self.limit = node.max_message_bytes
+
+    def too_large(self, Py_ssize_t size):
+        return TooLarge(
+            f"{self.ref.actor_id}.{self.name}: a message of {size} bytes is over the "
+            f"{self.limit}-byte limit (max_frame_size): nothing was sent")
 
     def route(self):
         """The inbox of the actor's current route, resolved again when the cached one closed."""
@@ -166,6 +202,9 @@ cdef class SenderBase:
 cdef class CastSenderBase(SenderBase):
 
     def __call__(self, *args, **kwargs):
+        cdef Py_ssize_t size = args_size(args, kwargs)
+        if size > self.limit:
+            raise self.too_large(size)
         msg = (self.index, copy_args(args), copy_packable(kwargs) if kwargs else None, None)
         cdef Inbox inbox = self.inbox
         if inbox is None or inbox.closed:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import TooLarge
 from .framing_py import copy_args, copy_packable, pack
 
 
@@ -169,10 +170,29 @@ class _Done:
 DONE = _Done()
 
 
+def _size_of(v: Any) -> int:
+    """Bytes a top-level bytes or str argument takes on the wire (others count 0)."""
+    t = type(v)
+    if t is bytes or t is bytearray:
+        return len(v)
+    if t is str:
+        return len(v) if len(v) <= 1024 else len(v.encode("utf-8", "surrogatepass"))
+    return 0
+
+
+def args_size(args: tuple[Any, ...], kwargs: Any) -> int:
+    """What the bytes and str arguments of a message weigh (the rest is small beside a
+    frame): the sender refuses a message no frame could carry, local owner or not."""
+    total = sum(_size_of(a) for a in args)
+    if kwargs:
+        total += sum(_size_of(a) for a in kwargs.values())
+    return total
+
+
 class SenderBase:
     """State of a ``ref.<handler>`` callable; subclasses add the calling surface."""
 
-    __slots__ = ("inbox", "index", "name", "node", "ref", "timeout")
+    __slots__ = ("inbox", "index", "limit", "name", "node", "ref", "timeout")
 
     def __init__(self, node: Any, ref: Any, index: int, timeout: float) -> None:
         self.node = node  # routes and activates
@@ -181,6 +201,12 @@ class SenderBase:
         self.name = ref.actor_type._dna_table[index].name
         self.timeout = timeout  # call deadline in seconds (unused by casts)
         self.inbox: Any = None  # cached route's inbox; resolved again once closed
+        self.limit: int = node.max_message_bytes  # most bytes of bytes/str arguments
+
+    def too_large(self, size: int) -> TooLarge:
+        return TooLarge(
+            f"{self.ref.actor_id}.{self.name}: a message of {size} bytes is over the "
+            f"{self.limit}-byte limit (max_frame_size): nothing was sent")
 
     def route(self) -> Any:
         """The inbox of the actor's current route, resolved again when the cached one closed."""
@@ -195,6 +221,9 @@ class CastSenderBase(SenderBase):
     __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        size = args_size(args, kwargs)
+        if size > self.limit:
+            raise self.too_large(size)
         msg = (self.index, copy_args(args), copy_packable(kwargs) if kwargs else None, None)
         inbox = self.inbox
         if inbox is None or inbox.closed:

@@ -116,6 +116,7 @@ class Owner(Protocol):
     _on_message: Any
     _on_request: Any
     _secret: bytes | None
+    _split: Any
     _tasks: set[asyncio.Future[Any]]
     _window: int
 
@@ -586,10 +587,16 @@ class Connection(asyncio.Protocol):
         parts: list[bytes] = []
         size = 0
         limit = self.owner._max_frame_size
-        for frame in out:
+        todo = list(reversed(out))
+        while todo:
+            frame = todo.pop()
             try:
                 data = encode_frame(frame)
                 if len(data) - 4 > limit:
+                    halves = self._halves(frame)
+                    if halves is not None:  # a batch of one-way messages: send it in parts
+                        todo.extend(reversed(halves))
+                        continue
                     raise ValueError(f"frame of {len(data) - 4} bytes is over the {limit} limit")
             except Exception as e:
                 data = self._refuse(frame, e)
@@ -601,6 +608,17 @@ class Connection(asyncio.Protocol):
         if size:
             records.append(b"".join(parts))
         return records
+
+    def _halves(self, frame: list[Any]) -> list[list[Any]] | None:
+        """A weighted MESSAGE frame split in two by the owner's ``split`` (order kept,
+        weights summing to the whole), or None when it cannot be split."""
+        split = self.owner._split
+        if split is None or frame[0] != MESSAGE or len(frame) != 3 or frame[2] < 2:
+            return None
+        parts = split(frame[1], frame[2])
+        if parts is None:
+            return None
+        return [[MESSAGE, msg, w] if w > 1 else [MESSAGE, msg] for msg, w in parts]
 
     def _refuse(self, frame: list[Any], exc: Exception) -> bytes:
         kind = frame[0]

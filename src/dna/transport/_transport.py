@@ -55,6 +55,11 @@ What callers may rely on:
   while ``on_message``/``on_call`` runs synchronously) and calls
   ``source.release(n)`` once the items left its buffers (say, a mailbox).
   With manual release, a peer that sends beyond its credit is cut off.
+- **Big batches** of one-way messages (``send(..., weight=n)``) whose frame
+  would pass ``max_frame_size`` are cut in order into frames that fit, by the
+  ``split(msg, weight)`` given (two ``(msg, weight)`` halves, or None when it
+  cannot be cut). A single frame still over the limit is refused locally: a
+  call fails with ``InterfaceError``, a one-way message is logged as dropped.
 - **A peer that does not read** is cut off: once more than ``max_unsent``
   bytes (default 64 MiB) wait unsent to one peer, its connection is closed
   with a warning and its calls fail with ``PeerUnavailable``. Senders that
@@ -180,6 +185,7 @@ class Transport:
         max_unsent: int = 64 * 1024 * 1024,
         window: int = 8192,
         manual_release: bool = False,
+        split: Callable[[Any, int], list[tuple[Any, int]] | None] | None = None,
     ) -> None:
         _check_settings(node_id, secret, max_frame_size, handshake_timeout, idle_timeout,
                         ping_interval, dead_after, max_unsent, window, max_handshaking,
@@ -207,6 +213,8 @@ class Transport:
         self._window = window  # items a peer may have delivered here and not released
         self._grant_batch = max(1, window // 4)  # released items sent back in one CREDIT
         self._manual_release = manual_release
+        # splits a weighted one-way message too big for one frame into two, in order
+        self._split = split
         self.source: Connection | None = None  # with manual_release: whose frame is delivered
         self._dead_after = dead_after
         self._liveness: asyncio.TimerHandle | None = None
