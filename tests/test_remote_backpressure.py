@@ -59,7 +59,7 @@ async def test_remote_casts_keep_order_and_apply_backpressure(unique: str) -> No
         assert yielded > n // MAX_FRAME_CASTS  # the sender waited for room, again and again
 
 
-class Slow(dna.Actor):
+class SlowWorker(dna.Actor):
     @dna.cast
     def work(self, pad: bytes) -> None:
         time.sleep(0.00002)  # a slow actor: its mailbox fills up
@@ -79,7 +79,7 @@ async def test_a_receiver_bounds_what_it_queues_for_a_peer(unique: str) -> None:
     client = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
                       host_actors=False)
     async with host, client:
-        ref = client.ref(Slow, "s")
+        ref = client.ref(SlowWorker, "s")
         assert await ref.ping() == "pong"
         inbox = host._routes[ref.actor_id].inbox
         most = 0
