@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from .actor import Actor, ActorRef, call, cast
 from .errors import ActorError, InterfaceError, NotOwner, Overloaded, Timeout
+from .ids import ActorId
 from .node import Node
-from .store import ActorId, Store
+from .store import Store
 
 if TYPE_CHECKING:
     from .store.cql import ScyllaStore

@@ -45,8 +45,9 @@ from .storage.base import StorageContext
 
 if TYPE_CHECKING:
     from .actor import Actor
+    from .ids import ActorId
     from .stats import Stats
-    from .store import ActorId, Claim, Store
+    from .store import Claim, Store
 
 __all__ = [
     "ACTIVATING",

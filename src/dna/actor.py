@@ -28,7 +28,7 @@ from .errors import ActorRedefinedWarning, InterfaceError, UnknownHandler
 from .storage.base import StorageModule
 
 if TYPE_CHECKING:
-    from .store import ActorId
+    from .ids import ActorId
 
 __all__ = ["Actor", "ActorRef", "HandlerSpec", "StorageModule", "actor_type", "call", "cast"]
 

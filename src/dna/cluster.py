@@ -37,7 +37,7 @@ from .errors import (
     Timeout,
     UnknownHandler,
 )
-from .store import ActorId
+from .ids import ActorId
 
 if TYPE_CHECKING:
     from .actor import Actor

@@ -20,9 +20,10 @@ from .activation import CLOSED, CLOSING, Activation, handler_error
 from .actor import KIND_CALL, Actor, ActorRef, actor_type
 from .cluster import Cluster, RemoteRoute
 from .errors import InterfaceError
+from .ids import ActorId
 from .senders import CallSender, CastSender
 from .stats import Stats
-from .store import ActorId, Claim, Store
+from .store import Claim, Store
 
 __all__ = ["Node"]
 

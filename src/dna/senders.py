@@ -20,7 +20,7 @@ from ._core import TURN, CastSenderBase, SenderBase, args_size, copy_args, copy_
 from .errors import CallCycle, Overloaded, Timeout
 
 if TYPE_CHECKING:
-    from .store import ActorId
+    from .ids import ActorId
 
 __all__ = ["CallFuture", "CallSender", "CastSender"]
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import TooLarge
+from ..ids import ActorId
 
 __all__ = ["ALIVE", "DEAD", "SUSPECT", "UNKNOWN", "ActorId", "Claim", "NodeRecord", "Row",
            "Store", "prefix_end"]
@@ -24,18 +25,6 @@ UNKNOWN = "unknown"  # first seen by this observer: not judged yet (treat as ali
 
 # One storage write: (module, key, packed value), or (module, key, None) for a delete.
 Row = tuple[str, str, "bytes | None"]
-
-
-@dataclass(frozen=True, slots=True)
-class ActorId:
-    """The cluster-wide name of an actor: the seed's ``{namespace, actor_id, name}``."""
-
-    namespace: str
-    type_name: str
-    key: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.type_name}/{self.key}"
 
 
 class Claim:
