@@ -328,3 +328,45 @@ async def test_a_client_spreads_new_names_over_its_peers(unique: str) -> None:
     finally:
         for n in (client, *hosts):
             await n.stop()
+
+
+async def test_a_forwarded_call_arms_one_timer(unique: str) -> None:
+    """One deadline timer per call, wherever it goes: the caller's (a forward reuses it
+    to forget the call at the transport), not a second one at the transport's default."""
+    import functools
+
+    import dna.senders
+    from dna.transport import _transport
+
+    host, client = await two_nodes(unique)
+    try:
+        ref = client.ref(Slow, unique)
+        assert await ref.mark("warm") == "warm"  # route and connection exist
+        loop = asyncio.get_running_loop()
+        deadline_timers: list[float] = []
+        real_later, real_at = loop.call_later, loop.call_at
+
+        def is_deadline(cb: Any) -> bool:
+            fn = cb.func if isinstance(cb, functools.partial) else cb
+            return fn in (dna.senders._expire, _transport._expire_call)
+
+        def later(delay: float, cb: Any, *args: Any, **kw: Any) -> Any:
+            if is_deadline(cb):
+                deadline_timers.append(delay)
+            return real_later(delay, cb, *args, **kw)
+
+        def at(when: float, cb: Any, *args: Any, **kw: Any) -> Any:
+            if is_deadline(cb):
+                deadline_timers.append(when - loop.time())
+            return real_at(when, cb, *args, **kw)
+
+        loop.call_later, loop.call_at = later, at  # type: ignore[method-assign]
+        try:
+            with pytest.raises(Timeout):
+                await ref.wait.with_timeout(0.3)(2.0)
+        finally:
+            loop.call_later, loop.call_at = real_later, real_at  # type: ignore[method-assign]
+        assert len(deadline_timers) == 1 and deadline_timers[0] <= 0.3, deadline_timers
+    finally:
+        await client.stop()
+        await host.stop()

@@ -38,6 +38,7 @@ from .errors import (
     UnknownHandler,
 )
 from .ids import ActorId
+from .senders import CallFuture
 
 if TYPE_CHECKING:
     from .actor import Actor
@@ -207,10 +208,16 @@ class RemoteRoute:
         self.cluster.node.stats.forwards += 1  # dna.metrics
         wire = [aid.type_name, aid.namespace, aid.key, [self._entry(msg)], hops + 1,
                 _chain_wire(reply.chain)]
+        local = type(reply) is CallFuture  # its caller's timer is the call's only one
         try:
-            self.cluster.transport.request_to(self.address, wire, left, _Pending(self, msg))
+            expire = self.cluster.transport.request_to(
+                self.address, wire, left, _Pending(self, msg), arm=not local
+            )
         except Exception as exc:
             reply.set_exception(exc)
+            return
+        if local:
+            reply.pending = expire
 
     def close(self) -> None:
         """This route is dead: senders resolve again; queued messages route afresh."""

@@ -37,6 +37,7 @@ class CallFuture(asyncio.Future):  # type: ignore[type-arg]
         self.deadline = deadline  # the caller's deadline in ``loop.time()`` terms
         self.chain = chain  # actors whose handlers wait on this call, outermost first
         self.hops = 0  # forwards between nodes so far
+        self.pending: Callable[[], None] | None = None  # a forward's expiry, run by our timer
 
 
 def current_chain() -> tuple[ActorId, ...]:
@@ -52,6 +53,8 @@ def current_chain() -> tuple[ActorId, ...]:
 
 
 def _expire(fut: CallFuture, timeout: float, sender: CallSender) -> None:
+    if fut.pending is not None and not fut.done():
+        fut.pending()  # forwarded: the transport forgets it, the route to the peer closes
     if not fut.done():
         fut.set_exception(
             Timeout(f"{sender.ref.actor_id}.{sender.name}: no reply within {timeout} s")

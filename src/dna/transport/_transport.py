@@ -85,6 +85,7 @@ import logging
 import socket
 import ssl as _ssl
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ..errors import InterfaceError, PeerUnavailable, Timeout
@@ -405,18 +406,26 @@ class Transport:
             timer.cancel()
             conn.pending.pop(rid, None)
 
-    def request_to(self, address: str, msg: Any, timeout: float, target: Any) -> None:
+    def request_to(
+        self, address: str, msg: Any, timeout: float, target: Any, *, arm: bool = True
+    ) -> Callable[[], None]:
         """``request`` for callers that settle their own object: ``target`` (with
         ``done()``, ``set_result()``, ``set_exception()`` and a writable ``timer``)
-        is resolved straight from the frame that answers, with no future between."""
+        is resolved straight from the frame that answers, with no future between.
+
+        Returns the call's expiry: calling it fails ``target`` with ``Timeout`` and
+        forgets the call. With ``arm=False`` no timer is set here: the caller, which
+        has a timer of its own for this deadline, calls the expiry (one timer a call).
+        """
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         conn = self._conns.get(address) or self._open(address)
         rid = conn.new_call(target)
         conn.send_counted([REQUEST, rid, timeout, msg], 1)
-        target.timer = self._loop.call_later(
-            timeout, _expire_call, conn, rid, address, timeout
-        )
+        expire = partial(_expire_call, conn, rid, address, timeout)
+        if arm:
+            target.timer = self._loop.call_later(timeout, expire)
+        return expire
 
     def congested(self, address: str) -> bool:
         """True while frames to ``address`` wait on a full socket buffer or on the
