@@ -170,22 +170,17 @@ class _Done:
 DONE = _Done()
 
 
-def _size_of(v: Any) -> int:
-    """Bytes a top-level bytes or str argument takes on the wire (others count 0)."""
-    t = type(v)
-    if t is bytes or t is bytearray:
-        return len(v)
-    if t is str:
-        return len(v) if len(v) <= 1024 else len(v.encode("utf-8", "surrogatepass"))
-    return 0
-
-
 def args_size(args: tuple[Any, ...], kwargs: Any) -> int:
     """What the bytes and str arguments of a message weigh (the rest is small beside a
     frame): the sender refuses a message no frame could carry, local owner or not."""
-    total = sum(_size_of(a) for a in args)
-    if kwargs:
-        total += sum(_size_of(a) for a in kwargs.values())
+    total = 0
+    for a in (*args, *kwargs.values()) if kwargs else args:
+        t = type(a)
+        if t is bytes or t is bytearray:
+            total += len(a)
+        elif t is str:
+            n = len(a)
+            total += n if n <= 1024 else len(a.encode("utf-8", "surrogatepass"))
     return total
 
 
