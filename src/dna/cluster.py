@@ -541,33 +541,43 @@ class Cluster:
             log.warning("%d casts from %r refused: %r", len(msgs), peer, exc)
             source.release(len(msgs))
             return
-        taken = 0
-        for msg in msgs:
-            if inbox.offer(msg):
-                taken += 1
-            else:  # behind a full mailbox: its credit comes back when a mailbox takes it
-                inbox.push(msg, _Credit(source))
-        if taken:
-            source.release(taken)
+        offer, n = inbox.offer, len(msgs)
+        i = 0
+        while i < n and offer(msgs[i]):
+            i += 1
+        if i:
+            source.release(i)
+        if i < n:  # behind a full mailbox: credit comes back as a mailbox takes them
+            credit = _Credit(source, n - i)
+            push = inbox.push
+            for msg in msgs[i:]:
+                push(msg, credit)
 
 
 class _Credit:
-    """A peer's message queued behind a full mailbox: settled (admitted, failed or given
-    up), it gives its item of flow-control credit back to the peer."""
+    """Flow-control credit of ``n`` of a peer's messages queued behind a full mailbox:
+    each one settled (admitted, failed or given up) gives its item back to the peer,
+    in chunks of at most ``CHUNK`` (one CREDIT frame, not one per message)."""
 
-    __slots__ = ("settled", "source")
+    __slots__ = ("due", "left", "source")
 
-    def __init__(self, source: Any) -> None:
+    CHUNK = 256
+
+    def __init__(self, source: Any, n: int = 1) -> None:
         self.source = source  # the peer's connection
-        self.settled = False
+        self.left = n  # messages not settled yet
+        self.due = 0  # settled, not yet given back
 
     def done(self) -> bool:
-        return self.settled
+        return False  # each queued message settles it once: it never makes one skip
 
     def set_result(self, _value: Any) -> None:
-        if not self.settled:
-            self.settled = True
-            self.source.release(1)
+        self.left -= 1
+        due = self.due + 1
+        if due >= self.CHUNK or not self.left:
+            self.source.release(due)
+            due = 0
+        self.due = due
 
     def set_exception(self, _exc: BaseException) -> None:
         self.set_result(None)
