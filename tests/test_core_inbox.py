@@ -153,3 +153,37 @@ def play(mod: ModuleType, cap: int, script: list[tuple[str, Any]]) -> list[Any]:
 @given(cap=st.integers(1, 6), script=ops)
 def test_inbox_twins_agree(cap: int, script: list[tuple[str, Any]]) -> None:
     assert play(inbox_c, cap, script) == play(inbox_p, cap, script)
+
+
+class Source:
+    def __init__(self) -> None:
+        self.released: list[int] = []
+
+    def release(self, n: int) -> None:
+        self.released.append(n)
+
+
+def test_credit_is_given_back_as_queued_messages_are_taken(m: ModuleType) -> None:
+    box = m.Inbox(2, Fut)
+    src = Source()
+    box.push(msg(0))
+    box.push(msg(1))  # the mailbox is full: what follows waits
+    credit = m.Credit(src, 300)
+    for i in range(2, 302):
+        assert not box.push(msg(i), credit)
+    taken = []
+    while len(box):
+        taken += [x[0] for x in box.take(2)]
+    assert taken == list(range(302))
+    assert src.released == [256, 44]  # in chunks, not one call per message
+
+
+def test_failing_queued_messages_gives_their_credit_back(m: ModuleType) -> None:
+    box = m.Inbox(1, Fut)
+    src = Source()
+    box.push(msg(0))
+    credit = m.Credit(src, 3)
+    for i in range(1, 4):
+        box.push(msg(i), credit)
+    box.fail(ValueError("gone"))
+    assert sum(src.released) == 3

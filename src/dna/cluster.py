@@ -25,7 +25,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._core import Inbox
+from ._core import Credit, Inbox
 from .actor import actor_type
 from .errors import (
     CallCycle,
@@ -523,7 +523,7 @@ class Cluster:
         if inbox.offer(msg):
             source.release(1)
         else:
-            inbox.push(msg, _Credit(source))
+            inbox.push(msg, Credit(source))
 
     def on_message(self, peer: str, wire: Any) -> None:
         source = self.transport.source
@@ -548,39 +548,10 @@ class Cluster:
         if i:
             source.release(i)
         if i < n:  # behind a full mailbox: credit comes back as a mailbox takes them
-            credit = _Credit(source, n - i)
+            credit = Credit(source, n - i)
             push = inbox.push
             for msg in msgs[i:]:
                 push(msg, credit)
-
-
-class _Credit:
-    """Flow-control credit of ``n`` of a peer's messages queued behind a full mailbox:
-    each one settled (admitted, failed or given up) gives its item back to the peer,
-    in chunks of at most ``CHUNK`` (one CREDIT frame, not one per message)."""
-
-    __slots__ = ("due", "left", "source")
-
-    CHUNK = 256
-
-    def __init__(self, source: Any, n: int = 1) -> None:
-        self.source = source  # the peer's connection
-        self.left = n  # messages not settled yet
-        self.due = 0  # settled, not yet given back
-
-    def done(self) -> bool:
-        return False  # each queued message settles it once: it never makes one skip
-
-    def set_result(self, _value: Any) -> None:
-        self.left -= 1
-        due = self.due + 1
-        if due >= self.CHUNK or not self.left:
-            self.source.release(due)
-            due = 0
-        self.due = due
-
-    def set_exception(self, _exc: BaseException) -> None:
-        self.set_result(None)
 
 
 def split_casts(wire: Any, weight: int) -> list[tuple[Any, int]] | None:

@@ -41,7 +41,7 @@ if not NO_EXTENSIONS:
         pack,
         unpack,
     )
-    from .inbox import Inbox
+    from .inbox import Credit, Inbox
     from .mailbox import Mailbox
     from .writeset import MISSING, WriteSet
 
@@ -74,7 +74,7 @@ else:
         pack,
         unpack,
     )
-    from .inbox_py import Inbox  # type: ignore[assignment]
+    from .inbox_py import Credit, Inbox  # type: ignore[assignment]
     from .mailbox_py import Mailbox  # type: ignore[assignment]
     from .writeset_py import MISSING, WriteSet  # type: ignore[assignment]
 
@@ -93,6 +93,7 @@ __all__ = [
     "SCHEDULED",
     "TURN",
     "CastSenderBase",
+    "Credit",
     "Dispatcher",
     "FrameDecoder",
     "Inbox",

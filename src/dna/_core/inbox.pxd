@@ -3,6 +3,14 @@
 from .mailbox cimport Mailbox
 
 
+cdef class Credit:
+    cdef public object source     # the peer's connection: release(n) gives credit back
+    cdef public Py_ssize_t left   # queued messages not settled yet
+    cdef public Py_ssize_t due    # settled, not yet given back
+
+    cdef void settle(self) except *
+
+
 cdef class Inbox:
     cdef readonly Mailbox mailbox  # admitted messages, oldest first
     cdef object _waiters           # deque of (future or None, msg) behind a full mailbox; None while empty

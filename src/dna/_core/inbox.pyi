@@ -3,6 +3,15 @@ from typing import Any
 
 from .mailbox import Mailbox
 
+class Credit:
+    source: Any
+    left: int
+    due: int
+    def __init__(self, source: Any, n: int = 1) -> None: ...
+    def done(self) -> bool: ...
+    def set_result(self, value: Any) -> None: ...
+    def set_exception(self, exc: BaseException) -> None: ...
+
 class Inbox:
     mailbox: Mailbox
     new_future: Callable[[], Any]

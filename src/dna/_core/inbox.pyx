@@ -10,6 +10,38 @@ def _nothing():
     return None
 
 
+cdef Py_ssize_t CHUNK = 256  # settled items given back in one release() call
+
+
+cdef class Credit:
+    """Flow-control credit of ``n`` messages queued behind a full mailbox (one token for
+    all of them): each one settled, admitted or failed, gives its item back through
+    ``source.release()``, in chunks of ``CHUNK``. The inbox settles it without a call
+    into Python per message."""
+
+    def __init__(self, source, Py_ssize_t n=1):
+        self.source = source
+        self.left = n
+        self.due = 0
+
+    cdef void settle(self) except *:
+        self.left -= 1
+        self.due += 1
+        if self.due >= CHUNK or self.left <= 0:
+            n = self.due
+            self.due = 0
+            self.source.release(n)
+
+    def done(self):
+        return False  # each queued message settles it once: it never makes one skip
+
+    def set_result(self, value):
+        self.settle()
+
+    def set_exception(self, exc):
+        self.settle()
+
+
 cdef class Inbox:
     """Mailbox, waiting senders and wake-up of one route (see ``inbox_py``)."""
 
@@ -85,6 +117,12 @@ cdef class Inbox:
         cdef Mailbox mailbox = self.mailbox
         while w and mailbox._count < mailbox.capacity:
             fut, msg = w.popleft()
+            if type(fut) is Credit:  # a peer's message: give its credit back
+                (<Credit>fut).settle()
+                reply = (<tuple>msg)[3]
+                if reply is None or not reply.done():
+                    mailbox.push(msg)
+                continue
             if fut is not None and fut.done():  # the sender gave up
                 continue
             reply = (<tuple>msg)[3]

@@ -31,11 +31,40 @@ from typing import Any
 
 from .mailbox_py import Mailbox
 
-__all__ = ["Inbox"]
+__all__ = ["Credit", "Inbox"]
 
 
 def _nothing() -> None:
     return None
+
+
+CHUNK = 256  # settled items given back in one release() call
+
+
+class Credit:
+    """Flow-control credit of ``n`` messages queued behind a full mailbox (one token for
+    all of them): each one settled, admitted or failed, gives its item back through
+    ``source.release()``, in chunks of ``CHUNK``."""
+
+    __slots__ = ("due", "left", "source")
+
+    def __init__(self, source: Any, n: int = 1) -> None:
+        self.source = source  # the peer's connection: release(n) gives credit back
+        self.left = n  # queued messages not settled yet
+        self.due = 0  # settled, not yet given back
+
+    def done(self) -> bool:
+        return False  # each queued message settles it once: it never makes one skip
+
+    def set_result(self, _value: Any) -> None:
+        self.left -= 1
+        self.due += 1
+        if self.due >= CHUNK or self.left <= 0:
+            n, self.due = self.due, 0
+            self.source.release(n)
+
+    def set_exception(self, _exc: BaseException) -> None:
+        self.set_result(None)
 
 
 class Inbox:
