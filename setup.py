@@ -9,7 +9,7 @@ import os
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-CORE = ["mailbox", "inbox", "writeset", "framing", "dispatch"]
+CORE = ["mailbox", "inbox", "writeset", "framing", "kv", "dispatch"]
 
 directives = {"language_level": "3", "boundscheck": False, "wraparound": False}
 macros = []

@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import dna._core.dispatch as dispatch_c
 import dna._core.framing as framing_c
 import dna._core.framing_py as framing_p
+import dna._core.inbox as inbox_c
+import dna._core.kv as kv_c
 import dna._core.mailbox as mailbox_c
 import dna._core.mailbox_py as mailbox_p
 import dna._core.writeset as writeset_c
@@ -24,7 +27,7 @@ def test_compiled_core_loaded() -> None:
     import dna._core as c
 
     assert c.COMPILED or os.environ.get("DNA_NO_EXTENSIONS")
-    for mod in (framing_c, mailbox_c, writeset_c):
+    for mod in (framing_c, mailbox_c, writeset_c, inbox_c, dispatch_c, kv_c):
         assert mod.__file__ is not None and not mod.__file__.endswith(".py")
 
 
@@ -221,10 +224,9 @@ def test_payload_limit_agrees(n: int) -> None:
     assert c == outcome(framing_p._check_payload_size, n)
 
 
-# ---------------------------------------------------------------- dispatch and KV writes
+# ---------------------------------------------------------------- KV writes
 
-import dna._core.dispatch as dispatch_c  # noqa: E402
-import dna._core.dispatch_py as dispatch_p  # noqa: E402
+import dna._core.kv_py as kv_p  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None)
@@ -238,15 +240,15 @@ import dna._core.dispatch_py as dispatch_p  # noqa: E402
 def test_pack_value_is_msgpack(value: Any) -> None:
     """The compiled build writes msgpack headers by hand for bytes and str."""
     want = msgpack.packb(value, use_bin_type=True)
-    assert dispatch_c.pack_value(value) == want
-    assert dispatch_p.pack_value(value) == want
+    assert kv_c.pack_value(value) == want
+    assert kv_p.pack_value(value) == want
 
 
 @pytest.mark.parametrize("key", ["k", "", "\ud800", "x" * 11, 7, b"k"])
 @pytest.mark.parametrize("value", [b"v", "v" * 20, None])
 def test_kv_writers_agree(key: Any, value: Any) -> None:
     results = []
-    for disp, ws_mod in ((dispatch_c, writeset_c), (dispatch_p, writeset_p)):
+    for disp, ws_mod in ((kv_c, writeset_c), (kv_p, writeset_p)):
         ws = ws_mod.WriteSet()
         w = disp.KVWriter(ws, "kv", 10, 12, OverflowError)
         results.append((outcome(w.write, key, value), outcome(w.delete, key),

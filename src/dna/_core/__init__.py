@@ -26,11 +26,9 @@ if not NO_EXTENSIONS:
         TURN,
         CastSenderBase,
         Dispatcher,
-        KVWriter,
         SenderBase,
         Turn,
         args_size,
-        pack_value,
     )
     from .framing import (
         FrameDecoder,
@@ -42,6 +40,7 @@ if not NO_EXTENSIONS:
         unpack,
     )
     from .inbox import Credit, Inbox
+    from .kv import KVWriter, pack_value
     from .mailbox import Mailbox
     from .writeset import MISSING, WriteSet
 
@@ -59,11 +58,9 @@ else:
         TURN,
         CastSenderBase,
         Dispatcher,
-        KVWriter,
         SenderBase,
         Turn,
         args_size,
-        pack_value,
     )
     from .framing_py import (  # type: ignore[assignment]
         FrameDecoder,
@@ -75,6 +72,7 @@ else:
         unpack,
     )
     from .inbox_py import Credit, Inbox  # type: ignore[assignment]
+    from .kv_py import KVWriter, pack_value  # type: ignore[assignment]
     from .mailbox_py import Mailbox  # type: ignore[assignment]
     from .writeset_py import MISSING, WriteSet  # type: ignore[assignment]
 
