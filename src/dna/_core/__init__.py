@@ -10,10 +10,46 @@ database driver.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 NO_EXTENSIONS = bool(os.environ.get("DNA_NO_EXTENSIONS"))
 
-if not NO_EXTENSIONS:
+# The pure twins are also the type source: the type checker reads them, never a
+# hand-kept stub, so the two builds cannot differ in what they promise.
+if TYPE_CHECKING or NO_EXTENSIONS:
+    from .dispatch_py import (
+        ACTIVATING,
+        BLOCKED,
+        CLOSED,
+        CLOSING,
+        DONE,
+        IDLE,
+        RUNNING,
+        SCHEDULED,
+        TURN,
+        CastSenderBase,
+        Dispatcher,
+        SenderBase,
+        Turn,
+        args_size,
+    )
+    from .framing_py import (
+        FrameDecoder,
+        copy_args,
+        copy_packable,
+        encode_frame,
+        encode_frames,
+        pack,
+        unpack,
+    )
+    from .inbox_py import Credit, Inbox
+    from .kv_py import KVWriter, pack_value
+    from .mailbox_py import Mailbox
+    from .writeset_py import MISSING, WriteSet
+
+
+    COMPILED = False
+else:
     from .dispatch import (
         ACTIVATING,
         BLOCKED,
@@ -44,39 +80,8 @@ if not NO_EXTENSIONS:
     from .mailbox import Mailbox
     from .writeset import MISSING, WriteSet
 
-    COMPILED = True
-else:
-    from .dispatch_py import (  # type: ignore[assignment]
-        ACTIVATING,
-        BLOCKED,
-        CLOSED,
-        CLOSING,
-        DONE,
-        IDLE,
-        RUNNING,
-        SCHEDULED,
-        TURN,
-        CastSenderBase,
-        Dispatcher,
-        SenderBase,
-        Turn,
-        args_size,
-    )
-    from .framing_py import (  # type: ignore[assignment]
-        FrameDecoder,
-        copy_args,
-        copy_packable,
-        encode_frame,
-        encode_frames,
-        pack,
-        unpack,
-    )
-    from .inbox_py import Credit, Inbox  # type: ignore[assignment]
-    from .kv_py import KVWriter, pack_value  # type: ignore[assignment]
-    from .mailbox_py import Mailbox  # type: ignore[assignment]
-    from .writeset_py import MISSING, WriteSet  # type: ignore[assignment]
 
-    COMPILED = False
+    COMPILED = True
 
 __all__ = [
     "ACTIVATING",
