@@ -201,7 +201,7 @@ def test_store_unreachable(tmp_path: Path) -> None:
         r = dna_cli(cmd, "--store", f"cql://127.0.0.1:{port}/ks?connect_timeout=2", *extra,
                     cwd=tmp_path)
         if "scylla-driver" in r.stderr or "cql extra" in r.stderr:
-            pytest.skip("the CQL driver is not installed")
+            pytest.fail("the CQL driver is not installed: pip install '.[test]'")
         one_line_error(r, EXIT_STORE, f"127.0.0.1:{port}")
 
 

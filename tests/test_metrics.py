@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import dna
 from dna.cli import EXIT_ADDRESS
 from dna.store.sqlite import SQLiteStore
 from test_cli import SECRET, node_process, one_line_error, secret_file
-
-prometheus_client = pytest.importorskip("prometheus_client")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 
