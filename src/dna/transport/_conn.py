@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections import deque
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from .._core import FrameDecoder, encode_frame, encode_frames
-from ..errors import InterfaceError, PeerUnavailable, ProtocolError
+from .._core import FrameDecoder, encode_frames
+from ..errors import PeerUnavailable, ProtocolError
 from ._auth import (
     MAX_PREAUTH_BUFFER,
     PROOF_SIZE,
@@ -31,6 +30,9 @@ from ._auth import (
     new_nonce,
     parse_hello,
 )
+from ._calls import Reply, admits, first_estimate, note_flushed
+from ._limits import Admission, Throttled
+from ._outgoing import encode_one_by_one
 from ._wire import (
     CREDIT,
     ERROR,
@@ -46,58 +48,19 @@ from ._wire import (
     summary,
 )
 
-if TYPE_CHECKING:
-    import socket
-
-__all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Connection"]
+__all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Admission", "Connection", "Reply",
+           "Throttled"]
 
 log = logging.getLogger("dna.transport")
 
 DIALING, HANDSHAKE, READY, CLOSED = range(4)  # connection states, in order
-
-class Throttled:
-    """Warnings that could repeat once per connection: at most ``burst`` per
-    ``period`` seconds, the rest counted and reported with the next one let through."""
-
-    def __init__(self, period: float = 10.0, burst: int = 5) -> None:
-        self.period = period  # seconds per window
-        self.burst = burst  # messages let through per window
-        self.window = -period  # monotonic start of the current window
-        self.count = 0  # messages let through in the current window
-        self.suppressed = 0  # messages dropped since the last one let through
-
-    def warning(self, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self.window >= self.period:
-            self.window, self.count = now, 0
-        if self.count >= self.burst:
-            self.suppressed += 1
-            return
-        self.count += 1
-        if self.suppressed:
-            msg += " (%d similar messages suppressed)"
-            args = (*args, self.suppressed)
-            self.suppressed = 0
-        log.warning(msg, *args)
-
-
-class Admission:
-    """An accepted connection that has not authenticated yet: it holds a slot."""
-
-    __slots__ = ("conn", "host", "sock", "task")
-
-    def __init__(self, host: str, sock: socket.socket) -> None:
-        self.host = host  # the peer's IP address
-        self.sock = sock  # the accepted socket (closed here if asyncio never took it)
-        self.task: asyncio.Task[Any] | None = None  # connect_accepted_socket (TLS handshake)
-        self.conn: Connection | None = None  # once the connection is made
-
 
 class Owner(Protocol):
     """What a connection reads of the transport that owns it (``Transport`` is one)."""
 
     node_id: str
     deadline: float
+    peak_unsent: int
     source: Connection | None
     preauth_log: Throttled
     _advertise: str
@@ -123,42 +86,6 @@ class Owner(Protocol):
     def _authenticated(self, conn: Connection, peer_address: str) -> None: ...
     def _forget(self, conn: Connection) -> None: ...
     def release(self, adm: Admission) -> None: ...
-
-
-class Reply:
-    """The answer to one incoming call; settling it queues the REPLY/ERROR frame."""
-
-    __slots__ = ("conn", "deadline", "finished", "rid")
-
-    def __init__(self, conn: Connection, rid: int, deadline: float) -> None:
-        self.conn = conn  # the caller's connection
-        self.rid = rid  # the caller's request id
-        self.deadline = deadline  # loop time after which nobody waits for it
-        self.finished = False  # settled once
-
-    def done(self) -> bool:
-        return self.finished or self.conn.loop.time() > self.deadline
-
-    def cancelled(self) -> bool:
-        return False
-
-    def _send(self, frame: list[Any]) -> None:
-        self.finished = True
-        conn = self.conn
-        if conn.state != READY:
-            return  # the caller's connection is gone: nobody to answer
-        if conn.loop.time() > self.deadline:
-            log.debug("%s: reply to call %d ready past its deadline", conn.describe(), self.rid)
-            return
-        conn.queue(frame)
-
-    def set_result(self, value: Any) -> None:
-        if not self.finished:
-            self._send([REPLY, self.rid, value])
-
-    def set_exception(self, exc: BaseException) -> None:
-        if not self.finished:
-            self._send(error_to_wire(self.rid, exc))
 
 
 class Connection(asyncio.Protocol):
@@ -208,6 +135,13 @@ class Connection(asyncio.Protocol):
         self.grant_due = 0  # items released and not yet granted back to the peer
         self.grant_batch = owner._grant_batch  # released items sent back in one CREDIT
         self.manual = owner._manual_release  # items wait for release(), else go at delivery
+        self.running = 0  # the peer's calls started and not answered or not flushed yet
+        self.reply_estimate = first_estimate(owner._max_unsent)  # bytes a reply is taken to need
+        self.replies = 0  # replies queued since the last flush
+        # the peer's frames that came while a call could not start: (rid or None for
+        # one-way, seconds left or weight, msg, arrived at), in arrival order
+        self.waiting: deque[tuple[int | None, float, Any, float]] = deque()
+        self.peak_unsent = 0  # most bytes seen unsent to the peer (a flush while paused)
 
     def describe(self) -> str:
         """Which connection this is, for the log (peer-supplied names escaped)."""
@@ -249,6 +183,8 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self._wake_writers()
+        if self.waiting:
+            self._admit_waiting()
 
     def _wake_writers(self) -> None:
         waiters, self.drain_waiters = self.drain_waiters, []
@@ -414,9 +350,16 @@ class Connection(asyncio.Protocol):
         self.allowed -= weight
 
     def _message_received(self, msg: Any, weight: int) -> None:
-        owner = self.owner
         if self.manual:
             self._take(weight)
+        if self.waiting:  # behind a call that could not start: order kept
+            self.waiting.append((None, weight, msg, 0.0))
+            return
+        self._deliver(msg, weight)
+
+    def _deliver(self, msg: Any, weight: int) -> None:
+        owner = self.owner
+        if self.manual:
             owner.source = self
         try:
             owner._on_message(self.peer_id, msg)
@@ -474,6 +417,29 @@ class Connection(asyncio.Protocol):
     def _request_received(self, rid: int, left: float, msg: Any) -> None:
         if self.manual:
             self._take(1)
+        if self.waiting or not (
+            (not self.write_paused and (self.running + 1) * self.reply_estimate
+             <= self.owner._max_unsent) or admits(self)
+        ):  # its reply might not fit in max_unsent: it waits for earlier ones to go
+            self.waiting.append((rid, left, msg, self.loop.time()))
+            return
+        self._start_call(rid, left, msg)
+
+    def _admit_waiting(self) -> None:
+        """Starts the waiting calls (and delivers the casts behind them) that now fit."""
+        waiting = self.waiting
+        while waiting and self.state == READY:
+            rid, left, msg, arrived = waiting[0]
+            if rid is None:
+                waiting.popleft()
+                self._deliver(msg, int(left))
+            elif admits(self):
+                waiting.popleft()
+                self._start_call(rid, left - (self.loop.time() - arrived), msg)
+            else:
+                return
+
+    def _start_call(self, rid: int, left: float, msg: Any) -> None:
         if left <= 0:
             log.debug("%s: call %d arrived past its deadline", self.describe(), rid)
             self.release(1)  # nobody else will
@@ -485,6 +451,7 @@ class Connection(asyncio.Protocol):
             owner.source = self
         else:
             self.release(1)
+        self.running += 1
         if owner._on_call is not None:
             reply = Reply(self, rid, deadline)
             try:
@@ -496,10 +463,10 @@ class Connection(asyncio.Protocol):
             assert owner._on_request is not None  # checked at construction
             result = owner._on_request(self.peer_id, msg)
         except Exception as e:
-            self.queue(error_to_wire(rid, e))
+            self.answer(rid, deadline, error_to_wire(rid, e))
             return
         if not inspect.isawaitable(result):
-            self.queue([REPLY, rid, result])
+            self.answer(rid, deadline, [REPLY, rid, result])
             return
         if asyncio.isfuture(result):
             fut: asyncio.Future[Any] = result
@@ -507,7 +474,7 @@ class Connection(asyncio.Protocol):
             try:
                 fut = asyncio.ensure_future(result)  # a Task: tasks start in creation order
             except Exception as e:
-                self.queue(error_to_wire(rid, e))
+                self.answer(rid, deadline, error_to_wire(rid, e))
                 return
             owner._tasks.add(fut)
             fut.add_done_callback(owner._tasks.discard)
@@ -518,12 +485,21 @@ class Connection(asyncio.Protocol):
             exc: BaseException | None = asyncio.CancelledError("the handler was cancelled")
         else:
             exc = fut.exception()
+        self.answer(rid, deadline,
+                    [REPLY, rid, fut.result()] if exc is None else error_to_wire(rid, exc))
+
+    def answer(self, rid: int, deadline: float, frame: list[Any]) -> None:
+        """Queue the REPLY/ERROR ``frame`` of the peer's call ``rid`` (once per call)."""
         if self.state != READY:
             return  # the caller's connection is gone: nobody to answer
         if self.loop.time() > deadline:
             log.debug("%s: reply to call %d ready past its deadline", self.describe(), rid)
+            self.running -= 1
+            if self.waiting:
+                self.loop.call_soon(self._admit_waiting)
             return
-        self.queue([REPLY, rid, fut.result()] if exc is None else error_to_wire(rid, exc))
+        self.replies += 1  # it stays running until the flush writes it
+        self.queue(frame)
 
     # ------------------------------------------------------------ frames out
 
@@ -561,80 +537,28 @@ class Connection(asyncio.Protocol):
         try:
             data = encode_frames(out)
         except Exception:
-            records = self._encode_one_by_one(out)
+            data = b""
+        if 0 < len(data) <= self.owner._max_frame_size:
+            self.transport.write(self.sealer.seal(data))  # one MAC per flush
         else:
-            if len(data) <= self.owner._max_frame_size:
-                self.transport.write(self.sealer.seal(data))  # one MAC per flush
-                if self.write_paused:
-                    self._check_unsent()
-                return
-            records = self._encode_one_by_one(out)
-        self.transport.write(b"".join([self.sealer.seal(r) for r in records]))
+            data = b"".join([self.sealer.seal(r) for r in encode_one_by_one(self, out)])
+            self.transport.write(data)
         if self.write_paused:
             self._check_unsent()
+        if self.replies:
+            note_flushed(self, len(data))
+            if self.waiting:
+                self._admit_waiting()
 
     def _check_unsent(self) -> None:
         assert self.transport is not None
         unsent = self.transport.get_write_buffer_size()
+        if unsent > self.peak_unsent:
+            self.peak_unsent = unsent
+            self.owner.peak_unsent = max(self.owner.peak_unsent, unsent)
         if unsent > self.owner._max_unsent:
             self.fail(f"the peer does not read: {unsent} bytes unsent, over max_unsent "
                       f"({self.owner._max_unsent})", PeerUnavailable)
-
-    def _encode_one_by_one(self, out: list[Any]) -> list[bytes]:
-        """Slow path: encode each frame alone and refuse, locally, the ones that cannot go;
-        the record payloads carrying the rest (each at most the frame limit + 4 bytes)."""
-        records: list[bytes] = []
-        parts: list[bytes] = []
-        size = 0
-        limit = self.owner._max_frame_size
-        todo = list(reversed(out))
-        while todo:
-            frame = todo.pop()
-            try:
-                data = encode_frame(frame)
-                if len(data) - 4 > limit:
-                    halves = self._halves(frame)
-                    if halves is not None:  # a batch of one-way messages: send it in parts
-                        todo.extend(reversed(halves))
-                        continue
-                    raise ValueError(f"frame of {len(data) - 4} bytes is over the {limit} limit")
-            except Exception as e:
-                data = self._refuse(frame, e)
-            if parts and size + len(data) > limit + RECORD_HEADER:
-                records.append(b"".join(parts))
-                parts, size = [], 0
-            parts.append(data)
-            size += len(data)
-        if size:
-            records.append(b"".join(parts))
-        return records
-
-    def _halves(self, frame: list[Any]) -> list[list[Any]] | None:
-        """A weighted MESSAGE frame split in two by the owner's ``split`` (order kept,
-        weights summing to the whole), or None when it cannot be split."""
-        split = self.owner._split
-        if split is None or frame[0] != MESSAGE or len(frame) != 3 or frame[2] < 2:
-            return None
-        parts = split(frame[1], frame[2])
-        if parts is None:
-            return None
-        return [[MESSAGE, msg, w] if w > 1 else [MESSAGE, msg] for msg, w in parts]
-
-    def _refuse(self, frame: list[Any], exc: Exception) -> bytes:
-        kind = frame[0]
-        reason = f"cannot send to {printable(self.peer_id or self.address or '')}: {exc}"
-        if kind == REQUEST:
-            fut = self.pending.pop(frame[1], None)
-            if fut is not None and not fut.done():
-                fut.set_exception(InterfaceError(reason))
-        elif kind in (REPLY, ERROR):
-            refusal: bytes = encode_frame(
-                error_to_wire(frame[1], InterfaceError(f"reply refused: {exc}"))
-            )
-            return refusal
-        else:
-            log.error("one-way message dropped: %s", reason)
-        return b""
 
     # ------------------------------------------------------------ closing
 
@@ -689,6 +613,7 @@ class Connection(asyncio.Protocol):
         self.hs_timer = self.flush_handle = None
         self.out = []
         self.held.clear()
+        self.waiting.clear()
         self.owner._forget(self)
         if self.transport is None and not self.closed.done():
             self.closed.set_result(None)  # never had a socket: nothing to wait for

@@ -90,7 +90,8 @@ from typing import Any
 
 from ..errors import InterfaceError, PeerUnavailable, Timeout
 from ._auth import check_tls, encode_field, master_key, tls_contexts
-from ._conn import READY, Admission, Connection, Throttled
+from ._conn import READY, Connection
+from ._limits import Admission, Throttled
 from ._wire import (
     INITIAL_CREDIT,
     MESSAGE,
@@ -225,6 +226,7 @@ class Transport:
         self._handshaking: dict[Admission, None] = {}  # oldest first
         self._handshaking_by_host: dict[str, int] = {}  # slots held per peer IP
         self.refused = 0  # connections refused or evicted by the limits (for tests, metrics)
+        self.peak_unsent = 0  # most bytes seen waiting unsent to one peer (tests, metrics)
         self.preauth_log = Throttled()  # what unauthenticated peers make us say
         self._advertise = ""  # our listen address as told to peers
         self._conns: dict[str, Connection] = {}  # usable connection per peer address
