@@ -60,6 +60,11 @@ What callers may rely on:
   ``split(msg, weight)`` given (two ``(msg, weight)`` halves, or None when it
   cannot be cut). A single frame still over the limit is refused locally: a
   call fails with ``InterfaceError``, a one-way message is logged as dropped.
+- **Calls start only while their replies fit**: the bytes unsent to a peer
+  plus a reply-size estimate per call of it still running stay within
+  ``max_unsent``; its other calls (and its one-way messages behind them, so
+  order holds) wait unstarted until it reads (``_calls``). ``peak_unsent``
+  is the most bytes ever seen waiting unsent to one peer.
 - **A peer that does not read** is cut off: once more than ``max_unsent``
   bytes (default 64 MiB) wait unsent to one peer, its connection is closed
   with a warning and its calls fail with ``PeerUnavailable``. Senders that
