@@ -13,24 +13,18 @@ from collections import deque
 from functools import partial
 from typing import Any, Protocol
 
-from .._core import FrameDecoder, encode_frames
+from .._core import encode_frames
 from ..errors import PeerUnavailable, ProtocolError
 from ._auth import (
-    MAX_PREAUTH_BUFFER,
-    PROOF_SIZE,
-    RECORD_HEADER,
     Hello,
     Keys,
     Opener,
     Sealer,
     build_hello,
-    check_hello,
-    check_proof,
-    derive_keys,
     new_nonce,
-    parse_hello,
 )
 from ._calls import Reply, admits, first_estimate, note_flushed
+from ._handshake import CLOSED, DIALING, HANDSHAKE, READY, handshake_received
 from ._limits import Admission, Throttled
 from ._outgoing import encode_one_by_one
 from ._wire import (
@@ -53,7 +47,6 @@ __all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Admission", "Connection",
 
 log = logging.getLogger("dna.transport")
 
-DIALING, HANDSHAKE, READY, CLOSED = range(4)  # connection states, in order
 
 class Owner(Protocol):
     """What a connection reads of the transport that owns it (``Transport`` is one)."""
@@ -172,7 +165,7 @@ class Connection(asyncio.Protocol):
         if self.state == READY:
             self._frames_received(data)
         elif self.state == HANDSHAKE:
-            self._handshake_received(data)
+            handshake_received(self, data)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -204,63 +197,6 @@ class Connection(asyncio.Protocol):
             self.closed.set_result(None)
 
     # ------------------------------------------------------------ handshake
-
-    def _handshake_received(self, data: bytes) -> None:
-        buf = self.inbuf
-        buf += data
-        try:
-            while self.state == HANDSHAKE:
-                if self.peer_hello is None:
-                    parsed = parse_hello(buf)
-                    if parsed is None:
-                        break
-                    self._peer_hello_received(parsed[0])
-                    del buf[: parsed[1]]
-                elif len(buf) >= PROOF_SIZE:
-                    proof = bytes(buf[:PROOF_SIZE])
-                    del buf[:PROOF_SIZE]
-                    assert self.keys is not None
-                    check_proof(self.keys, proof)
-                    self._authenticated()
-                else:
-                    break
-        except ProtocolError as e:
-            self.fail(str(e), ProtocolError)
-            return
-        if self.state == HANDSHAKE and len(buf) > MAX_PREAUTH_BUFFER:
-            self.fail(f"more than {MAX_PREAUTH_BUFFER} bytes before authenticating", ProtocolError)
-        elif self.state == READY and buf:
-            rest = bytes(buf)
-            buf.clear()
-            self._frames_received(rest)
-
-    def _peer_hello_received(self, peer: Hello) -> None:
-        owner = self.owner
-        check_hello(self.hello.has_secret, owner.node_id, owner._nonces, peer)
-        self.peer_hello = peer
-        self.peer_id = peer.node_id
-        self.keys = derive_keys(owner._master, self.server, self.hello, peer)
-        assert self.transport is not None
-        self.transport.write(self.keys.proof_out)
-
-    def _authenticated(self) -> None:
-        assert self.peer_hello is not None
-        self.state = READY
-        self._release()
-        if self.hs_timer is not None:
-            self.hs_timer.cancel()
-            self.hs_timer = None
-        assert self.keys is not None
-        self.decoder = FrameDecoder(self.owner._max_frame_size)
-        self.opener = Opener(self.keys.mac_in, self.owner._max_frame_size + RECORD_HEADER)
-        self.sealer = Sealer(self.keys.mac_out)
-        self.inbuf = bytearray()
-        log.debug("%s authenticated", self.describe())
-        if self.owner._window > INITIAL_CREDIT:
-            self.out.insert(0, [CREDIT, self.owner._window - INITIAL_CREDIT])
-        self.owner._authenticated(self, self.peer_hello.address)
-        if self.out:
-            self.flush()
 
     def _hs_expired(self) -> None:
         self.hs_timer = None
