@@ -153,6 +153,21 @@ def test_copy_agrees(obj: Any) -> None:
         assert (framing_c.copy_args(args) is args) == (framing_p.copy_args(args) is args)
 
 
+@settings(max_examples=400, deadline=None)
+@given(obj=values)
+def test_args_size_agrees_and_bounds_nested_bytes(obj: Any) -> None:
+    """The sender's size of a message is the same in both builds and, for what can be
+    packed, never below the packed size of its nested containers."""
+    import dna._core.dispatch_py as dispatch_p
+
+    args = (obj, [obj], {"k": obj})
+    size = dispatch_c.args_size(args, {"kw": [obj]})
+    assert size == dispatch_p.args_size(args, {"kw": [obj]})
+    if outcome(framing_p.copy_packable, obj)[0] == "ok" and not isinstance(obj, frozenset):
+        packed = len(msgpack.packb([[obj], {"k": obj}, [obj]], use_bin_type=True))
+        assert size >= packed - 16
+
+
 @settings(max_examples=300, deadline=None)
 @given(obj=values)
 def test_pack_and_frames_agree(obj: Any) -> None:

@@ -9,6 +9,13 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_GET_LENGTH
 from .framing import copy_args, copy_packable
 from .inbox cimport Inbox
 from ..errors import TooLarge
+from .framing_py import DEPTH_LIMIT
+
+cdef extern from "Python.h":
+    int _str_kind "PyUnicode_KIND"(object s)  # bytes per character: 1, 2 or 4
+    int _str_ascii "PyUnicode_IS_ASCII"(object s)  # 1 when every character is ASCII
+
+cdef int C_SIZE_DEPTH = DEPTH_LIMIT  # containers nested deeper are refused when copied
 
 
 cdef class Turn:
@@ -142,7 +149,8 @@ DONE = _Done()
 
 
 cdef Py_ssize_t _size_of(object v) except -1:
-    """Bytes a top-level bytes or str argument takes on the wire (others count 0)."""
+    """Bytes a top-level argument takes on the wire: bytes and str by their length,
+    containers by ``_nested_size`` (other scalars count 0: the frame's slack covers them)."""
     cdef Py_ssize_t n
     cdef type t = type(v)
     if t is bytes or t is bytearray:
@@ -152,7 +160,35 @@ cdef Py_ssize_t _size_of(object v) except -1:
         if n > 1024:  # exact UTF-8 size only where it may matter
             PyUnicode_AsUTF8AndSize(v, &n)
         return n
+    if t is list or t is tuple or t is dict:
+        return _nested_size(v, 0)
     return 0
+
+
+cdef Py_ssize_t _nested_size(object v, int depth) except -1:
+    """At least what ``v`` takes packed (each item counted with its largest header);
+    past the depth limit 0: copying refuses it anyway."""
+    cdef Py_ssize_t n
+    cdef type t = type(v)
+    if t is bytes or t is bytearray:
+        return len(v) + 5
+    if t is str:
+        n = PyUnicode_GET_LENGTH(v)
+        if _str_ascii(v):
+            return n + 5
+        return n * (_str_kind(v) + 1) + 5  # UTF-8 needs at most kind + 1 bytes a character
+    if depth >= C_SIZE_DEPTH:
+        return 0
+    n = 5
+    if t is list or t is tuple:
+        for x in v:
+            n += _nested_size(x, depth + 1)
+    elif t is dict:
+        for k, x in (<dict>v).items():
+            n += _nested_size(k, depth + 1) + _nested_size(x, depth + 1)
+    else:
+        return 9
+    return n
 
 
 cpdef Py_ssize_t args_size(tuple args, object kwargs) except -1:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import TooLarge
-from .framing_py import copy_args, copy_packable
+from .framing_py import DEPTH_LIMIT, copy_args, copy_packable
 
 
 class Turn:
@@ -171,8 +171,9 @@ DONE = _Done()
 
 
 def args_size(args: tuple[Any, ...], kwargs: Any) -> int:
-    """What the bytes and str arguments of a message weigh (the rest is small beside a
-    frame): the sender refuses a message no frame could carry, local owner or not."""
+    """What the bytes and str arguments of a message weigh, nested ones included (the
+    rest is small beside a frame): the sender refuses a message no frame could carry,
+    local owner or not."""
     total = 0
     for a in (*args, *kwargs.values()) if kwargs else args:
         t = type(a)
@@ -181,7 +182,32 @@ def args_size(args: tuple[Any, ...], kwargs: Any) -> int:
         elif t is str:
             n = len(a)
             total += n if n <= 1024 else len(a.encode("utf-8", "surrogatepass"))
+        elif t is list or t is tuple or t is dict:
+            total += _nested_size(a, 0)
     return total
+
+
+def _nested_size(v: Any, depth: int) -> int:
+    """At least what ``v`` takes packed (each item counted with its largest header);
+    past the depth limit 0: copying refuses it anyway."""
+    t = type(v)
+    if t is bytes or t is bytearray:
+        return len(v) + 5
+    if t is str:
+        n = len(v)
+        if v.isascii():
+            return n + 5
+        top = ord(max(v))  # CPython's kind: bytes per character as stored
+        kind = 1 if top <= 0xFF else 2 if top <= 0xFFFF else 4
+        return n * (kind + 1) + 5  # UTF-8 needs at most kind + 1 bytes a character
+    if depth >= DEPTH_LIMIT:
+        return 0
+    if t is list or t is tuple:
+        return 5 + sum(_nested_size(x, depth + 1) for x in v)
+    if t is dict:
+        return 5 + sum(_nested_size(k, depth + 1) + _nested_size(x, depth + 1)
+                       for k, x in v.items())
+    return 9
 
 
 class SenderBase:
