@@ -138,7 +138,7 @@ class RemoteRoute:
         if inbox.closed:
             return
         transport = self.cluster.transport
-        if transport.congested(self.address):
+        if transport.congested(self.address, self):  # our own frames wait for credit
             if not self.waiting_room:
                 self.waiting_room = True
                 self.cluster.node.spawn(self._when_writable())
@@ -166,7 +166,7 @@ class RemoteRoute:
 
     async def _when_writable(self) -> None:
         try:
-            await self.cluster.transport.writable(self.address)
+            await self.cluster.transport.writable(self.address, self)
         finally:
             self.waiting_room = False
         self.flush()
@@ -185,7 +185,7 @@ class RemoteRoute:
         try:
             self.cluster.transport.send(
                 self.address, [aid.type_name, aid.namespace, aid.key, entries, hops + 1, []],
-                weight=len(entries),
+                weight=len(entries), key=self,
             )
         except InterfaceError as exc:  # the node is stopping: casts are never acknowledged
             log.warning("%d casts to %s dropped: %s", len(msgs), aid, exc)
@@ -211,7 +211,7 @@ class RemoteRoute:
         local = type(reply) is CallFuture  # its caller's timer is the call's only one
         try:
             expire = self.cluster.transport.request_to(
-                self.address, wire, left, _Pending(self, msg), arm=not local
+                self.address, wire, left, _Pending(self, msg), arm=not local, key=self
             )
         except Exception as exc:
             reply.set_exception(exc)

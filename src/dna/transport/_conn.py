@@ -7,10 +7,8 @@ tells it when it authenticates or closes.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections import deque
-from functools import partial
 from typing import Any, Protocol
 
 from .._core import encode_frames
@@ -23,7 +21,7 @@ from ._auth import (
     build_hello,
     new_nonce,
 )
-from ._calls import Reply, admits, first_estimate, note_flushed
+from ._calls import CallCredit, admit_waiting, first_estimate, note_flushed, request_received
 from ._handshake import CLOSED, DIALING, HANDSHAKE, READY, handshake_received
 from ._limits import Admission, Throttled
 from ._outgoing import encode_one_by_one
@@ -37,12 +35,11 @@ from ._wire import (
     REPLY,
     REQUEST,
     error_from_wire,
-    error_to_wire,
     printable,
     summary,
 )
 
-__all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Admission", "Connection", "Reply",
+__all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Admission", "Connection",
            "Throttled"]
 
 log = logging.getLogger("dna.transport")
@@ -54,7 +51,7 @@ class Owner(Protocol):
     node_id: str
     deadline: float
     peak_unsent: int
-    source: Connection | None
+    source: Connection | CallCredit | None
     preauth_log: Throttled
     _advertise: str
     _all: set[Connection]
@@ -123,7 +120,13 @@ class Connection(asyncio.Protocol):
         self.write_paused = False  # the socket's buffer is over its high-water mark
         self.drain_waiters: list[asyncio.Future[None]] = []  # senders waiting for room
         self.credit = INITIAL_CREDIT  # items we may still send before the peer grants more
-        self.held: deque[tuple[list[Any], int, float]] = deque()  # (frame, weight, queued at)
+        self.call_credit = INITIAL_CREDIT  # calls we may still send before more are granted
+        # frames waiting for credit, in order: (frame, weight, queued at, key)
+        self.held: deque[tuple[list[Any], int, float, Any]] = deque()
+        self.held_keys: dict[Any, int] = {}  # held frames per sender key (a route)
+        self.allowed_calls = owner._window  # calls the peer may still send us
+        self.call_grant_due = 0  # calls released and not yet granted back
+        self.call_source = CallCredit(self)  # what a handler releases a call's credit through
         self.allowed = owner._window  # items the peer may still send us (it may overdraw once)
         self.grant_due = 0  # items released and not yet granted back to the peer
         self.grant_batch = owner._grant_batch  # released items sent back in one CREDIT
@@ -177,7 +180,7 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self._wake_writers()
         if self.waiting:
-            self._admit_waiting()
+            admit_waiting(self)
 
     def _wake_writers(self) -> None:
         waiters, self.drain_waiters = self.drain_waiters, []
@@ -236,7 +239,7 @@ class Connection(asyncio.Protocol):
                 _, rid, left, msg = frame
                 if type(rid) is not int or not isinstance(left, (int, float)):
                     raise TypeError
-                self._request_received(rid, left, msg)
+                request_received(self, rid, left, msg)
             elif kind == REPLY:
                 _, rid, value = frame
                 self._settle(rid, value, None)
@@ -252,11 +255,12 @@ class Connection(asyncio.Protocol):
                     if type(weight) is not int or weight < 1:
                         raise TypeError
                 self._message_received(msg, weight)
-            elif kind == CREDIT:
-                _, n = frame
-                if type(n) is not int or n < 1:
+            elif kind == CREDIT:  # [CREDIT, n] for one-way items, [CREDIT, n, 1] for calls
+                n = frame[1]
+                calls = len(frame) == 3
+                if type(n) is not int or n < 1 or len(frame) > 3 or (calls and frame[2] != 1):
                     raise TypeError
-                self._credit_received(n)
+                self._credit_received(n, calls)
             elif kind == PING:
                 self.queue([PONG])
             elif kind != PONG:
@@ -284,6 +288,11 @@ class Connection(asyncio.Protocol):
         if self.allowed <= 0:
             raise ProtocolError(f"the peer sent beyond its credit ({self.owner._window} items)")
         self.allowed -= weight
+
+    def _take_call(self) -> None:
+        if self.allowed_calls <= 0:
+            raise ProtocolError(f"the peer sent beyond its call credit ({self.owner._window})")
+        self.allowed_calls -= 1
 
     def _message_received(self, msg: Any, weight: int) -> None:
         if self.manual:
@@ -324,118 +333,73 @@ class Connection(asyncio.Protocol):
         else:
             self.grant_due = due
 
-    def _credit_received(self, n: int) -> None:
-        self.credit += n
+    def release_calls(self, n: int) -> None:
+        """Gives ``n`` calls of credit back to the peer (see ``release``)."""
+        if self.state != READY:
+            return
+        self.allowed_calls += n
+        due = self.call_grant_due + n
+        if due >= self.grant_batch:
+            self.call_grant_due = 0
+            self.queue([CREDIT, due, 1])
+        else:
+            self.call_grant_due = due
+
+    def _credit_received(self, n: int, calls: bool) -> None:
+        if calls:
+            self.call_credit += n
+        else:
+            self.credit += n
         held = self.held
         now = self.loop.time()
-        while held and self.credit > 0:
-            frame, weight, queued = held.popleft()
+        moved = False
+        while held:
+            frame, weight, queued, key = held[0]
+            if (self.call_credit if frame[0] == REQUEST else self.credit) <= 0:
+                break  # in order: what follows waits too
+            held.popleft()
+            moved = True
+            left = self.held_keys[key] - 1
+            if left:
+                self.held_keys[key] = left
+            else:
+                del self.held_keys[key]
             if frame[0] == REQUEST:
                 frame[2] -= now - queued  # seconds left: it waited here
                 if frame[2] <= 0:
                     continue  # its caller has had its Timeout already
-            self.credit -= weight
+                self.call_credit -= 1
+            else:
+                self.credit -= weight
             self.out.append(frame)
-        if not held and not self.write_paused:
-            self._wake_writers()
+        if moved and not self.write_paused:
+            self._wake_writers()  # each waiter checks whether its own frames went
 
-    def send_counted(self, frame: list[Any], weight: int) -> None:
+    def send_counted(self, frame: list[Any], weight: int, key: Any = None) -> None:
         """Queue a REQUEST/MESSAGE ``frame`` of ``weight`` items, or hold it (in order)
-        until the peer grants credit."""
-        if self.credit > 0 and not self.held:
-            self.credit -= weight
+        until the peer grants credit. A call with a ``key`` (its route) no held frame
+        has goes ahead of the held frames of other keys: calls have credit of their
+        own, and order holds per key."""
+        if frame[0] == REQUEST:
+            go = self.call_credit > 0 and (
+                not self.held or (key is not None and key not in self.held_keys))
+            if go:
+                self.call_credit -= 1
+        else:
+            go = self.credit > 0 and not self.held
+            if go:
+                self.credit -= weight
+        if go:
             self.out.append(frame)  # queue() inlined
             if self.flush_handle is None and self.state == READY and not self.receiving:
                 self.flush_handle = self.loop.call_soon(self.flush)
         else:
-            self.held.append((frame, weight, self.loop.time()))
+            self.held.append((frame, weight, self.loop.time(), key))
+            self.held_keys[key] = self.held_keys.get(key, 0) + 1
 
-    def _request_received(self, rid: int, left: float, msg: Any) -> None:
-        if self.manual:
-            self._take(1)
-        if self.waiting or not (
-            (not self.write_paused and (self.running + 1) * self.reply_estimate
-             <= self.owner._max_unsent) or admits(self)
-        ):  # its reply might not fit in max_unsent: it waits for earlier ones to go
-            self.waiting.append((rid, left, msg, self.loop.time()))
-            return
-        self._start_call(rid, left, msg)
-
-    def _admit_waiting(self) -> None:
-        """Starts the waiting calls (and delivers the casts behind them) that now fit."""
-        waiting = self.waiting
-        while waiting and self.state == READY:
-            rid, left, msg, arrived = waiting[0]
-            if rid is None:
-                waiting.popleft()
-                self._deliver(msg, int(left))
-            elif admits(self):
-                waiting.popleft()
-                self._start_call(rid, left - (self.loop.time() - arrived), msg)
-            else:
-                return
-
-    def _start_call(self, rid: int, left: float, msg: Any) -> None:
-        if left <= 0:
-            log.debug("%s: call %d arrived past its deadline", self.describe(), rid)
-            self.release(1)  # nobody else will
-            return
-        owner = self.owner
-        deadline = self.loop.time() + left
-        owner.deadline = deadline
-        if self.manual:
-            owner.source = self
-        else:
-            self.release(1)
-        self.running += 1
-        if owner._on_call is not None:
-            reply = Reply(self, rid, deadline)
-            try:
-                owner._on_call(self.peer_id, msg, reply)
-            except Exception as e:
-                reply.set_exception(e)
-            return
-        try:
-            assert owner._on_request is not None  # checked at construction
-            result = owner._on_request(self.peer_id, msg)
-        except Exception as e:
-            self.answer(rid, deadline, error_to_wire(rid, e))
-            return
-        if not inspect.isawaitable(result):
-            self.answer(rid, deadline, [REPLY, rid, result])
-            return
-        if asyncio.isfuture(result):
-            fut: asyncio.Future[Any] = result
-        else:
-            try:
-                fut = asyncio.ensure_future(result)  # a Task: tasks start in creation order
-            except Exception as e:
-                self.answer(rid, deadline, error_to_wire(rid, e))
-                return
-            owner._tasks.add(fut)
-            fut.add_done_callback(owner._tasks.discard)
-        fut.add_done_callback(partial(self._reply_later, rid, deadline))
-
-    def _reply_later(self, rid: int, deadline: float, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled():
-            exc: BaseException | None = asyncio.CancelledError("the handler was cancelled")
-        else:
-            exc = fut.exception()
-        self.answer(rid, deadline,
-                    [REPLY, rid, fut.result()] if exc is None else error_to_wire(rid, exc))
-
-    def answer(self, rid: int, deadline: float, frame: list[Any]) -> None:
-        """Queue the REPLY/ERROR ``frame`` of the peer's call ``rid`` (once per call)."""
-        if self.state != READY:
-            return  # the caller's connection is gone: nobody to answer
-        if self.loop.time() > deadline:
-            log.debug("%s: reply to call %d ready past its deadline", self.describe(), rid)
-            self.running -= 1
-            if self.waiting:
-                self.loop.call_soon(self._admit_waiting)
-            return
-        self.replies += 1  # it stays running until the flush writes it
-        self.queue(frame)
+    def congested(self, key: Any = None) -> bool:
+        """Frames of ``key`` (of any key when None) wait for credit, or the socket is full."""
+        return self.write_paused or (bool(self.held) if key is None else key in self.held_keys)
 
     # ------------------------------------------------------------ frames out
 
@@ -484,7 +448,7 @@ class Connection(asyncio.Protocol):
         if self.replies:
             note_flushed(self, len(data))
             if self.waiting:
-                self._admit_waiting()
+                admit_waiting(self)
 
     def _check_unsent(self) -> None:
         assert self.transport is not None
@@ -549,6 +513,7 @@ class Connection(asyncio.Protocol):
         self.hs_timer = self.flush_handle = None
         self.out = []
         self.held.clear()
+        self.held_keys.clear()
         self.waiting.clear()
         self.owner._forget(self)
         if self.transport is None and not self.closed.done():

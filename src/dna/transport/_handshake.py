@@ -89,8 +89,9 @@ def _authenticated(conn: Connection) -> None:
     conn.sealer = Sealer(conn.keys.mac_out)
     conn.inbuf = bytearray()
     log.debug("%s authenticated", conn.describe())
-    if conn.owner._window > INITIAL_CREDIT:
-        conn.out.insert(0, [CREDIT, conn.owner._window - INITIAL_CREDIT])
+    if conn.owner._window > INITIAL_CREDIT:  # one-way items, then calls (credit of their own)
+        more = conn.owner._window - INITIAL_CREDIT
+        conn.out[:0] = [[CREDIT, more], [CREDIT, more, 1]]
     conn.owner._authenticated(conn, conn.peer_hello.address)
     if conn.out:
         conn.flush()
