@@ -32,6 +32,8 @@ if TYPE_CHECKING or NO_EXTENSIONS:
         SenderBase,
         Turn,
         args_size,
+        cast_entries,
+        decode_entries,
     )
     from .framing_py import (
         FrameDecoder,
@@ -65,6 +67,8 @@ else:
         SenderBase,
         Turn,
         args_size,
+        cast_entries,
+        decode_entries,
     )
     from .framing import (
         FrameDecoder,
@@ -106,7 +110,9 @@ __all__ = [
     "Turn",
     "WriteSet",
     "args_size",
+    "cast_entries",
     "copy_args",
+    "decode_entries",
     "copy_packable",
     "encode_frame",
     "encode_frames",
