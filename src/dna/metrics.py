@@ -182,8 +182,8 @@ class NodeCollector:
         for state, n in sorted(states.items()):
             g.add_metric([state], n)
         yield g
-        conns = list(getattr(cluster.transport, "_all", ()))
-        ready = sum(1 for c in conns if getattr(c, "peer_id", "") and c.state == _ready())
+        conns = cluster.transport.connections() if cluster.transport is not None else []
+        ready = sum(1 for authenticated, _ in conns if authenticated)
         g = GaugeMetricFamily("dna_peer_connections", "TCP connections with peers",
                               labels=["state"])
         g.add_metric(["authenticated"], ready)
@@ -191,9 +191,8 @@ class NodeCollector:
         yield g
         sent = received = 0
         known = False
-        for c in conns:
-            tr = getattr(c, "transport", None)
-            got = _tcp_bytes(tr.get_extra_info("socket") if tr is not None else None)
+        for _, sock in conns:
+            got = _tcp_bytes(sock)
             if got is not None:
                 known = True
                 sent += got[0]
@@ -211,12 +210,6 @@ class NodeCollector:
                                   "seconds since the last heartbeat known to have succeeded")
             g.add_metric([], self.node.loop.time() - last)
             yield g
-
-
-def _ready() -> Any:
-    from .transport._conn import READY
-
-    return READY
 
 
 def _type_name(atype: Any) -> str:
