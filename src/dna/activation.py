@@ -27,6 +27,7 @@ from ._core import (
     CLOSED,
     CLOSING,
     IDLE,
+    MISSING,
     RUNNING,
     SCHEDULED,
     TURN,
@@ -41,7 +42,7 @@ from .errors import (
     NotOwner,
     StoreUnavailable,
 )
-from .storage.base import StorageContext
+from .storage.base import DESTROY, StorageContext
 
 if TYPE_CHECKING:
     from .actor import Actor
@@ -198,6 +199,7 @@ class Activation:
             inst = self.atype()
             host.setup_instance(inst, self.aid)
             ctx = StorageContext(self.ws, host.store, self.claim)
+            inst._dna_storage = ctx
             for name, module in self.atype._dna_modules.items():
                 setattr(inst, name, module.bind(ctx))
             self.instance = inst
@@ -278,6 +280,10 @@ class Activation:
             self._restart()
             return
         if len(self.ws):
+            if self.ws.get(*DESTROY) is not MISSING:  # self.destroy() in this batch
+                self.state = CLOSING  # no further batch, no passivation
+                self.host.spawn(self._destroy())
+                return
             if self.commit_task is not None:
                 self.state = BLOCKED
                 return
@@ -361,6 +367,47 @@ class Activation:
         self.host.forget(self)
         self.inbox.closed = True
         self.fail_queued(err)
+
+    # ------------------------------------------------------------ destroy
+
+    async def _destroy(self) -> None:
+        """The batch called ``destroy()``: once the commit in flight (earlier
+        batches) is durable, remove the actor in one fenced store operation
+        instead of committing the batch's writes, release the batch's replies,
+        and leave: queued messages go to a fresh activation."""
+        if self.commit_task is not None:
+            try:
+                await asyncio.shield(self.commit_task)
+            except asyncio.CancelledError:
+                if _cancelling() or self.state == CLOSED:
+                    return
+        if self.state == CLOSED:  # fenced meanwhile
+            return
+        replies, self.gated = self.gated, []
+        lost = self.ws.get(*DESTROY) is MISSING  # the earlier commit failed: all undone
+        self.ws.clear()
+        assert self.claim is not None
+        err: BaseException | None = None
+        try:
+            if not lost:
+                await self.host.store.destroy(self.claim)
+        except Exception as exc:
+            log.warning("destroy of %s failed: %r", self.aid, exc)
+            err = CommitFailed(f"destroy of {self.aid} failed: {exc}")
+            err.__cause__ = exc
+        for reply, result in replies:
+            if not reply.done():
+                if err is None and not lost:
+                    reply.set_result(result)
+                else:
+                    reply.set_exception(err or CommitFailed(f"{self.aid}: an earlier commit "
+                                                            "failed; the destroy was dropped"))
+        self.state = CLOSED
+        self.host.forget(self)
+        if len(self.inbox):
+            self.host.takeover(self)  # a fresh activation (a fresh claim) takes the queue
+        else:
+            self.inbox.closed = True
 
     # ------------------------------------------------------------ passivation
 
