@@ -131,7 +131,7 @@ async def test_bad_catalog_arguments_are_refused_clearly(
     store_factory: Callable[[], Any]
 ) -> None:
     async with dna.Node(store=store_factory()) as node:
-        with pytest.raises(dna.InterfaceError, match="neither a dna.Actor subclass"):
+        with pytest.raises(dna.InterfaceError, match=r"neither a dna\.Actor subclass"):
             await node.catalog(int)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="between 1 and"):
             await node.catalog(CatRoom, limit=0)
