@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 import dna
-from dna.errors import StaleEpoch
+from dna.errors import CommitFailed, StaleEpoch, StoreUnavailable
 from dna.ids import ActorId
 from dna.storage import KV
+from dna.store import Claim, Row
+from dna.store.memory import MemoryStore
 
 
 class CatRoom(dna.Actor):
@@ -281,3 +283,113 @@ async def test_a_stale_owner_cannot_destroy(
     finally:
         await old.close()
         await new.close()
+
+
+# ---------------------------------------------------------------- destroy and the commit path
+
+
+class HoldStore(MemoryStore):
+    """A MemoryStore whose commits wait for ``hold`` and fail while ``failing``;
+    ``log`` records what reached the database, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.entered = asyncio.Event()  # a commit is waiting on hold
+        self.failing = False
+        self.log: list[str] = []
+
+    async def commit(self, claim: Claim, rows: list[Row]) -> None:
+        self.entered.set()
+        await self.hold.wait()
+        if self.failing:
+            raise StoreUnavailable("injected: database down")
+        self.log.append("commit " + ",".join(k for _, k, _ in rows))
+        await super().commit(claim, rows)
+
+    async def destroy(self, claim: Claim) -> None:
+        self.log.append("destroy")
+        await super().destroy(claim)
+
+
+class Doomed(dna.Actor):
+    kv = KV()
+    wiped: asyncio.Event | None = None  # set when wipe's handler has run
+
+    @dna.call
+    def put(self, key: str, value: Any) -> str:
+        self.kv.write(key, value)
+        return "ok"
+
+    @dna.call
+    def wipe(self) -> str:
+        self.destroy()
+        assert Doomed.wiped is not None
+        Doomed.wiped.set()
+        return "wiped"
+
+
+async def test_destroy_waits_for_the_commit_in_flight_then_removes_it_too() -> None:
+    store = HoldStore()
+    Doomed.wiped = asyncio.Event()
+    async with dna.Node(store=store) as node:
+        ref = node.ref(Doomed, "x")
+        await ref.put("a", 1)
+        store.hold.clear()
+        store.entered.clear()
+        put = asyncio.ensure_future(ref.put("b", 2))
+        await store.entered.wait()  # b's commit is in flight, held
+        wipe = asyncio.ensure_future(ref.wipe())
+        await Doomed.wiped.wait()  # the destroying batch ran meanwhile
+        assert store.log == ["commit a"]
+        store.hold.set()
+        assert await put == "ok" and await wipe == "wiped"
+        assert store.log == ["commit a", "commit b", "destroy"]
+        assert await node.inspect(ref) == {}
+        assert (await node.catalog(Doomed)).entries == []
+
+
+async def test_destroy_is_dropped_when_the_commit_before_it_fails() -> None:
+    store = HoldStore()
+    Doomed.wiped = asyncio.Event()
+    async with dna.Node(store=store) as node:
+        ref = node.ref(Doomed, "x")
+        await ref.put("a", 1)
+        store.hold.clear()
+        store.entered.clear()
+        put = asyncio.ensure_future(ref.put("b", 2))
+        await store.entered.wait()
+        wipe = asyncio.ensure_future(ref.wipe())
+        await Doomed.wiped.wait()
+        store.failing = True
+        store.hold.set()
+        with pytest.raises(CommitFailed):
+            await put
+        with pytest.raises(CommitFailed):
+            await wipe
+        assert "destroy" not in store.log
+        store.failing = False
+        assert await node.inspect(ref) == {"kv": [("a", 1)]}  # as committed before
+        assert await ref.put("c", 3) == "ok"  # a fresh activation serves it
+        assert [e.key for e in await node.catalog(Doomed)] == ["x"]
+
+
+async def test_a_client_node_destroys_an_actor_hosted_by_its_peer(unique: str) -> None:
+    host = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s")
+    client = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                      host_actors=False)
+    await host.start()
+    await client.start()
+    try:
+        ref = client.ref(CatRoom, "far", f"remote-{unique}")
+        await ref.put("a", 1)
+        [entry] = (await client.catalog(CatRoom, namespace=f"remote-{unique}")).entries
+        assert entry.owner == host.node_id and entry.active
+        await client.destroy(ref)
+        assert await host.inspect(host.ref(CatRoom, "far", f"remote-{unique}")) == {}
+        assert (await client.catalog(CatRoom, namespace=f"remote-{unique}")).entries == []
+        assert await ref.get("a") is None
+    finally:
+        await client.stop()
+        await host.stop()
