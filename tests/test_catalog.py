@@ -329,6 +329,21 @@ class Doomed(dna.Actor):
         Doomed.wiped.set()
         return "wiped"
 
+    @dna.call
+    async def get(self, key: str) -> Any:
+        return await self.kv.read(key)
+
+    @dna.cast
+    def note(self, key: str, value: Any) -> None:
+        self.kv.write(key, value)
+
+    @dna.cast
+    def wipe_cast(self, fail: bool) -> None:
+        self.kv.write("during", True)
+        self.destroy()
+        if fail:
+            raise RuntimeError("changed my mind")
+
 
 async def test_destroy_waits_for_the_commit_in_flight_then_removes_it_too() -> None:
     store = HoldStore()
@@ -393,3 +408,26 @@ async def test_a_client_node_destroys_an_actor_hosted_by_its_peer(unique: str) -
     finally:
         await client.stop()
         await host.stop()
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["destroyed", "handler-raised"])
+async def test_messages_after_destroy_in_the_same_batch_run_in_order_afterwards(
+    fail: bool,
+) -> None:
+    store = HoldStore()
+    async with dna.Node(store=store) as node:
+        ref = node.ref(Doomed, "x")
+        await ref.note("a", 1)
+        # one batch: a write, the destroying message, then two more writes
+        ref.note.nowait("before", 0)
+        ref.wipe_cast.nowait(fail)
+        ref.note.nowait("b", 2)
+        ref.note.nowait("c", 3)
+        assert await ref.get("c") == 3
+        kv = dict((await node.inspect(ref))["kv"])
+        if fail:  # nothing of the destroy: the rest ran on the same actor, in order
+            assert kv == {"a": 1, "before": 0, "b": 2, "c": 3}
+            assert "destroy" not in store.log
+        else:  # the batch up to the destroy went with the actor; the rest on the fresh one
+            assert kv == {"b": 2, "c": 3}
+            assert "destroy" in store.log
