@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import dna
-from dna.errors import CommitFailed, StaleEpoch, StoreUnavailable
+from dna.errors import CommitFailed, CommitUnknown, StaleEpoch, StoreUnavailable
 from dna.ids import ActorId
 from dna.storage import KV
 from dna.store import Claim, Row
@@ -309,6 +309,8 @@ class HoldStore(MemoryStore):
         await super().commit(claim, rows)
 
     async def destroy(self, claim: Claim) -> None:
+        self.entered.set()
+        await self.hold.wait()
         self.log.append("destroy")
         await super().destroy(claim)
 
@@ -431,3 +433,21 @@ async def test_messages_after_destroy_in_the_same_batch_run_in_order_afterwards(
         else:  # the batch up to the destroy went with the actor; the rest on the fresh one
             assert kv == {"b": 2, "c": 3}
             assert "destroy" in store.log
+
+
+async def test_a_node_stopping_during_a_destroy_tells_the_caller_the_outcome_is_unknown() -> None:
+    store = HoldStore()
+    Doomed.wiped = asyncio.Event()
+    node = dna.Node(store=store, stop_timeout=1.0)
+    await node.start()
+    try:
+        ref = node.ref(Doomed, "x")
+        await ref.note("a", 1)
+        store.hold.clear()
+        store.entered.clear()
+        wipe = asyncio.ensure_future(ref.wipe())
+        await store.entered.wait()  # the destroy is at the store, held
+    finally:
+        await node.stop()
+    with pytest.raises(CommitUnknown, match="stopped"):
+        await wipe

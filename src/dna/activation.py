@@ -444,6 +444,12 @@ class Activation:
         try:
             if not lost:
                 await self.host.store.destroy(self.claim)
+        except asyncio.CancelledError:  # the node stops: the outcome is not known
+            err = CommitUnknown(f"destroy of {self.aid}: the node stopped meanwhile")
+            for reply, _ in replies:
+                if not reply.done():
+                    reply.set_exception(err)
+            raise
         except Exception as exc:
             log.warning("destroy of %s failed: %r", self.aid, exc)
             err = CommitFailed(f"destroy of {self.aid} failed: {exc}")
