@@ -288,7 +288,8 @@ class Activation:
 
     def _after_batch(self, n: int) -> None:
         self.batch = None
-        if self.deferred:
+        if self.deferred:  # held back by a destroy(): they run (and count) later
+            n -= len(self.deferred)
             self._requeue_deferred()
         if self.state == CLOSED:  # fenced while a handler ran: its writes are dropped
             self.ws.clear()
