@@ -150,8 +150,9 @@ async def test_paging_2500_actors_by_100_lists_each_once_despite_concurrent_inse
     async with dna.Node(store=store_factory()) as node:
         store = node.store
         names = [ActorId(ns, "CatRoom", f"k{i:05d}") for i in range(2500)]
+        claims: list[Claim] = []
         for i in range(0, len(names), 250):  # existing actors: claimed (pipelined)
-            await asyncio.gather(*(store.claim(a) for a in names[i:i + 250]))
+            claims += await asyncio.gather(*(store.claim(a) for a in names[i:i + 250]))
         seen: list[str] = []
         added: set[str] = set()
         after, pages = None, 0
@@ -162,7 +163,7 @@ async def test_paging_2500_actors_by_100_lists_each_once_despite_concurrent_inse
             # new actors appear meanwhile, before and after the cursor
             fresh = [ActorId(ns, "CatRoom", f"k{pages * 7 % 2500:05d}-new{pages}"),
                      ActorId(ns, "CatRoom", f"z-new{pages}")]
-            await asyncio.gather(*(store.claim(a) for a in fresh))
+            claims += await asyncio.gather(*(store.claim(a) for a in fresh))
             added.update(a.key for a in fresh)
             if page.next is None:
                 break
@@ -171,6 +172,10 @@ async def test_paging_2500_actors_by_100_lists_each_once_despite_concurrent_inse
         assert {a.key for a in names} <= set(seen), "an actor was missed"
         assert set(seen) <= {a.key for a in names} | added
         assert pages >= 25
+        # destroyed in bulk (pipelined), they are gone from the catalog
+        for i in range(0, len(claims), 250):
+            await asyncio.gather(*(store.destroy(c) for c in claims[i:i + 250]))
+        assert await walk(node, 1000, namespace=ns) == []
 
 
 # ---------------------------------------------------------------- inspect
