@@ -191,6 +191,8 @@ async def test_inspect_shows_storage_by_module_decoded_and_bounded(
         await room.put("a", b"\x00raw")
         assert await node.inspect(room) == {"kv": [("a", b"\x00raw"), ("b", {"x": [1, 2]})]}
         assert await node.inspect(room, limit=1) == {"kv": [("a", b"\x00raw")]}
+        assert await node.store.dump(room.actor_id, 0) == []  # it exists, no row asked
+        assert await node.store.dump(node.ref(CatRoom, "never", ns).actor_id, 5) is None
         assert await node.inspect(node.ref(CatRoom, "never", ns)) == {}
         with pytest.raises(TypeError, match="actor ref"):
             await node.inspect("lobby")
@@ -278,13 +280,13 @@ async def test_a_stale_owner_cannot_destroy(
         assert await new.dump(aid, 10) == [("kv", "a", b"\x01")]
         assert await store_walk(new, aid.namespace) == [(aid, new.node_id, current.epoch)]
         await new.destroy(current)  # the owner can; an older claim never commits again
-        assert await new.dump(aid, 10) == []
+        assert await new.dump(aid, 10) is None  # gone
         assert await store_walk(new, aid.namespace) == []
         with pytest.raises(StaleEpoch):
             await old.commit(stale, [("kv", "b", b"\x02")])
         fresh = await new.claim(aid)
         assert fresh.epoch > current.epoch
-        assert await new.dump(aid, 10) == []
+        assert await new.dump(aid, 10) == []  # exists again, with nothing stored
     finally:
         await old.close()
         await new.close()

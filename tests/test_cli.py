@@ -398,6 +398,7 @@ async def _populate(url: str, ns: str, n: int) -> None:
         lobby = node.ref(CliRoom, "lobby", ns)
         await lobby.put("greeting", "hi\x1b[2J")  # a control sequence must not reach the tty
         await lobby.put("blob", b"\x00\x01")
+        await node.destroy(node.ref(CliRoom, "gone", ns))  # created by the destroy, then gone
 
 
 def _catalog_cli_checks(url: str, ns: str, cwd: Path) -> None:
@@ -432,6 +433,8 @@ def _catalog_cli_checks(url: str, ns: str, cwd: Path) -> None:
     one_line_error(r, EXIT_NOT_FOUND, "no actor of type 'NoSuchRoom'")
     r = dna_cli("inspect", "--store", url, "--namespace", ns, "CliRoom", "nobody", cwd=cwd)
     one_line_error(r, EXIT_NOT_FOUND, "no actor", "nobody")
+    r = dna_cli("inspect", "--store", url, "--namespace", ns, "CliRoom", "gone", cwd=cwd)
+    one_line_error(r, EXIT_NOT_FOUND, "no actor", "gone", "destroyed")
     r = dna_cli("actors", *base, "--after", "not-a-cursor", cwd=cwd)
     one_line_error(r, EXIT_USAGE, "not a catalog cursor")
     r = dna_cli("actors", *base, "--limit", "0", cwd=cwd)

@@ -132,8 +132,9 @@ def cmd_inspect(ns: argparse.Namespace) -> int:
         return owner, epoch, await inspect_store(store, aid, ns.limit)
 
     owner, epoch, modules = _run(ns, work)
-    if epoch == 0:
-        fail(EXIT_NOT_FOUND, f"no actor {escape(str(aid))} in this store (never created)")
+    if modules is None:
+        why = "never created" if epoch == 0 else f"destroyed; its epoch {epoch} is kept"
+        fail(EXIT_NOT_FOUND, f"no actor {escape(str(aid))} in this store ({why})")
     if ns.json:
         print(json.dumps({"actor": {"type": aid.type_name, "namespace": aid.namespace,
                                     "key": aid.key}, "owner": owner, "epoch": epoch,

@@ -112,15 +112,19 @@ def decode(value: bytes) -> Any:
 
 async def inspect_store(
     store: Store, ref: ActorRef | ActorId, limit: int
-) -> dict[str, list[tuple[str, Any]]]:
-    """An actor's committed storage by module (see ``Node.inspect``)."""
+) -> dict[str, list[tuple[str, Any]]] | None:
+    """An actor's committed storage by module (see ``Node.inspect``); None when the
+    actor does not exist (never created, or destroyed)."""
     if isinstance(ref, ActorRef):
         aid = ref.actor_id
     elif isinstance(ref, ActorId):
         aid = ref
     else:
         raise TypeError(f"inspect takes an actor ref (node.ref(...)), not {type(ref).__name__}")
+    rows = await store.dump(aid, _check_limit(limit))
+    if rows is None:
+        return None
     out: dict[str, list[tuple[str, Any]]] = {}
-    for module, key, value in await store.dump(aid, _check_limit(limit)):
+    for module, key, value in rows:
         out.setdefault(module, []).append((key, None if value is None else decode(value)))
     return out

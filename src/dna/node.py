@@ -273,7 +273,7 @@ class Node:
         """An actor's committed storage: module name -> ``(key, decoded value)`` in
         key order, at most ``limit`` rows in all. Writes not committed yet are not
         shown; a destroyed or never-created actor has none."""
-        return await inspect_store(self.store, ref, limit)
+        return await inspect_store(self.store, ref, limit) or {}
 
     async def destroy(self, ref: Any) -> None:
         """Delete the actor for good, as if a handler of it called ``self.destroy()``:

@@ -242,9 +242,10 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row]:
+    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
         """Up to ``limit`` committed rows ``(module, key, value)`` of ``actor``, in
-        (module, key) order, read without a claim (for ``inspect``)."""
+        (module, key) order, read without a claim (for ``inspect``); None when the
+        actor does not exist (never claimed, or destroyed)."""
 
 
 def prefix_end(prefix: str) -> str | None:

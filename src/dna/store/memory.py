@@ -286,11 +286,11 @@ class MemoryStore(Store):
         more = len(out) == limit and i + limit < len(names)
         return out, _cursor.encode(out[-1][0]) if more else None
 
-    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row]:
+    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
         self._me()
         row = self._db.actors.get(actor)
-        if row is None or row.claimed_at is None or limit <= 0:
-            return []
+        if row is None or row.claimed_at is None:
+            return None
         out: builtins.list[Row] = []
         tables = sorted((m, t) for (h, m), t in self._db.data.items() if h == row.handle)
         for module, table in tables:

@@ -107,12 +107,10 @@ async def destroy(store: ScyllaStore, claim: Claim) -> None:
     raise _stale("destroy", claim, owner, epoch)
 
 
-async def dump(store: ScyllaStore, actor: ActorId, limit: int) -> builtins.list[Row]:
-    if limit <= 0:
-        return []
+async def dump(store: ScyllaStore, actor: ActorId, limit: int) -> builtins.list[Row] | None:
     bridge, st, _ = store._open()
     pk = (actor.namespace, actor.type_name, actor.key)
-    rows: Any = await store._do(bridge.run(st.dump, (*pk, limit)), f"reading {actor}")
+    rows: Any = await store._do(bridge.run(st.dump, (*pk, max(limit, 1))), f"reading {actor}")
     if not rows or rows[0][3] is None:  # never claimed, or destroyed
-        return []
-    return [(m, k, v) for m, k, v, _ in rows if m is not None]
+        return None
+    return [(m, k, v) for m, k, v, _ in rows if m is not None][:max(limit, 0)]

@@ -577,7 +577,7 @@ class ScyllaStore(Store):
     ) -> tuple[builtins.list[_catalog.CatalogRow], str | None]:
         return await _catalog.catalog(self, type_name, namespace, after, limit)
 
-    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row]:
+    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
         return await _catalog.dump(self, actor, limit)
 
 

@@ -22,8 +22,8 @@ __all__ = ["INDEX", "as_rows", "catalog_query", "destroy", "dump_query", "page"]
 # created at open when missing (files made before the catalog lack it)
 INDEX = "CREATE INDEX IF NOT EXISTS actors_catalog ON actors (type_name, namespace, key)"
 
-_DUMP = (
-    "SELECT d.module, d.k, d.v FROM actors a JOIN data d ON d.actor = a.id "
+_DUMP = (  # an actor without rows is one row of NULLs; no row: no such actor
+    "SELECT d.module, d.k, d.v FROM actors a LEFT JOIN data d ON d.actor = a.id "
     "WHERE a.namespace = ? AND a.type_name = ? AND a.key = ? AND a.claimed_at IS NOT NULL "
     "ORDER BY d.module, d.k LIMIT ?"
 )
@@ -75,8 +75,11 @@ def dump_query(actor: ActorId, limit: int) -> tuple[str, tuple[Any, ...]]:
     return _DUMP, (actor.namespace, actor.type_name, actor.key, limit)
 
 
-def as_rows(got: list[Any]) -> list[Row]:
-    return [(m, k, v) for m, k, v in got]
+def as_rows(got: list[Any]) -> list[Row] | None:
+    """The rows of a dump query's result; None when the actor does not exist."""
+    if not got:
+        return None
+    return [(m, k, v) for m, k, v in got if m is not None]
 
 
 def destroy(conn: Connection, claim: Claim) -> None:

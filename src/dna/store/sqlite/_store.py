@@ -289,11 +289,10 @@ class SQLiteStore(Store):
             return [], None
         return _catalog.page(self._read(*query, "listing actors"), limit)
 
-    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row]:
-        if limit <= 0:
-            return []
-        sql, params = _catalog.dump_query(actor, limit)
-        return _catalog.as_rows(self._read(sql, params, f"reading {actor}"))
+    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
+        sql, params = _catalog.dump_query(actor, max(limit, 1))  # a row tells it exists
+        rows = _catalog.as_rows(self._read(sql, params, f"reading {actor}"))
+        return None if rows is None else rows[:max(limit, 0)]
 
 
 def _swallow(fut: asyncio.Future[Any]) -> None:
