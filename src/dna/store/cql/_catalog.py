@@ -70,8 +70,12 @@ async def catalog(
     filtered = type_name is not None or namespace is not None
     out: builtins.list[CatalogRow] = []
     read = 0
+    # partitions per request: under a filter it doubles each round, so what the next
+    # page reads again (past this page's last match) stays under half of what was read
+    step = limit
     while read < _BUDGET:
-        want = min(_BUDGET - read, max(limit, 1000) if filtered else limit - len(out))
+        want = min(_BUDGET - read, step if filtered else limit - len(out))
+        step *= 2
         rows = await store._do(bridge.run(st.catalog, (token, want)), "listing actors")
         for ns, tn, key, owner, epoch, claimed_at, tok in rows:
             read += 1
