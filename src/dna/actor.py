@@ -25,7 +25,7 @@ from typing import (
 )
 
 from .errors import ActorRedefinedWarning, InterfaceError, UnknownHandler
-from .storage.base import StorageModule
+from .storage.base import DESTROY, StorageContext, StorageModule
 
 if TYPE_CHECKING:
     from .ids import ActorId
@@ -206,6 +206,8 @@ class Actor:
     namespace: str
     node: NodeHandle
     _dna_aid: ActorId
+    _dna_storage: StorageContext  # this activation's storage (destroy writes to it)
+    _dna_defer: Callable[[], None]  # holds back the rest of the batch after destroy()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -239,6 +241,28 @@ class Actor:
 
     async def on_passivate(self) -> None:
         """Called before an idle activation is removed or the node drains."""
+
+    def destroy(self) -> None:
+        """Delete this actor for good when the running batch commits: every storage
+        module's data and its registration go in that one atomic commit, the
+        activation is then dropped, and a later message starts the name afresh
+        (empty storage, a new activation).
+
+        Part of the handler's writes: discarded if the handler raises (the actor
+        then goes on as if it had not been called). Writes made before it in the
+        batch go with the actor; replies of the batch wait for the destroy to be
+        durable. Messages after this one, in the batch or queued, run on the
+        fresh actor, in order.
+        """
+        storage = self.__dict__.get("_dna_storage")
+        if storage is None:
+            raise InterfaceError("destroy() is usable only inside an activation")
+        storage.ws.write(DESTROY[0], DESTROY[1], b"")
+        self._dna_defer()
+
+    @call
+    def _dna_destroy(self) -> None:  # what Node.destroy sends: routed like any message
+        self.destroy()
 
 
 class ActorRef:
