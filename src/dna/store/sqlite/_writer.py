@@ -269,6 +269,9 @@ class Writer:
                 (self.node_id, address, time.time()),
             )
             conn.execute("COMMIT", release_gil=True)
+            # pages the schema added now live in the database file itself: a later
+            # checkpoint on a full disk (see _checkpoint) need not grow the file for them
+            self._checkpoint()
         except BaseException:
             self.do_close()
             raise
