@@ -174,3 +174,18 @@ async def test_a_peer_that_ignores_its_credit_is_cut_off(caplog: Any) -> None:
             peer.write(b"".join(encode_frame([MESSAGE, i]) for i in range(65)))
             assert await closed_by_peer(reader) < 1.0
         assert warned(caplog, "beyond its credit")
+
+
+async def test_calls_have_a_window_of_their_own(caplog: Any) -> None:
+    """64 one-way items and 64 calls fit the two windows of 64; one call more is cut off."""
+    b = make("b", window=64, manual_release=True, on_request=lambda peer, msg: None)
+    async with started(b):
+        async with raw(port_of(b)) as (reader, writer):
+            peer = await handshake(reader, writer)
+            peer.write(b"".join(encode_frame([MESSAGE, i]) for i in range(64)))
+            peer.write(b"".join(encode_frame([REQUEST, i, 30.0, i]) for i in range(64)))
+            for _ in range(64):  # every call answered: the messages did not use its credit
+                assert (await peer.read_frame())[0] == 1
+            peer.write(encode_frame([REQUEST, 64, 30.0, 64]))
+            assert await closed_by_peer(reader) < 1.0
+        assert warned(caplog, "beyond its call credit")
