@@ -175,7 +175,7 @@ async def run(kind: str, db: Path, secret_file: Path) -> dict[str, Any]:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--only", default="casts,replies,half-open")
+    ap.add_argument("--only", default="casts,casts-same-peer,replies,half-open")
     ns = ap.parse_args()
     sys.path.insert(0, str(HERE))
     out = []
