@@ -25,7 +25,8 @@ from typing import (
 )
 
 from .errors import ActorRedefinedWarning, InterfaceError, UnknownHandler
-from .storage.base import StorageModule
+from .storage.base import StorageContext, StorageModule
+from .storage.outbox import BoundOutbox, Outbox, receive
 
 if TYPE_CHECKING:
     from .ids import ActorId
@@ -206,6 +207,7 @@ class Actor:
     namespace: str
     node: NodeHandle
     _dna_aid: ActorId
+    _dna_ctx: StorageContext
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -239,6 +241,38 @@ class Actor:
 
     async def on_passivate(self) -> None:
         """Called before an idle activation is removed or the node drains."""
+
+    # ---------------------------------------------------------- exactly-once sends
+
+    def send(self, handler: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Send ``handler(*args, **kwargs)`` (``handler`` is ``ref.name`` of any actor)
+        exactly once, as part of this handler's commit: recorded in this actor's
+        ``Outbox`` with the handler's writes (discarded with them if it raises),
+        delivered after the commit and retried until the receiver has committed it;
+        the receiver runs it once, in send order. Only inside a handler of an actor
+        that declares an ``Outbox``; arguments must be msgpack-serialisable."""
+        self._dna_outbox().send(self, handler, args, kwargs)
+
+    def _dna_outbox(self) -> BoundOutbox:
+        for name, module in type(self)._dna_modules.items():
+            if isinstance(module, Outbox):
+                bound = self.__dict__.get(name)
+                if not isinstance(bound, BoundOutbox):
+                    raise InterfaceError("self.send is usable only inside a handler of "
+                                         "this actor")
+                return bound
+        raise InterfaceError(f"{type(self).__qualname__} declares no Outbox: add "
+                             f"`outbox = dna.storage.Outbox()` to use self.send")
+
+    @call
+    async def _dna_deliver(self, sender: list[str], entries: list[list[Any]]) -> int:
+        """Internal: sends of another actor's ``self.send`` (see ``storage.outbox``)."""
+        return await receive(self, self._dna_ctx, sender, entries)
+
+    @cast
+    def _dna_acked(self, keys: list[str]) -> None:
+        """Internal: the receiver committed these sends of ours; delete their rows."""
+        self._dna_outbox().acked(keys)
 
 
 class ActorRef:

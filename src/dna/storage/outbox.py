@@ -1,0 +1,229 @@
+"""``Outbox``: exactly-once sends between actors, recorded in the sender's storage.
+
+Declared on the sending class (``outbox = Outbox()``); inside a handler,
+``self.send(ref.handler, *args)`` writes the message as a row of this module,
+part of the handler's batch: it exists exactly when the handler's other writes
+do. Once that commit is durable the runtime (``dna.delivery``) delivers it and
+retries until the receiver answers that it committed it; then the row is
+deleted. Rows are keyed ``epoch (16 hex) + counter (16 hex)`` of the sender's
+claim, so they sort in send order across re-activations (every claim has a
+greater epoch), and that key is the message's sequence number.
+
+The receiving side (``receive``, any actor) keeps, per sender, the highest
+sequence number it committed (one row of module ``_dna.seen`` per sender,
+written in the same batch as the handler's writes) and drops anything at or
+below it: a redelivery after a lost acknowledgement changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any, overload
+
+from .._core import MISSING, TURN, SenderBase, copy_args, copy_packable, pack, unpack
+from ..errors import InterfaceError, TooLarge
+from ..ids import ActorId
+from .base import StorageContext, StorageModule
+
+__all__ = ["SEEN", "BoundOutbox", "Entry", "Outbox", "receive", "sender_key"]
+
+log = logging.getLogger("dna.delivery")
+
+SEEN = "_dna.seen"  # receiver's module: one high-water mark per sender
+_PAGE = 1000  # rows read per page when an activation loads its outbox
+
+
+class Entry:
+    """One recorded send: its row key (the sequence number), receiver and message."""
+
+    __slots__ = ("args", "handler", "key", "kwargs", "receiver", "size")
+
+    def __init__(self, key: str, receiver: ActorId, handler: str, args: list[Any],
+                 kwargs: dict[str, Any] | None, size: int) -> None:
+        self.key = key  # "epoch counter" in hex: the row key and the sequence number
+        self.receiver = receiver  # whose handler runs it
+        self.handler = handler  # the handler's name
+        self.args = args  # positional arguments, as msgpack delivers them
+        self.kwargs = kwargs  # keyword arguments or None
+        self.size = size  # bytes of the packed row (what it weighs in a frame)
+
+    def wire(self) -> list[Any]:
+        return [self.key, self.handler, self.args, self.kwargs]
+
+
+def _decode_row(key: str, packed: bytes) -> Entry:
+    ns, tname, rkey, handler, args, kwargs = unpack(packed)
+    return Entry(key, ActorId(ns, tname, rkey), handler, args, kwargs, len(packed))
+
+
+def sender_key(aid: ActorId) -> str:
+    """The receiver's key for a sender's high-water mark."""
+    return json.dumps([aid.namespace, aid.type_name, aid.key], ensure_ascii=False)
+
+
+class Outbox(StorageModule):
+    """Declare on an actor class that sends: ``outbox = Outbox()``."""
+
+    def __init__(self, name: str = "") -> None:
+        if name and (not isinstance(name, str) or "\x00" in name):
+            raise ValueError("Outbox name must be a str without NUL")
+        self.name = name
+
+    def bind(self, ctx: StorageContext) -> BoundOutbox:
+        bound = BoundOutbox(ctx, self.name)
+        ctx.attach(bound)
+        return bound
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Outbox: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> BoundOutbox: ...
+    def __get__(self, obj: object, owner: type) -> Outbox | BoundOutbox:
+        if obj is None:
+            return self
+        raise InterfaceError(f"{owner.__name__}.{self.name} is usable only inside an activation")
+
+
+class BoundOutbox:
+    """The outbox of one activation: what handlers recorded, and what is committed but
+    not yet acknowledged, per receiver in send order."""
+
+    __slots__ = ("_ctx", "_epoch", "_n", "_name", "_recorded", "queues", "wake")
+
+    def __init__(self, ctx: StorageContext, module: str) -> None:
+        self._ctx = ctx
+        self._name = module
+        self._epoch = ctx.claim.epoch  # first half of every key this activation writes
+        self._n = 0  # second half: counts this activation's sends
+        self._recorded: list[Entry] = []  # written by handlers since the last commit began
+        self.queues: dict[ActorId, deque[Entry]] = {}  # durable, not acknowledged yet
+        self.wake: Callable[[ActorId], None] = _nothing  # the runtime's delivery, per receiver
+
+    @property
+    def backlog(self) -> int:
+        """Sends committed and not acknowledged by their receiver yet."""
+        return sum(len(q) for q in self.queues.values())
+
+    async def load(self) -> None:
+        """Un-acknowledged rows of earlier activations, queued ahead of new sends."""
+        after: str | None = None
+        store, claim = self._ctx.store, self._ctx.claim
+        while True:
+            rows = await store.list(claim, self._name, "", _PAGE, after)
+            for key, packed in rows:
+                self._queue(_decode_row(key, packed))
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    def _queue(self, e: Entry) -> None:
+        q = self.queues.get(e.receiver)
+        if q is None:
+            q = self.queues[e.receiver] = deque()
+        q.append(e)
+
+    def start(self) -> None:
+        """Deliver what ``load`` found (the runtime calls it once it listens)."""
+        for rid in self.queues:
+            self.wake(rid)
+
+    def send(self, inst: Any, handler: Any, args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> None:
+        """Record ``handler(*args, **kwargs)`` for delivery after this batch commits."""
+        if TURN.instance is not inst:
+            raise InterfaceError("self.send is usable only inside a handler of this actor "
+                                 "(it is part of the handler's atomic commit)")
+        if not isinstance(handler, SenderBase):
+            raise TypeError(f"self.send takes a handler of a ref (ref.handler), not "
+                            f"{type(handler).__name__}")
+        ref = handler.ref
+        args_l = list(copy_args(args))
+        kw = copy_packable(kwargs) if kwargs else None
+        aid = ref.actor_id
+        packed = pack([aid.namespace, aid.type_name, aid.key, handler.name, args_l, kw])
+        limit = min(handler.limit, self._ctx.max_value_bytes or handler.limit)
+        if len(packed) > limit:
+            raise TooLarge(f"{aid}.{handler.name}: a send of {len(packed)} bytes is over the "
+                           f"limit of {limit} bytes: nothing was recorded")
+        key = f"{self._epoch:016x}{self._n:016x}"
+        self._n += 1
+        self._ctx.ws.write(self._name, key, packed)
+        self._recorded.append(Entry(key, aid, handler.name, args_l, kw, len(packed)))
+
+    def seal(self) -> Callable[[], None] | None:
+        if not self._recorded:
+            return None
+        ws, name = self._ctx.ws, self._name
+        # right after take(): a send whose handler raised is not in the committing layer
+        sealed = [e for e in self._recorded if ws.get(name, e.key) is not MISSING]
+        self._recorded = []
+        if not sealed:
+            return None
+
+        def durable() -> None:
+            for e in sealed:
+                self._queue(e)
+            for rid in {e.receiver for e in sealed}:
+                self.wake(rid)
+
+        return durable
+
+    def acked(self, keys: list[str]) -> None:
+        """Delete the rows of acknowledged sends (a write of the running batch)."""
+        ws, name = self._ctx.ws, self._name
+        for key in keys:
+            ws.delete(name, key)
+
+
+def _nothing(_rid: ActorId) -> None:
+    return None
+
+
+def _seq(key: str) -> tuple[int, int]:
+    return int(key[:16], 16), int(key[16:], 16)
+
+
+async def receive(inst: Any, ctx: StorageContext, sender: list[str],
+                  entries: list[list[Any]]) -> int:
+    """Run the sends in ``entries`` (from ``sender``, in order) on ``inst``, each at most
+    once: those at or below the sender's high-water mark are dropped. A handler that
+    raises has its writes discarded and counts as done (logged). Returns how many ran."""
+    aid = ActorId(*sender)
+    skey = sender_key(aid)
+    seen: dict[str, tuple[int, int]] = inst.__dict__.setdefault("_dna_seen", {})
+    hwm = seen.get(skey)
+    if hwm is None:
+        v = await ctx.read(SEEN, skey)
+        hwm = (-1, -1) if v is None else (unpack(v)[0], unpack(v)[1])
+    handlers = type(inst)._dna_handlers
+    ws = ctx.ws
+    ran = 0
+    top = hwm
+    for key, hname, args, kwargs in entries:
+        seq = _seq(key)
+        if seq <= top:
+            continue  # a redelivery: already committed
+        top = seq
+        spec = handlers.get(hname)
+        if spec is None:
+            log.error("%s: send %s from %s dropped: no handler %r", inst._dna_aid, key, aid,
+                      hname)
+            continue
+        ws.begin()  # a failing handler rolls back its own writes only
+        try:
+            r = spec.fn(inst, *args, **(kwargs or {}))
+            if spec.is_async:
+                await r
+        except Exception:
+            ws.rollback()
+            log.error("%s.%s failed on send %s from %s (its writes were discarded)",
+                      inst._dna_aid, hname, key, aid, exc_info=True)
+            continue
+        ran += 1
+    if top != hwm:
+        ws.write(SEEN, skey, pack(list(top)))
+        seen[skey] = top
+    return ran
