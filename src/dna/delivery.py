@@ -112,11 +112,8 @@ class Delivery:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = FIRST_BACKOFF
-            for _ in batch:
-                q.popleft()
-            self._acked([e.key for e in batch])
-        if q is not None and not q:
-            self.outbox.queues.pop(rid, None)
+            self._acked(self.outbox.delivered(rid, len(batch)))
+            q = self.outbox.queues.get(rid)
 
     def _acked(self, keys: list[str]) -> None:
         """Delete acknowledged rows: by a cast to ourselves (batched per loop turn), or

@@ -17,6 +17,7 @@ below it: a redelivery after a lost acknowledgement changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import deque
@@ -91,7 +92,7 @@ class BoundOutbox:
     """The outbox of one activation: what handlers recorded, and what is committed but
     not yet acknowledged, per receiver in send order."""
 
-    __slots__ = ("_ctx", "_epoch", "_n", "_name", "_recorded", "queues", "wake")
+    __slots__ = ("_ctx", "_epoch", "_flushed", "_n", "_name", "_recorded", "queues", "wake")
 
     def __init__(self, ctx: StorageContext, module: str) -> None:
         self._ctx = ctx
@@ -101,6 +102,28 @@ class BoundOutbox:
         self._recorded: list[Entry] = []  # written by handlers since the last commit began
         self.queues: dict[ActorId, deque[Entry]] = {}  # durable, not acknowledged yet
         self.wake: Callable[[ActorId], None] = _nothing  # the runtime's delivery, per receiver
+        self._flushed: list[asyncio.Future[None]] = []  # flushed() callers waiting
+
+    async def flushed(self) -> None:
+        """Wait until every committed send is acknowledged (``backlog`` is 0). It blocks
+        this actor meanwhile: never wait so on a send to the actor itself."""
+        if self.backlog:
+            fut = asyncio.get_running_loop().create_future()
+            self._flushed.append(fut)
+            await fut
+
+    def delivered(self, rid: ActorId, n: int) -> list[str]:
+        """The receiver committed the oldest ``n`` sends to it: their keys."""
+        q = self.queues[rid]
+        keys = [q.popleft().key for _ in range(n)]
+        if not q:
+            del self.queues[rid]
+            if not self.queues:
+                waiting, self._flushed = self._flushed, []
+                for fut in waiting:
+                    if not fut.done():
+                        fut.set_result(None)
+        return keys
 
     @property
     def backlog(self) -> int:
