@@ -254,15 +254,14 @@ class Actor:
         self._dna_outbox().send(self, handler, args, kwargs)
 
     def _dna_outbox(self) -> BoundOutbox:
-        for name, module in type(self)._dna_modules.items():
-            if isinstance(module, Outbox):
-                bound = self.__dict__.get(name)
-                if not isinstance(bound, BoundOutbox):
-                    raise InterfaceError("self.send is usable only inside a handler of "
-                                         "this actor")
-                return bound
-        raise InterfaceError(f"{type(self).__qualname__} declares no Outbox: add "
-                             f"`outbox = dna.storage.Outbox()` to use self.send")
+        ctx = self.__dict__.get("_dna_ctx")
+        bound = ctx.outbox if ctx is not None else None
+        if bound is not None:
+            return bound  # type: ignore[no-any-return]
+        if not any(isinstance(m, Outbox) for m in type(self)._dna_modules.values()):
+            raise InterfaceError(f"{type(self).__qualname__} declares no Outbox: add "
+                                 f"`outbox = dna.storage.Outbox()` to use self.send")
+        raise InterfaceError("self.send is usable only inside a handler of this actor")
 
     @call
     async def _dna_deliver(self, sender: list[str], entries: list[list[Any]]) -> int:

@@ -42,7 +42,7 @@ __all__ = ["Delivery", "attach"]
 
 log = logging.getLogger("dna.delivery")
 
-MAX_ENTRIES = 2000  # sends one delivery call carries at most
+MAX_ENTRIES = 10_000  # sends one delivery call carries at most
 MAX_BYTES = 1 << 20  # ... and packed bytes at most (well under any frame limit)
 FIRST_BACKOFF = 0.01  # seconds before the first retry; doubles up to MAX_BACKOFF
 MAX_BACKOFF = 2.0
@@ -101,7 +101,7 @@ class Delivery:
             try:
                 if call is None:
                     call = _deliver_call(act, rid)
-                await call(sender, [e.wire() for e in batch])
+                await call(sender, [[e.key, e.packed] for e in batch])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -160,10 +160,10 @@ def _head(q: Any) -> list[Entry]:
     batch: list[Entry] = []
     size = 0
     for e in q:
-        if batch and (len(batch) >= MAX_ENTRIES or size + e.size > MAX_BYTES):
+        if batch and (len(batch) >= MAX_ENTRIES or size + len(e.packed) > MAX_BYTES):
             break
         batch.append(e)
-        size += e.size
+        size += len(e.packed)
     return batch
 
 

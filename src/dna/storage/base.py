@@ -66,7 +66,8 @@ class Attached(Protocol):
 class StorageContext:
     """One activation's storage, scoped to its claim (see the module docstring)."""
 
-    __slots__ = ("attached", "claim", "max_key_bytes", "max_value_bytes", "store", "ws")
+    __slots__ = ("attached", "claim", "max_key_bytes", "max_value_bytes", "outbox", "store",
+                 "ws")
 
     def __init__(self, ws: Any, store: Store, claim: Claim) -> None:
         self.ws = ws  # pending writes: the running batch and the commit in flight
@@ -75,6 +76,7 @@ class StorageContext:
         self.max_key_bytes: int | None = store.max_key_bytes  # None: no limit
         self.max_value_bytes: int | None = store.max_value_bytes  # None: no limit
         self.attached: list[Attached] = []  # bound views told of loads and commits
+        self.outbox: Any = None  # the bound Outbox, when the actor declares one
 
     async def read(self, module: str, key: str) -> bytes | None:
         """The packed value of ``key`` (pending writes first), or None."""

@@ -38,26 +38,19 @@ _PAGE = 1000  # rows read per page when an activation loads its outbox
 
 
 class Entry:
-    """One recorded send: its row key (the sequence number), receiver and message."""
+    """One recorded send: its row key (the sequence number), receiver and packed row."""
 
-    __slots__ = ("args", "handler", "key", "kwargs", "receiver", "size")
+    __slots__ = ("key", "packed", "receiver")
 
-    def __init__(self, key: str, receiver: ActorId, handler: str, args: list[Any],
-                 kwargs: dict[str, Any] | None, size: int) -> None:
-        self.key = key  # "epoch counter" in hex: the row key and the sequence number
+    def __init__(self, key: str, receiver: ActorId, packed: bytes) -> None:
+        self.key = key  # "epoch counter" in fixed-width hex: orders as the numbers do
         self.receiver = receiver  # whose handler runs it
-        self.handler = handler  # the handler's name
-        self.args = args  # positional arguments, as msgpack delivers them
-        self.kwargs = kwargs  # keyword arguments or None
-        self.size = size  # bytes of the packed row (what it weighs in a frame)
-
-    def wire(self) -> list[Any]:
-        return [self.key, self.handler, self.args, self.kwargs]
+        self.packed = packed  # msgpack [namespace, type, key, handler, args, kwargs]
 
 
 def _decode_row(key: str, packed: bytes) -> Entry:
-    ns, tname, rkey, handler, args, kwargs = unpack(packed)
-    return Entry(key, ActorId(ns, tname, rkey), handler, args, kwargs, len(packed))
+    ns, tname, rkey = unpack(packed)[:3]
+    return Entry(key, ActorId(ns, tname, rkey), packed)
 
 
 def sender_key(aid: ActorId) -> str:
@@ -102,6 +95,7 @@ class BoundOutbox:
         self._recorded: list[Entry] = []  # written by handlers since the last commit began
         self.queues: dict[ActorId, deque[Entry]] = {}  # durable, not acknowledged yet
         self.wake: Callable[[ActorId], None] = _nothing  # the runtime's delivery, per receiver
+        ctx.outbox = self  # self.send finds it here
         self._flushed: list[asyncio.Future[None]] = []  # flushed() callers waiting
 
     async def flushed(self) -> None:
@@ -162,11 +156,14 @@ class BoundOutbox:
         if not isinstance(handler, SenderBase):
             raise TypeError(f"self.send takes a handler of a ref (ref.handler), not "
                             f"{type(handler).__name__}")
-        ref = handler.ref
-        args_l = list(copy_args(args))
-        kw = copy_packable(kwargs) if kwargs else None
-        aid = ref.actor_id
-        packed = pack([aid.namespace, aid.type_name, aid.key, handler.name, args_l, kw])
+        aid = handler.ref.actor_id
+        try:
+            packed = pack([aid.namespace, aid.type_name, aid.key, handler.name, args,
+                           kwargs or None])
+        except TypeError:  # say which argument, as a call would
+            copy_args(args)
+            copy_packable(kwargs)
+            raise
         limit = min(handler.limit, self._ctx.max_value_bytes or handler.limit)
         if len(packed) > limit:
             raise TooLarge(f"{aid}.{handler.name}: a send of {len(packed)} bytes is over the "
@@ -174,7 +171,7 @@ class BoundOutbox:
         key = f"{self._epoch:016x}{self._n:016x}"
         self._n += 1
         self._ctx.ws.write(self._name, key, packed)
-        self._recorded.append(Entry(key, aid, handler.name, args_l, kw, len(packed)))
+        self._recorded.append(Entry(key, aid, packed))
 
     def seal(self) -> Callable[[], None] | None:
         if not self._recorded:
@@ -205,31 +202,28 @@ def _nothing(_rid: ActorId) -> None:
     return None
 
 
-def _seq(key: str) -> tuple[int, int]:
-    return int(key[:16], 16), int(key[16:], 16)
-
-
 async def receive(inst: Any, ctx: StorageContext, sender: list[str],
                   entries: list[list[Any]]) -> int:
-    """Run the sends in ``entries`` (from ``sender``, in order) on ``inst``, each at most
-    once: those at or below the sender's high-water mark are dropped. A handler that
-    raises has its writes discarded and counts as done (logged). Returns how many ran."""
+    """Run the sends in ``entries`` (``[key, packed row]`` from ``sender``, in order) on
+    ``inst``, each at most once: those at or below the sender's high-water mark are
+    dropped. A handler that raises has its writes discarded and counts as done
+    (logged). Returns how many ran."""
     aid = ActorId(*sender)
     skey = sender_key(aid)
-    seen: dict[str, tuple[int, int]] = inst.__dict__.setdefault("_dna_seen", {})
+    seen: dict[str, str] = inst.__dict__.setdefault("_dna_seen", {})
     hwm = seen.get(skey)
     if hwm is None:
         v = await ctx.read(SEEN, skey)
-        hwm = (-1, -1) if v is None else (unpack(v)[0], unpack(v)[1])
+        hwm = "" if v is None else unpack(v)
     handlers = type(inst)._dna_handlers
     ws = ctx.ws
     ran = 0
-    top = hwm
-    for key, hname, args, kwargs in entries:
-        seq = _seq(key)
-        if seq <= top:
-            continue  # a redelivery: already committed
-        top = seq
+    top: str = hwm
+    for key, packed in entries:
+        if key <= top:
+            continue  # a redelivery: already committed (fixed-width keys order as numbers)
+        top = key
+        hname, args, kwargs = unpack(packed)[3:]
         spec = handlers.get(hname)
         if spec is None:
             log.error("%s: send %s from %s dropped: no handler %r", inst._dna_aid, key, aid,
@@ -237,7 +231,7 @@ async def receive(inst: Any, ctx: StorageContext, sender: list[str],
             continue
         ws.begin()  # a failing handler rolls back its own writes only
         try:
-            r = spec.fn(inst, *args, **(kwargs or {}))
+            r = spec.fn(inst, *args, **kwargs) if kwargs else spec.fn(inst, *args)
             if spec.is_async:
                 await r
         except Exception:
@@ -247,6 +241,6 @@ async def receive(inst: Any, ctx: StorageContext, sender: list[str],
             continue
         ran += 1
     if top != hwm:
-        ws.write(SEEN, skey, pack(list(top)))
+        ws.write(SEEN, skey, pack(top))
         seen[skey] = top
     return ran
