@@ -251,7 +251,13 @@ class Actor:
         delivered after the commit and retried until the receiver has committed it;
         the receiver runs it once, in send order. Only inside a handler of an actor
         that declares an ``Outbox``; arguments must be msgpack-serialisable."""
-        self._dna_outbox().send(self, handler, args, kwargs)
+        try:
+            outbox = self._dna_ctx.outbox
+        except AttributeError:  # not activated
+            outbox = None
+        if outbox is None:
+            outbox = self._dna_outbox()
+        outbox.send(self, handler, args, kwargs)
 
     def _dna_outbox(self) -> BoundOutbox:
         ctx = self.__dict__.get("_dna_ctx")

@@ -5,8 +5,8 @@ flight per sender and receiver (so order holds): it calls the receiver's
 internal ``_dna_deliver`` handler through an ordinary ref, wherever the
 receiver lives, with every queued send up to a size limit. The reply comes
 after the receiver's commit (the output gate): then the sends are
-acknowledged and their rows deleted by an internal cast to the sender itself
-(a write of its own batch). Any error is retried with backoff for as long as
+acknowledged and their rows deleted with the sender's next commit (see
+``Delivery._acked``). Any error is retried with backoff for as long as
 the activation lives; the receiver drops what it already committed. A sender
 activated again loads its un-acknowledged rows and goes on delivering them
 ahead of new sends.
@@ -19,7 +19,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._core import CLOSED, CLOSING
+from ._core import BLOCKED, CLOSED, CLOSING, IDLE, RUNNING, SCHEDULED
 from .actor import actor_type
 from .storage.outbox import BoundOutbox, Entry, Outbox
 
@@ -101,7 +101,8 @@ class Delivery:
             try:
                 if call is None:
                     call = _deliver_call(act, rid)
-                await call(sender, [[e.key, e.packed] for e in batch])
+                # entries are fresh lists of str and bytes: no copy needed (CallSender._call)
+                await call._call((sender, [[e.key, e.packed] for e in batch]), None, ())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -116,15 +117,19 @@ class Delivery:
             q = self.outbox.queues.get(rid)
 
     def _acked(self, keys: list[str]) -> None:
-        """Delete acknowledged rows: by a cast to ourselves (batched per loop turn), or
-        at the final commit when the activation is passivating."""
+        """Delete acknowledged rows with the sender's next commit: written into its
+        write set between batches, by a cast to itself while a handler is suspended
+        (its writes must stay its own), at the final commit while passivating."""
         act = self.act
-        if act.state >= CLOSING:
+        state = act.state
+        if state in (IDLE, SCHEDULED, BLOCKED):
+            self.outbox.acked(keys)
+        elif state == RUNNING:
+            if not self.pending_acks:
+                act.host.loop.call_soon(self._push_acks)
+            self.pending_acks += keys
+        elif state == CLOSING:
             self.closing_acks += keys
-            return
-        if not self.pending_acks:
-            act.host.loop.call_soon(self._push_acks)
-        self.pending_acks += keys
 
     def _push_acks(self) -> None:
         keys, self.pending_acks = self.pending_acks, []
@@ -132,13 +137,8 @@ class Delivery:
         if act.state >= CLOSING:
             self.closing_acks += keys
             return
-        if act.state == CLOSED or not keys:
-            return
         index = act.atype._dna_handlers["_dna_acked"].index
-        try:
-            act.inbox.push((index, (keys,), None, None))
-        except Exception as exc:  # the node is stopping: the rows are delivered again later
-            log.debug("%s: acknowledgements not recorded: %r", act.aid, exc)
+        act.inbox.push((index, (keys,), None, None))
 
     async def finish(self) -> list[str]:
         """Passivating: wait (a bounded time) for the sends in flight, then return the

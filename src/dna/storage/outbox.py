@@ -85,12 +85,14 @@ class BoundOutbox:
     """The outbox of one activation: what handlers recorded, and what is committed but
     not yet acknowledged, per receiver in send order."""
 
-    __slots__ = ("_ctx", "_epoch", "_flushed", "_n", "_name", "_recorded", "queues", "wake")
+    __slots__ = ("_ctx", "_flushed", "_limit", "_n", "_name", "_prefix", "_recorded", "queues",
+                 "wake")
 
     def __init__(self, ctx: StorageContext, module: str) -> None:
         self._ctx = ctx
         self._name = module
-        self._epoch = ctx.claim.epoch  # first half of every key this activation writes
+        self._prefix = f"{ctx.claim.epoch:016x}"  # first half of every key written here
+        self._limit = ctx.max_value_bytes  # largest row; the frame limit is checked at send
         self._n = 0  # second half: counts this activation's sends
         self._recorded: list[Entry] = []  # written by handlers since the last commit began
         self.queues: dict[ActorId, deque[Entry]] = {}  # durable, not acknowledged yet
@@ -164,11 +166,12 @@ class BoundOutbox:
             copy_args(args)
             copy_packable(kwargs)
             raise
-        limit = min(handler.limit, self._ctx.max_value_bytes or handler.limit)
-        if len(packed) > limit:
-            raise TooLarge(f"{aid}.{handler.name}: a send of {len(packed)} bytes is over the "
-                           f"limit of {limit} bytes: nothing was recorded")
-        key = f"{self._epoch:016x}{self._n:016x}"
+        n = len(packed)
+        if n > handler.limit or (self._limit is not None and n > self._limit):
+            limit = min(handler.limit, self._limit or handler.limit)
+            raise TooLarge(f"{aid}.{handler.name}: a send of {n} bytes is over the limit of "
+                           f"{limit} bytes: nothing was recorded")
+        key = f"{self._prefix}{self._n:016x}"
         self._n += 1
         self._ctx.ws.write(self._name, key, packed)
         self._recorded.append(Entry(key, aid, packed))
@@ -184,9 +187,19 @@ class BoundOutbox:
             return None
 
         def durable() -> None:
+            queues = self.queues
+            woken = []
+            last: Any = None
+            q: Any = None
             for e in sealed:
-                self._queue(e)
-            for rid in {e.receiver for e in sealed}:
+                if e.receiver is not last:  # runs of sends to one ref skip the lookup
+                    last = e.receiver
+                    q = queues.get(last)
+                    if q is None:
+                        q = queues[last] = deque()
+                        woken.append(last)
+                q.append(e)
+            for rid in woken:
                 self.wake(rid)
 
         return durable
