@@ -300,9 +300,9 @@ class Activation:
 
     def _take(self) -> tuple[list[Any], list[Any]]:
         """The rows of the next commit, and what to run once they are durable."""
-        rows = self.ws.take()
         storage = self.storage
-        return rows, storage.seal() if storage is not None and storage.attached else []
+        durable = storage.seal() if storage is not None and storage.attached else []
+        return self.ws.take(), durable
 
     def _start_commit(self) -> None:
         rows, durable = self._take()

@@ -102,7 +102,7 @@ class Delivery:
                 if call is None:
                     call = _deliver_call(act, rid)
                 # entries are fresh lists of str and bytes: no copy needed (CallSender._call)
-                await call._call((sender, [[e.key, e.packed] for e in batch]), None, ())
+                await call._call((sender, [[e.seq, e.packed] for e in batch]), None, ())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -16,8 +16,9 @@ per activation: ``bind(ctx)`` returns the object handlers use
   validating a write where it is made.
 - ``ctx.attach(bound)``: a bound view that keeps state beside its rows (``Log``'s
   next offset, ``Outbox``'s queue) gets ``await bound.load()`` before the first
-  message and ``bound.seal()`` as each commit starts; what ``seal`` returns (a
-  callable or None) runs once that commit is durable.
+  message and ``bound.seal()`` right before each commit takes the pending rows
+  (it may still write); what ``seal`` returns (a callable or None) runs once
+  that commit is durable.
 
 Rows of a module live under its ``name`` (a prefix of the clustering key on
 CQL), so several modules commit together. Adding a module is one new file
@@ -120,7 +121,7 @@ class StorageContext:
             await bound.load()
 
     def seal(self) -> builtins.list[Callable[[], None]]:
-        """Right after ``ws.take()``: what to run once that commit is durable."""
+        """Right before ``ws.take()``: what to run once that commit is durable."""
         done: builtins.list[Callable[[], None]] = []
         for bound in self.attached:
             f = bound.seal()

@@ -76,7 +76,7 @@ class BoundLog:
             self._durable = (gc, start, end)
 
     def seal(self) -> Callable[[], None] | None:
-        v = self._ctx.ws.get(self._name, _META)  # the committing layer, right after take()
+        v = self._ctx.ws.get(self._name, _META)  # what this commit (or one before) holds
         if v is MISSING or v is None:
             return None
         meta = self._decode(v)
