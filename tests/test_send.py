@@ -81,6 +81,30 @@ class Sender(dna.Actor):
         return "accepted"
 
 
+class Relay(dna.Actor):
+    """Forwards what it is sent, except "bad", on which it raises after forwarding."""
+
+    type_name = "tests.send.Relay"
+    outbox = Outbox()
+    kv = KV()
+
+    @dna.cast
+    def forward(self, value: Any) -> None:
+        self.send(self.node.ref(Receiver, self.key).take, value)
+        self.kv.write(str(value), value)
+        if value == "bad":
+            raise RuntimeError("after forwarding")
+
+    @dna.call
+    async def flushed(self) -> int:
+        await self.outbox.flushed()
+        return self.outbox.backlog
+
+    @dna.call
+    async def stored(self) -> list[Any]:
+        return [k for k, _ in await self.kv.list()]
+
+
 class Plain(dna.Actor):
     type_name = "tests.send.Plain"
 
@@ -194,3 +218,35 @@ async def test_delivery_follows_a_receiver_that_moves(unique: str) -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_relayed_send_whose_handler_raises_goes_alone(
+    store_factory: Factory, unique: str
+) -> None:
+    """Sends delivered together run as one handler each: the one that raises loses its
+    writes and its own onward send, the others keep theirs."""
+    async with dna.Node(store=store_factory()) as node:
+        relay = node.ref(Relay, unique)
+        target = node.ref(Receiver, unique)
+        values = ["a", "bad", "b", "c", "bad", "d"]
+
+        class Hop(dna.Actor):
+            type_name = f"tests.send.Hop-{unique}"
+            outbox = Outbox()
+
+            @dna.call
+            def go(self) -> None:
+                for v in values:
+                    self.send(relay.forward, v)
+
+            @dna.call
+            async def flushed(self) -> int:
+                await self.outbox.flushed()
+                return self.outbox.backlog
+
+        hop = node.ref(Hop, unique)
+        await hop.go()
+        assert await hop.flushed() == 0
+        assert await relay.flushed() == 0
+        assert await target.values() == ["a", "b", "c", "d"]
+        assert await relay.stored() == ["a", "b", "c", "d"]
