@@ -250,3 +250,15 @@ async def test_a_relayed_send_whose_handler_raises_goes_alone(
         assert await relay.flushed() == 0
         assert await target.values() == ["a", "b", "c", "d"]
         assert await relay.stored() == ["a", "b", "c", "d"]
+
+
+async def test_a_handler_sending_more_than_a_row_holds(store_factory: Factory, unique: str) -> None:
+    """Sends of one handler beyond ROW_BYTES go on in further rows, still in order."""
+    from dna.storage.outbox import ROW_BYTES
+
+    async with dna.Node(store=store_factory()) as node:
+        s = node.ref(Sender, unique)
+        big = [f"{i:04d}" + "x" * 50_000 for i in range(2 * ROW_BYTES // 50_000 + 3)]
+        assert await s.emit(unique, big) == len(big)
+        assert await s.flushed() == 0
+        assert await node.ref(Receiver, unique).values() == big

@@ -39,7 +39,8 @@ __all__ = ["SEEN", "BoundOutbox", "Entry", "Outbox", "receive", "sender_key"]
 log = logging.getLogger("dna.delivery")
 
 SEEN = "_dna.seen"  # receiver's module: one high-water mark per sender
-_PAGE = 1000  # rows read per page when an activation loads its outbox
+_PAGE = 100  # rows read per page when an activation loads its outbox
+ROW_BYTES = 1 << 20  # a handler's sends beyond this many bytes go on in a further row
 
 
 class Entry:
@@ -57,12 +58,13 @@ class Entry:
 class _Group:
     """The sends of one handler invocation: one row."""
 
-    __slots__ = ("entries", "key", "msg")
+    __slots__ = ("entries", "key", "msg", "size")
 
     def __init__(self, key: str, msg: Any) -> None:
         self.key = key  # the row key
         self.msg = msg  # the message whose handler made them
         self.entries: list[Entry] = []
+        self.size = 0  # packed bytes of the entries: a row stays under ROW_BYTES
 
 
 def _decode_row(key: str, value: bytes) -> list[Entry]:
@@ -188,19 +190,20 @@ class BoundOutbox:
             copy_packable(kwargs)
             raise
         n = len(packed)
-        if n > handler.limit or (self._limit is not None and n > self._limit // 2):
-            limit = min(handler.limit, (self._limit or 2 * handler.limit) // 2)
+        if n > handler.limit or (self._limit is not None and n > self._limit - 64):
+            limit = min(handler.limit, (self._limit or handler.limit + 64) - 64)
             raise TooLarge(f"{aid}.{handler.name}: a send of {n} bytes is over the limit of "
                            f"{limit} bytes: nothing was recorded")
         msg = TURN.msg
         groups = self._groups
         g = groups[-1] if groups else None
-        if g is None or g.msg is not msg:
+        if g is None or g.msg is not msg or (g.entries and g.size + n > ROW_BYTES):
             g = _Group(f"{self._prefix}{self._n:016x}", msg)
             self._n += 1
             groups.append(g)
             self._ctx.ws.write(self._name, g.key, b"")  # goes if the handler raises
         g.entries.append(Entry(f"{g.key}{len(g.entries):08x}", g.key, aid, packed))
+        g.size += n + 8
 
     def checkpoint(self) -> tuple[int, int]:
         """Where the sends stand (``restore`` drops what follows)."""
