@@ -225,3 +225,51 @@ class CastSenderBase(SenderBase):
             inbox = self.route()
         fut = inbox.put(msg)
         return DONE if fut is None else fut
+
+
+def decode_entries(entries: list[Any], handlers: dict[str, Any], hops: int) -> list[Any]:
+    """A peer's ``[[handler, args, kwargs], ...]`` as mailbox tuples
+    ``(index, args, kwargs_or_None, None, hops)``.
+
+    ``handlers`` maps handler names to specs with an ``index``. Raises
+    ``ValueError`` for an entry of the wrong shape and ``LookupError`` (with the
+    name) for a handler the class does not have: the caller words the refusal.
+    """
+    out = []
+    for entry in entries:
+        if type(entry) is not list or len(entry) != 3:
+            raise ValueError("malformed actor message entry")
+        hname, args, kwargs = entry
+        spec = handlers.get(hname) if type(hname) is str else None
+        if spec is None:
+            raise LookupError(hname)
+        if type(args) is not list or not (kwargs is None or type(kwargs) is dict):
+            raise ValueError("malformed actor message: bad arguments")
+        out.append((spec.index, tuple(args), kwargs or None, None, hops))
+    return out
+
+
+def cast_entries(msgs: list[Any], start: int, names: list[str]) -> tuple[list[Any], int, int]:
+    """The wire entries ``[handler, args, kwargs]`` of the run of casts in ``msgs`` from
+    ``start`` that share one hop count: ``(entries, hops, stop)``, where ``stop`` is
+    the index of the first message not taken (a call, another hop count, or the end).
+
+    ``names`` are the handler names by index. A cast is a mailbox tuple whose reply
+    (item 3) is None; item 4, when present, is its hop count.
+    """
+    entries: list[Any] = []
+    n = len(msgs)
+    i = start
+    hops = -1
+    while i < n:
+        msg = msgs[i]
+        if msg[3] is not None:
+            break
+        h = msg[4] if len(msg) > 4 else 0
+        if hops < 0:
+            hops = h
+        elif h != hops:
+            break
+        entries.append([names[msg[0]], msg[1], msg[2]])
+        i += 1
+    return entries, max(hops, 0), i

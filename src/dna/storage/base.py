@@ -37,7 +37,11 @@ from .._core import MISSING
 if TYPE_CHECKING:
     from ..store import Claim, Store
 
-__all__ = ["Attached", "StorageContext", "StorageModule"]
+__all__ = ["DESTROY", "Attached", "StorageContext", "StorageModule"]
+
+# The write-set entry ``(module, key)`` that ``Actor.destroy()`` makes: a batch
+# holding it destroys the actor at its commit (no module name may contain NUL).
+DESTROY = ("\x00destroy", "")
 
 
 class StorageModule(abc.ABC):

@@ -427,6 +427,16 @@ class Transport:
             target.timer = self._loop.call_later(timeout, expire)
         return expire
 
+    def connections(self) -> list[tuple[bool, Any]]:
+        """``(authenticated, socket or None)`` for every connection open now (for
+        metrics: counts by state and the kernel's byte counters of each socket)."""
+        out = []
+        for conn in self._all:
+            tr = conn.transport
+            sock = tr.get_extra_info("socket") if tr is not None else None
+            out.append((bool(conn.peer_id) and conn.state == READY, sock))
+        return out
+
     def congested(self, address: str) -> bool:
         """True while frames to ``address`` wait on a full socket buffer or on the
         peer's credit (it has not released what we sent)."""

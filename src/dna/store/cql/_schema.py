@@ -86,6 +86,15 @@ STATEMENTS: dict[str, str] = {
     "node_collect": "DELETE FROM {ks}.nodes WHERE node_id = ? IF heartbeat = ?",
     "node_get": "SELECT heartbeat, draining FROM {ks}.nodes WHERE node_id = ?",
     "node_all": "SELECT node_id, address, heartbeat, draining, load FROM {ks}.nodes",
+    # the actor catalog (see _catalog): a destroy is one fenced batch of these two ...
+    "destroy_fence": "UPDATE {ks}.actor_data SET owner = null, claimed_at = null, epoch = ?, "
+    f"marker = ? WHERE {_PK} IF owner = ? AND epoch = ?",
+    "destroy_rows": f"DELETE FROM {{ks}}.actor_data WHERE {_PK} AND module >= ''",
+    # ... listing walks the ring by token, reading one static row per partition
+    "catalog": "SELECT DISTINCT namespace, type_name, key, owner, epoch, claimed_at, "
+    "token(namespace, type_name, key) FROM {ks}.actor_data "
+    "WHERE token(namespace, type_name, key) > ? LIMIT ?",
+    "dump": f"SELECT module, k, v, claimed_at FROM {{ks}}.actor_data WHERE {_PK} LIMIT ?",
 }
 
 
@@ -111,6 +120,10 @@ class Statements:
     node_collect: Any
     node_get: Any
     node_all: Any
+    destroy_fence: Any
+    destroy_rows: Any
+    catalog: Any
+    dump: Any
 
     def __init__(self, session: Any, keyspace: str) -> None:
         for name, cql in STATEMENTS.items():

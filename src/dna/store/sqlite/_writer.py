@@ -30,6 +30,7 @@ from ...errors import DNAError, InterfaceError, NotOwner, StaleEpoch, StoreError
 from ..base import ActorId, Claim, Row
 from . import _locks as locks
 from ._c import Connection, SqliteError
+from ._catalog import INDEX as CATALOG_INDEX
 from ._schema import map_error, open_database
 
 __all__ = ["Writer"]
@@ -234,6 +235,7 @@ class Writer:
             self.lock_base = locks.identity(self.path)
             self._lock_fd = locks.acquire_own(self.lock_base, self.node_id)
             conn = self._begin()
+            conn.execute(CATALOG_INDEX)  # a no-op once there (files from before the catalog)
             conn.execute(
                 "INSERT OR REPLACE INTO nodes (node_id, address, started_at) VALUES (?, ?, ?)",
                 (self.node_id, address, time.time()),
