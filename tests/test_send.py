@@ -262,3 +262,29 @@ async def test_a_handler_sending_more_than_a_row_holds(store_factory: Factory, u
         assert await s.emit(unique, big) == len(big)
         assert await s.flushed() == 0
         assert await node.ref(Receiver, unique).values() == big
+
+
+async def test_a_delivery_whose_predecessor_was_lost_is_refused(
+    store_factory: Factory, unique: str
+) -> None:
+    """Deliveries are pipelined, each naming the send before it: the receiver refuses
+    (whole) one whose predecessor it has not committed, so a lost call cannot let a
+    later one overtake it; once the predecessor is in, it is taken."""
+    from dna._core import pack
+
+    async with dna.Node(store=store_factory()) as node:
+        r = node.ref(Receiver, unique)
+        sender = ["default", Sender.type_name, f"fake-{unique}"]
+
+        def entry(seq: int, value: str) -> list[Any]:
+            packed = pack(["default", Receiver.type_name, unique, "take", [value], None])
+            return [f"{1:016x}{seq:016x}{0:08x}", packed]
+
+        first, second = entry(1, "first"), entry(2, "second")
+        with pytest.raises(dna.ActorError, match="OutOfOrder"):
+            await r._dna_deliver(sender, first[0], [second])  # "first" was lost
+        assert await r.values() == []
+        assert await r._dna_deliver(sender, "", [first]) == 1
+        assert await r._dna_deliver(sender, first[0], [second]) == 1
+        assert await r._dna_deliver(sender, "", [first, second]) == 0  # redelivered: dropped
+        assert await r.values() == ["first", "second"]

@@ -293,9 +293,9 @@ class Actor:
         raise InterfaceError("self.send is usable only inside a handler of this actor")
 
     @call
-    async def _dna_deliver(self, sender: list[str], entries: list[list[Any]]) -> int:
+    async def _dna_deliver(self, sender: list[str], prev: str, entries: list[list[Any]]) -> int:
         """Internal: sends of another actor's ``self.send`` (see ``storage.outbox``)."""
-        return await receive(self, self._dna_storage, sender, entries)
+        return await receive(self, self._dna_storage, sender, prev, entries)
 
     @cast
     def _dna_acked(self, keys: list[str]) -> None:

@@ -1,9 +1,10 @@
 """Delivery of an activation's committed sends (``self.send``; see ``storage.outbox``).
 
-One task per receiver with something to deliver, at most one delivery call in
-flight per sender and receiver (so order holds): it calls the receiver's
+One task per receiver with something to deliver: it calls the receiver's
 internal ``_dna_deliver`` handler through an ordinary ref, wherever the
-receiver lives, with every queued send up to a size limit. The reply comes
+receiver lives, with the queued sends in order, up to ``WINDOW`` calls in
+flight; each call names the send before it, and the receiver refuses a call
+whose predecessor it has not committed, so order holds when a call is lost. The reply comes
 after the receiver's commit (the output gate): then the sends are
 acknowledged and their rows deleted with the sender's next commit (see
 ``Delivery._acked``). Any error is retried with backoff for as long as
@@ -15,6 +16,7 @@ ahead of new sends.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,6 +44,7 @@ __all__ = ["Delivery", "attach"]
 
 log = logging.getLogger("dna.delivery")
 
+WINDOW = 4  # delivery calls in flight per sender and receiver
 MAX_ENTRIES = 10_000  # sends one delivery call carries at most
 MAX_BYTES = 1 << 20  # ... and packed bytes at most (well under any frame limit)
 FIRST_BACKOFF = 0.01  # seconds before the first retry; doubles up to MAX_BACKOFF
@@ -93,28 +96,57 @@ class Delivery:
     async def _deliver_all(self, rid: ActorId) -> None:
         act = self.act
         q = self.outbox.queues.get(rid)
-        sender = [act.aid.namespace, act.aid.type_name, act.aid.key]
-        call: Any = None
         backoff = FIRST_BACKOFF
+        prev = ""  # sequence number of the last send the receiver acknowledged, if known
         while q and act.state != CLOSED:
-            batch = _head(q)
             try:
-                if call is None:
-                    call = _deliver_call(act, rid)
-                # entries are fresh lists of str and bytes: no copy needed (CallSender._call)
-                await call._call((sender, [[e.seq, e.packed] for e in batch]), None, ())
+                n, last, error = await self._window(rid, q, prev)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the receiver's class is unknown here, say
+                n, last, error = 0, prev, exc
+            if n:
+                prev = last
+                self._acked(self.outbox.delivered(rid, n))
+                q = self.outbox.queues.get(rid)
+            if error is None:
+                backoff = FIRST_BACKOFF
+                continue
+            level = logging.WARNING if backoff >= MAX_BACKOFF / 2 else logging.DEBUG
+            log.log(level, "%s: delivery to %s failed, retrying in %.2f s: %r",
+                    act.aid, rid, backoff, error)
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _window(self, rid: ActorId, q: Any,
+                      prev: str) -> tuple[int, str, BaseException | None]:
+        """Up to ``WINDOW`` delivery calls in flight, in order, each naming the send
+        before it (the receiver refuses one whose predecessor it has not committed:
+        order holds even when an earlier call is lost). ``(how many sends from the
+        head are acknowledged, the last one's sequence number, the first error)``."""
+        act = self.act
+        call = _deliver_call(act, rid)
+        sender = [act.aid.namespace, act.aid.type_name, act.aid.key]
+        calls: list[tuple[int, str, Any]] = []
+        start = 0
+        while len(calls) < WINDOW and start < len(q):
+            batch = _head(q, start)
+            wire = [[e.seq, e.packed] for e in batch]  # fresh str and bytes: sent uncopied
+            calls.append((start + len(batch), batch[-1].seq,
+                          asyncio.ensure_future(call._call((sender, prev, wire), None, ()))))
+            prev = batch[-1].seq
+            start += len(batch)
+        done, last, error = 0, "", None
+        for end, seq, fut in calls:
+            try:
+                await fut
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if backoff >= MAX_BACKOFF / 2 else logging.DEBUG
-                log.log(level, "%s: delivery of %d sends to %s failed, retrying in %.2f s: %r",
-                        act.aid, len(batch), rid, backoff, exc)
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                error = error or exc
                 continue
-            backoff = FIRST_BACKOFF
-            self._acked(self.outbox.delivered(rid, len(batch)))
-            q = self.outbox.queues.get(rid)
+            done, last = end, seq  # a later call's success covers the earlier sends too
+        return done, last, error
 
     def _acked(self, keys: list[str]) -> None:
         """Delete acknowledged rows with the sender's next commit: written into its
@@ -155,11 +187,11 @@ class Delivery:
         return keys
 
 
-def _head(q: Any) -> list[Entry]:
-    """The oldest sends of ``q`` that fit one delivery call."""
+def _head(q: Any, start: int) -> list[Entry]:
+    """The sends of ``q`` from ``start`` on that fit one delivery call."""
     batch: list[Entry] = []
     size = 0
-    for e in q:
+    for e in itertools.islice(q, start, None):
         if batch and (len(batch) >= MAX_ENTRIES or size + len(e.packed) > MAX_BYTES):
             break
         batch.append(e)

@@ -34,7 +34,7 @@ from ..errors import InterfaceError, TooLarge
 from ..ids import ActorId
 from .base import StorageContext, StorageModule
 
-__all__ = ["SEEN", "BoundOutbox", "Entry", "Outbox", "receive", "sender_key"]
+__all__ = ["SEEN", "BoundOutbox", "Entry", "OutOfOrder", "Outbox", "receive", "sender_key"]
 
 log = logging.getLogger("dna.delivery")
 
@@ -273,9 +273,15 @@ def _nothing(_rid: ActorId) -> None:
     return None
 
 
-async def receive(inst: Any, ctx: StorageContext, sender: list[str],
+class OutOfOrder(Exception):
+    """A delivery whose predecessor the receiver has not committed (it was lost on the
+    way): refused whole, the sender delivers again from the first unacknowledged send."""
+
+
+async def receive(inst: Any, ctx: StorageContext, sender: list[str], prev: str,
                   entries: list[list[Any]]) -> int:
-    """Run the sends in ``entries`` (``[key, packed row]`` from ``sender``, in order) on
+    """Run the sends in ``entries`` (``[seq, packed]`` from ``sender``, in order, the send
+    before them ``prev``: refused with ``OutOfOrder`` unless committed here) on
     ``inst``, each at most once: those at or below the sender's high-water mark are
     dropped. A handler that raises has its writes discarded and counts as done
     (logged). Returns how many ran."""
@@ -286,6 +292,9 @@ async def receive(inst: Any, ctx: StorageContext, sender: list[str],
     if hwm is None:
         v = await ctx.read(SEEN, skey)
         hwm = "" if v is None else unpack(v)
+    if prev > hwm:
+        raise OutOfOrder(f"sends after {prev} from {aid}: this actor committed up to "
+                         f"{hwm or 'none'}")
     handlers = type(inst)._dna_handlers
     ws = ctx.ws
     outbox: BoundOutbox | None = ctx.outbox
