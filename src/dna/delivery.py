@@ -141,6 +141,8 @@ class Delivery:
             try:
                 await fut
             except asyncio.CancelledError:
+                for _, _, other in calls:
+                    other.cancel()
                 raise
             except Exception as exc:
                 error = error or exc
