@@ -34,6 +34,7 @@ from ._core import (
     Inbox,
     WriteSet,
 )
+from .delivery import Delivery, attach
 from .errors import (
     ActorError,
     CommitFailed,
@@ -179,7 +180,9 @@ class Activation:
         "instance",
         "last_active",
         "running",
+        "sends",
         "state",
+        "storage",
         "ws",
     )
 
@@ -202,6 +205,8 @@ class Activation:
         self.failed = False  # a commit failed while a batch was running
         self.batch: list[Any] | None = None  # the batch being dispatched (destroy defers its rest)
         self.deferred: list[Any] = []  # messages after a destroy() of the running batch
+        self.storage: StorageContext | None = None  # what storage modules bind to
+        self.sends: Delivery | None = None  # delivers committed self.send()s (an Outbox)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -214,12 +219,14 @@ class Activation:
             self.claim = await host.claim(self.aid)
             inst = self.atype()
             host.setup_instance(inst, self.aid)
-            ctx = StorageContext(self.ws, host.store, self.claim)
+            ctx = self.storage = StorageContext(self.ws, host.store, self.claim)
             inst._dna_storage = ctx
             inst._dna_defer = self.defer_rest
             for name, module in self.atype._dna_modules.items():
                 setattr(inst, name, module.bind(ctx))
+            await ctx.load()
             self.instance = inst
+            self.sends = attach(self, inst)
             await inst.on_activate()
         except asyncio.CancelledError:
             if _cancelling():
@@ -317,13 +324,19 @@ class Activation:
 
     # ------------------------------------------------------------ commits
 
+    def _take(self) -> tuple[list[Any], list[Any]]:
+        """The rows of the next commit, and what to run once they are durable."""
+        storage = self.storage
+        durable = storage.seal() if storage is not None and storage.attached else []
+        return self.ws.take(), durable
+
     def _start_commit(self) -> None:
-        rows = self.ws.take()
+        rows, durable = self._take()
         self.inflight = self.gated  # the previous commit released its own replies
         self.gated = []
-        self.commit_task = self.host.loop.create_task(self._commit(rows))
+        self.commit_task = self.host.loop.create_task(self._commit(rows, durable))
 
-    async def _commit(self, rows: list[Any]) -> None:
+    async def _commit(self, rows: list[Any], durable: list[Any]) -> None:
         assert self.claim is not None
         t0 = time.perf_counter()
         try:
@@ -335,6 +348,8 @@ class Activation:
         self.host.stats.commit(len(rows), time.perf_counter() - t0)
         self.commit_task = None
         self.ws.settle()
+        for f in durable:  # storage modules' state beside their rows; sends to deliver
+            f()
         replies = self.inflight
         self.inflight = []
         for reply, result in replies:
@@ -471,12 +486,29 @@ class Activation:
 
     # ------------------------------------------------------------ passivation
 
+    async def _final_commit(self, acked: list[str] | None = None) -> None:
+        """Commit what is pending (and delete acknowledged sends) before release."""
+        if acked and self.sends is not None:
+            self.sends.outbox.acked(acked)
+        if not len(self.ws) or self.claim is None:
+            return
+        rows, durable = self._take()
+        try:
+            await self.host.store.commit(self.claim, rows)
+        except Exception as exc:
+            log.warning("final commit of %s failed: %r", self.aid, exc)
+            return
+        self.ws.settle()
+        for f in durable:
+            f()
+
     def idle(self, now: float, after: float) -> bool:
         return (
             self.state == IDLE
             and self.commit_task is None
             and not len(self.inbox)
             and now - self.last_active >= after
+            and (self.sends is None or self.sends.idle)
         )
 
     async def passivate(self, release: bool = True) -> None:
@@ -501,12 +533,9 @@ class Activation:
             self.ws.rollback()
         if self.commit_task is not None:
             await asyncio.shield(self.commit_task)
-        if len(self.ws) and self.claim is not None:
-            rows = self.ws.take()
-            try:
-                await self.host.store.commit(self.claim, rows)
-            except Exception as exc:
-                log.warning("final commit of %s failed: %r", self.aid, exc)
+        await self._final_commit()
+        if self.sends is not None and self.claim is not None:
+            await self._final_commit(await self.sends.finish())
         released = False
         if release and self.claim is not None:
             try:

@@ -1,9 +1,11 @@
-"""Storage modules an actor's handlers touch: ``KV`` first. A module is one file here
-(see ``base`` for the protocol)."""
+"""Storage modules an actor's handlers touch: ``KV``, ``Log``, ``Outbox``. A module is
+one file here (see ``base`` for the protocol)."""
 
 from __future__ import annotations
 
 from .base import StorageContext, StorageModule
 from .kv import KV
+from .log import Log
+from .outbox import Outbox
 
-__all__ = ["KV", "StorageContext", "StorageModule"]
+__all__ = ["KV", "Log", "Outbox", "StorageContext", "StorageModule"]
