@@ -3,6 +3,8 @@
     PYTHONPATH=src python bench/transport_rtt.py [--seconds 3] [--inflight 64] [--same-process]
     PYTHONPATH=src python bench/transport_rtt.py --cpu
 
+Calls go the way the runtime's do: ``request`` is ``request_to`` with a future
+for target, and the peer's ``on_request`` is run through the ``on_call`` path.
 The peer runs in a second process (``--same-process`` puts it on the
 caller's event loop instead). Prints, for one call at a time, round trips/s
 and p50/p99 latency in microseconds; then calls/s with ``--inflight`` calls

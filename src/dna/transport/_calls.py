@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from ._conn import Connection
 
 __all__ = [
-    "MIN_ESTIMATE", "CallCredit", "Reply", "admit_waiting", "admits", "answer", "first_estimate",
-    "note_flushed", "request_received",
+    "MIN_ESTIMATE", "Answer", "CallCredit", "Reply", "admit_waiting", "admits", "answer",
+    "first_estimate", "note_flushed", "on_request_adapter", "request_received",
 ]
 
 log = logging.getLogger("dna.transport")
@@ -92,7 +93,7 @@ def admit_waiting(conn: Connection) -> None:
 
 
 def _start_call(conn: Connection, rid: int, left: float, msg: Any) -> None:
-    """Runs the owner's handler for the call (``on_call``, else ``on_request``)."""
+    """Runs the owner's handler for the call (``on_call``; ``on_request`` goes through it)."""
     if left <= 0:
         log.debug("%s: call %d arrived past its deadline", conn.describe(), rid)
         conn.release_calls(1)  # nobody else will
@@ -105,42 +106,11 @@ def _start_call(conn: Connection, rid: int, left: float, msg: Any) -> None:
     else:
         conn.release_calls(1)
     conn.running += 1
-    if owner._on_call is not None:
-        reply = Reply(conn, rid, deadline)
-        try:
-            owner._on_call(conn.peer_id, msg, reply)
-        except Exception as e:
-            reply.set_exception(e)
-        return
+    reply = Reply(conn, rid, deadline)
     try:
-        assert owner._on_request is not None  # checked at construction
-        result = owner._on_request(conn.peer_id, msg)
+        owner._on_call(conn.peer_id, msg, reply)
     except Exception as e:
-        answer(conn, rid, deadline, error_to_wire(rid, e))
-        return
-    if not inspect.isawaitable(result):
-        answer(conn, rid, deadline, [REPLY, rid, result])
-        return
-    if asyncio.isfuture(result):
-        fut: asyncio.Future[Any] = result
-    else:
-        try:
-            fut = asyncio.ensure_future(result)  # a Task: tasks start in creation order
-        except Exception as e:
-            answer(conn, rid, deadline, error_to_wire(rid, e))
-            return
-        owner._tasks.add(fut)
-        fut.add_done_callback(owner._tasks.discard)
-    fut.add_done_callback(partial(_reply_later, conn, rid, deadline))
-
-
-def _reply_later(conn: Connection, rid: int, deadline: float, fut: asyncio.Future[Any]) -> None:
-    if fut.cancelled():
-        exc: BaseException | None = asyncio.CancelledError("the handler was cancelled")
-    else:
-        exc = fut.exception()
-    answer(conn, rid, deadline,
-                [REPLY, rid, fut.result()] if exc is None else error_to_wire(rid, exc))
+        reply.set_exception(e)
 
 
 def answer(conn: Connection, rid: int, deadline: float, frame: list[Any]) -> None:
@@ -197,3 +167,38 @@ class CallCredit:
 
     def release(self, n: int = 1) -> None:
         self.conn.release_calls(n)
+
+
+def on_request_adapter(owner: Any) -> Callable[[str, Any, Reply], None]:
+    """The ``on_call`` of a transport given ``on_request`` (``owner._on_request``, read
+    at each call): its return value, or the outcome of the awaitable it returns,
+    settles the reply, so calls have one way in. Tasks it starts join
+    ``owner._tasks`` (the transport cancels them at close)."""
+
+    def on_call(peer: str, msg: Any, reply: Reply) -> None:
+        result = owner._on_request(peer, msg)  # raising: the caller settles reply with it
+        if not inspect.isawaitable(result):
+            reply.set_result(result)
+            return
+        fut = asyncio.ensure_future(result)  # a Task: tasks start in creation order
+        if not asyncio.isfuture(result):
+            owner._tasks.add(fut)
+            fut.add_done_callback(owner._tasks.discard)
+        fut.add_done_callback(partial(_settle, reply))
+
+    return on_call
+
+
+def _settle(reply: Reply, fut: asyncio.Future[Any]) -> None:
+    if fut.cancelled():
+        reply.set_exception(asyncio.CancelledError("the handler was cancelled"))
+    elif (exc := fut.exception()) is not None:
+        reply.set_exception(exc)
+    else:
+        reply.set_result(fut.result())
+
+
+class Answer(asyncio.Future):  # type: ignore[type-arg]
+    """The future ``Transport.request`` awaits: ``request_to`` arms its ``timer``."""
+
+    timer: asyncio.TimerHandle | None = None

@@ -99,7 +99,7 @@ from typing import Any
 
 from ..errors import InterfaceError, PeerUnavailable, Timeout
 from ._auth import check_tls, encode_field, master_key, tls_contexts
-from ._calls import CallCredit
+from ._calls import Answer, CallCredit, on_request_adapter
 from ._conn import READY, Connection
 from ._limits import Admission, Throttled
 from ._wire import (
@@ -213,7 +213,9 @@ class Transport:
             raise InterfaceError("a transport needs on_request or on_call to answer calls")
         self._on_request = on_request
         self._on_message = on_message
-        self._on_call = on_call  # if set, used instead of on_request
+        # one way in for calls: an on_request handler is run through on_call too
+        self._tasks: set[asyncio.Future[Any]] = set()  # handler tasks we created
+        self._on_call: OnCall = on_call or on_request_adapter(self)
         self._ssl = ssl
         self._client_ssl = client_ssl
         self._max_frame_size = max_frame_size
@@ -243,7 +245,6 @@ class Transport:
         self._conns: dict[str, Connection] = {}  # usable connection per peer address
         self._all: set[Connection] = set()  # every connection with a socket
         self._dials: set[asyncio.Task[None]] = set()  # connects in progress
-        self._tasks: set[asyncio.Future[Any]] = set()  # handler tasks we created
         self._keepalive: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -404,20 +405,18 @@ class Transport:
 
         Raises ``Timeout`` after ``timeout`` seconds, ``PeerUnavailable`` when
         the peer cannot be reached or the connection is lost in flight, the
-        handler's error otherwise (see the module docstring).
+        handler's error otherwise (see the module docstring). A convenience over
+        ``request_to``, the path the runtime's calls take.
         """
-        if not timeout > 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
-        conn = self._conns.get(address) or self._open(address)
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        rid = conn.new_call(fut)
-        conn.send_counted([REQUEST, rid, timeout, msg], 1)
-        timer = self._loop.call_later(timeout, _expire, fut, address, timeout)
+        answer = Answer(loop=self._loop)
+        expire = self.request_to(address, msg, timeout, answer)
         try:
-            return await fut
+            return await answer
         finally:
-            timer.cancel()
-            conn.pending.pop(rid, None)
+            if answer.timer is not None:
+                answer.timer.cancel()
+            if not answer.done() or answer.cancelled():
+                expire()  # the caller gave up: forget the call now, not at its deadline
 
     def request_to(
         self, address: str, msg: Any, timeout: float, target: Any, *, arm: bool = True,
