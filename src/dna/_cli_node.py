@@ -61,6 +61,13 @@ def add_node_command(p: argparse.ArgumentParser) -> None:
                         "first, as python -m does (repeatable; default: dna.examples)")
     p.add_argument("--passivate-after", type=float, default=300.0, metavar="SECONDS",
                    help="idle seconds before an activation is passivated (default: 300)")
+    p.add_argument("--weight", type=float, default=1.0, metavar="W",
+                   help="this node's share of placement: a node of weight 2 gets twice the "
+                        "actors of a node of weight 1 (default: 1)")
+    p.add_argument("--rebalance-rate", type=float, default=100.0, metavar="ACTORS_PER_S",
+                   help="when this node holds more than its share of the cluster's actors, "
+                        "hand the surplus to peers below theirs at most this fast "
+                        "(0: never; default: 100)")
     p.add_argument("--log-level", default="INFO", choices=LEVELS, type=str.upper,
                    help="least level logged to stderr (default: INFO)")
     p.add_argument("--log-format", default="text", choices=("text", "json"),
@@ -151,6 +158,10 @@ def cmd_node(ns: argparse.Namespace) -> int:
     from . import _log
 
     _split("--listen", ns.listen)
+    if not (ns.weight > 0 and ns.weight < float("inf")):
+        fail(EXIT_USAGE, f"--weight must be a positive number, got {ns.weight}")
+    if not ns.rebalance_rate >= 0:
+        fail(EXIT_USAGE, f"--rebalance-rate must be 0 or more, got {ns.rebalance_rate}")
     for option in ("advertise", "metrics", "health"):
         value = getattr(ns, option)
         if value is not None:
@@ -214,6 +225,7 @@ async def _run(
         store=store, listen=ns.listen, secret=secret, insecure=ns.insecure,
         ssl=tls[0], client_ssl=tls[1], passivate_after=ns.passivate_after,
         failed_call_log_level=logging.getLevelName(ns.failed_call_log_level),
+        weight=ns.weight, rebalance_rate=ns.rebalance_rate,
     )
     if ns.advertise is not None:
         node.cluster.advertise = ns.advertise

@@ -266,6 +266,8 @@ class Activation:
     # ------------------------------------------------------------ messages
 
     def schedule(self) -> None:
+        if self.state == CLOSING:  # passivating: its queue goes to whoever takes over
+            return
         self.state = SCHEDULED
         self.host.loop.call_soon(self.run)
 
@@ -511,14 +513,15 @@ class Activation:
             and (self.sends is None or self.sends.idle)
         )
 
-    async def passivate(self, release: bool = True) -> None:
-        """Stop this activation: on_passivate, flush writes, release ownership."""
+    async def passivate(self, release: bool = True) -> bool:
+        """Stop this activation: on_passivate, flush writes, release ownership.
+        True when this call released the name in the store."""
         if self.state >= CLOSING:
-            return
+            return False
         while self.state in (RUNNING, SCHEDULED, BLOCKED, ACTIVATING):  # noqa: ASYNC110
             await asyncio.sleep(0.001)  # rare (drain, stop): let the current turn finish
         if self.state >= CLOSING:
-            return
+            return False
         self.state = CLOSING
         try:
             await self.instance.on_passivate()
@@ -548,7 +551,8 @@ class Activation:
         self.host.forget(self)
         if len(self.inbox) and (released or not release):
             self.host.takeover(self)  # a fresh route adopts the queue, in order
-            return
+            return released
         self.inbox.closed = True
         if len(self.inbox):  # still ours in the store: nobody else may run them yet
             self.fail_queued(StoreUnavailable(f"{self.aid} could not be released: retry"))
+        return released

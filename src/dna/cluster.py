@@ -20,12 +20,13 @@ process was paused), every activation is dropped before anything else runs.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._core import Credit, Inbox, cast_entries, decode_entries
+from ._placement import candidates, place
+from ._placement import score as rendezvous
 from .actor import actor_type
 from .errors import (
     CallCycle,
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
     from .store import NodeRecord, Store
 
 __all__ = [
-    "MAX_HOPS", "Cluster", "Members", "PeerCall", "RemoteRoute", "decode_remote", "split_listen",
+    "MAX_HOPS", "Cluster", "Members", "PeerCall", "RemoteRoute", "decode_remote", "rendezvous",
+    "split_listen",
 ]
 
 log = logging.getLogger("dna.cluster")
@@ -436,21 +438,25 @@ class Cluster:
 
     def route_to_peer(self, aid: ActorId, atype: type[Actor]) -> RemoteRoute:
         """While draining, or on a client node: a new name goes to the live, hosting peer
-        that rendezvous hashing picks for it (the same peer from every node, and only
-        the names of a node that leaves move), which claims it."""
-        best: NodeRecord | None = None
-        best_score = -1
-        me = self.node.node_id
-        for rec in self.peers:
-            if rec.node_id == me or rec.draining or rec.alive is False or not rec.address:
-                continue
-            score = rendezvous(aid, rec.node_id)
-            if score > best_score:
-                best, best_score = rec, score
+        that weighted rendezvous hashing picks for it (the same peer from every node,
+        and only the names of a node that leaves move), which claims it."""
+        hosts = {r.node_id: r for r in candidates(self.peers, exclude=self.node.node_id)}
+        best = place(aid, hosts)
         if best is not None and self.transport is not None:
-            return RemoteRoute(self, aid, atype, best.node_id, best.address)
+            return RemoteRoute(self, aid, atype, best, hosts[best].address)
         why = "is draining" if self.node.draining else "hosts no actors"
         raise NotOwner(f"{aid}: this node {why} and no live peer is known", None)
+
+    def hand_to(self, aid: ActorId, atype: type[Actor], rec: NodeRecord) -> RemoteRoute:
+        """A route to ``rec`` for an actor this node just released to it (rebalancing):
+        the peer is asked to activate it at once, ahead of anything the route sends."""
+        route = RemoteRoute(self, aid, atype, rec.node_id, rec.address)
+        try:  # an empty frame of casts: the receiver resolves (claims) the name only
+            self.transport.send(rec.address, [aid.type_name, aid.namespace, aid.key, [], 1, []],
+                                weight=1)
+        except InterfaceError as exc:  # stopping: the next message activates it anyway
+            log.debug("activation of %s on %s not asked: %r", aid, rec.node_id, exc)
+        return route
 
     def drop_route(self, route: RemoteRoute) -> None:
         """A closed route leaves the table; what it still queues routes afresh."""
@@ -525,6 +531,9 @@ class Cluster:
             log.warning("%d casts from %r refused: %r", len(msgs), peer, exc)
             source.release(len(msgs))
             return
+        if not msgs:  # a hand-over's "activate now" (Cluster.hand_to): counted as one
+            source.release(1)
+            return
         # behind a full mailbox, credit comes back as the mailbox takes them
         admitted = inbox.push_all(msgs, source)
         if admitted:
@@ -549,14 +558,6 @@ def _weight(wire: Any) -> int:
     if type(wire) is list and len(wire) == 6 and type(wire[3]) is list:
         return max(1, len(wire[3]))
     return 1
-
-
-def rendezvous(aid: ActorId, node_id: str) -> int:
-    """The weight of ``node_id`` for hosting ``aid`` (highest random weight wins)."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update(f"{aid.namespace}\0{aid.type_name}\0{aid.key}\0{node_id}".encode(
-        "utf-8", "surrogatepass"))
-    return int.from_bytes(h.digest(), "big")
 
 
 def _cycle_text(chain: tuple[ActorId, ...], target: ActorId) -> str:

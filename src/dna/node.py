@@ -16,6 +16,8 @@ from functools import partial
 from typing import Any, TypeVar, overload
 
 from ._core import TURN, Dispatcher, Inbox
+from ._placement import with_weight
+from ._rebalance import Rebalancer
 from .activation import CLOSED, CLOSING, Activation, handler_error
 from .actor import KIND_CALL, Actor, ActorRef, actor_type
 from .catalog import CatalogPage, inspect_store, list_actors
@@ -24,7 +26,7 @@ from .errors import InterfaceError
 from .ids import ActorId
 from .senders import CallSender, CastSender
 from .stats import Stats
-from .store import Claim, Store
+from .store import Claim, NodeRecord, Store
 
 __all__ = ["Node"]
 
@@ -52,6 +54,10 @@ class Node:
     Cluster: ``listen="host:port"`` serves peers over TCP, authenticated by
     ``secret`` (required off loopback unless ``insecure``; TLS with ``ssl``);
     ``host_actors=False`` makes a client node that routes every name to a peer.
+    ``weight`` is this node's share of placement (a node of weight 2 wins twice
+    the names of a node of weight 1); ``rebalance_rate`` (actors/s, 0: off)
+    hands the activations above this node's share to peers below theirs, one
+    round every ``rebalance_interval`` seconds (``dna._rebalance``).
     """
 
     def __init__(
@@ -74,6 +80,9 @@ class Node:
         max_claims_in_flight: int = 256,
         stop_timeout: float = 10.0,
         failed_call_log_level: int = logging.INFO,
+        weight: float = 1.0,
+        rebalance_rate: float = 0.0,
+        rebalance_interval: float = 1.0,
     ) -> None:
         if store is None:
             from .store.sqlite import SQLiteStore
@@ -92,7 +101,12 @@ class Node:
         # room left in a frame for a message's bytes and str arguments (names, headers)
         self.max_message_bytes = max_frame_size - 64 * 1024
         self.failed_call_log_level = failed_call_log_level  # handler exceptions, with traceback
-        self.node_id = node_id or new_node_id()
+        # placement weight: this node wins weight/sum(weights) of new names (_placement)
+        self.node_id = with_weight(node_id or new_node_id(), weight)
+        self._moving: dict[ActorId, NodeRecord] = {}  # hand-overs under way: their peer
+        self.rebalancer = (Rebalancer(self, rebalance_rate, rebalance_interval)
+                           if rebalance_rate > 0 and host_actors and listen is not None
+                           else None)
         self.stats = Stats()
         self._routes: dict[ActorId, Activation | RemoteRoute] = {}
         self._dispatchers: dict[type[Actor], Any] = {}
@@ -162,6 +176,8 @@ class Node:
             await self.store.set_draining(True)
         await self.cluster.joined()
         self._sweeper = self._loop.create_task(self._sweep())
+        if self.rebalancer is not None:
+            self.spawn(self.rebalancer.run())
 
     async def stop(self) -> None:
         """Finish in-flight batches, flush writes, release every owned name, close the store.
@@ -384,13 +400,31 @@ class Node:
             old.fail_queued(InterfaceError("the node stopped"))
             old.inbox.closed = True
             return
+        moving = self._moving.pop(old.aid, None)
         try:
-            inbox = self.resolve(old.aid, old.atype)
+            if moving is not None:  # a hand-over: the queue follows the actor to its peer
+                route = self.cluster.hand_to(old.aid, old.atype, moving)
+                self._routes[old.aid] = route
+                inbox = route.inbox
+            else:
+                inbox = self.resolve(old.aid, old.atype)
         except Exception as exc:
             old.inbox.closed = True
             old.fail_queued(exc)
             return
         inbox.adopt(old.inbox)
+
+    async def hand_over(self, act: Activation, rec: NodeRecord) -> bool:
+        """Move ``act`` to the peer ``rec`` as draining does: flush, release, and route its
+        queue and every later message there; the peer claims it at once. True if moved."""
+        self._moving[act.aid] = rec
+        try:
+            released = await act.passivate()
+        finally:
+            self._moving.pop(act.aid, None)
+        if released and act.aid not in self._routes and self.running:
+            self._routes[act.aid] = self.cluster.hand_to(act.aid, act.atype, rec)
+        return released
 
     async def redirect(self, act: Activation, owner: str) -> bool:
         """The claim found a live owner: forward ``act``'s queue there. False if unreachable."""
