@@ -49,6 +49,14 @@ def start_node(store: str, secret_file: Path, rate: float, weight: float = 1.0
     return p
 
 
+def stop_node(p: subprocess.Popen[str]) -> None:
+    """SIGTERM (the node drains), wait, close its pipe."""
+    p.terminate()
+    p.wait()
+    if p.stdout is not None:
+        p.stdout.close()
+
+
 @dataclass
 class Load:
     """Calls made by the client and what they saw."""
@@ -157,7 +165,7 @@ async def run(store: str, secret_file: Path, *, actors: int = 3000, nodes: int =
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait()
+            stop_node(p)
     during = [s for t, s in load.calls if t0 <= t <= t_bal]
     return {
         "balanced": bool(ok), "seconds_to_balance": round(t_bal - t0, 2),
