@@ -10,6 +10,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from ._trace import disable as disable_tracing
+from ._trace import enable as enable_tracing
 from .actor import Actor, ActorRef, call, cast
 from .catalog import CatalogEntry, CatalogPage
 from .errors import ActorError, InterfaceError, NotOwner, Overloaded, Timeout
@@ -46,6 +48,8 @@ __all__ = [
     "Timeout",
     "call",
     "cast",
+    "disable_tracing",
+    "enable_tracing",
     "errors",
 ]
 

@@ -68,6 +68,10 @@ def add_node_command(p: argparse.ArgumentParser) -> None:
                    help="when this node holds more than its share of the cluster's actors, "
                         "hand the surplus to peers below theirs at most this fast "
                         "(0: never; default: 100)")
+    p.add_argument("--trace-file", metavar="FILE",
+                   help="trace calls with OpenTelemetry, each finished span appended to FILE "
+                        "as one JSON a line (needs pip install 'dna-actors[otel]'; "
+                        "default: off)")
     p.add_argument("--log-level", default="INFO", choices=LEVELS, type=str.upper,
                    help="least level logged to stderr (default: INFO)")
     p.add_argument("--log-format", default="text", choices=("text", "json"),
@@ -173,12 +177,26 @@ def cmd_node(ns: argparse.Namespace) -> int:
             fail(EXIT_CONFIG, "--metrics needs prometheus_client: "
                               "pip install 'dna-actors[metrics]'")
     secret = read_secret(ns.secret_file) if ns.secret_file is not None else None
+    if ns.trace_file is not None:
+        _trace_to(ns.trace_file)
     tls = _tls(ns)
     import_apps(ns.app or ["dna.examples"])
     _log.configure(ns.log_level, ns.log_format)
     store = open_store_arg(ns)
     asyncio.run(_run(ns, store, secret, tls))
     return EXIT_OK
+
+
+def _trace_to(path: str) -> None:
+    from . import _trace
+    from .errors import InterfaceError
+
+    try:
+        _trace.enable(_trace.trace_file_provider(path))
+    except InterfaceError as exc:
+        fail(EXIT_CONFIG, str(exc))
+    except OSError as exc:
+        fail(EXIT_CONFIG, f"cannot write trace file {path}: {exc.strerror or exc}")
 
 
 def _tls(ns: argparse.Namespace) -> tuple[Any, Any]:

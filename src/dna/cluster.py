@@ -24,6 +24,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import _trace
 from ._core import Credit, Inbox, cast_entries, decode_entries
 from ._placement import candidates, place
 from ._placement import score as rendezvous
@@ -95,10 +96,11 @@ class PeerCall:
     """A call that arrived from a peer, as the activation sees its reply: it settles
     the transport's reply and carries the caller's deadline, chain and hop count."""
 
-    __slots__ = ("chain", "deadline", "hops", "reply")
+    __slots__ = ("chain", "deadline", "hops", "reply", "trace")
 
     def __init__(self, reply: Any, chain: tuple[ActorId, ...], hops: int) -> None:
         self.reply = reply  # the transport's answer to the peer
+        self.trace: str | None = None  # W3C traceparent calls made for it carry (_trace)
         self.deadline: float = reply.deadline  # the caller's, in our loop's time
         self.chain = chain  # actors whose handlers wait on this call, outermost first
         self.hops = hops  # forwards so far
@@ -200,6 +202,8 @@ class RemoteRoute:
         self.cluster.node.stats.forwards += 1  # dna.metrics
         wire = [aid.type_name, aid.namespace, aid.key, [self._entry(msg)], hops + 1,
                 _chain_wire(reply.chain)]
+        if _trace.ON and getattr(reply, "trace", None):  # the caller's span context
+            wire.append(reply.trace)
         local = type(reply) is CallFuture  # its caller's timer is the call's only one
         try:
             expire = self.cluster.transport.request_to(
@@ -269,12 +273,15 @@ def decode_remote(
     """Validate a frame of actor messages from a peer: ``(aid, class, messages, hops, chain)``.
 
     A frame is ``[type_name, namespace, key, [[handler, args, kwargs], ...], hops,
-    [[namespace, type_name, key], ...]]``; the messages come back as mailbox tuples
-    without a reply (casts carry the hop count as item 4).
+    [[namespace, type_name, key], ...]]``, and a traced call's a W3C traceparent
+    after that; the messages come back as mailbox tuples without a reply (casts
+    carry the hop count as item 4).
     """
-    if type(wire) is not list or len(wire) != 6:
+    if type(wire) is not list or not 6 <= len(wire) <= 7:
         raise ProtocolError("malformed actor message")
-    tname, ns, key, entries, hops, chain_w = wire
+    tname, ns, key, entries, hops, chain_w = wire[:6]
+    if len(wire) == 7 and (type(wire[6]) is not str or len(wire[6]) > 256):
+        raise ProtocolError("malformed actor message: bad traceparent")
     if type(tname) is not str or type(ns) is not str or type(key) is not str:
         raise ProtocolError("malformed actor message: names must be str")
     if type(entries) is not list or type(hops) is not int or hops < 0:
@@ -509,7 +516,10 @@ class Cluster:
         except BaseException:
             source.release(1)
             raise
-        msg = (*msgs[0][:3], PeerCall(reply, chain, hops))
+        call = PeerCall(reply, chain, hops)
+        if len(wire) == 7 and _trace.ON:  # a traced caller: a SERVER span, child of its span
+            _trace.serve(call, wire[6], aid, atype._dna_table[msgs[0][0]].name, self.node.node_id)
+        msg = (*msgs[0][:3], call)
         if inbox.offer(msg):
             source.release(1)
         else:

@@ -29,7 +29,7 @@ class CallFuture(asyncio.Future):  # type: ignore[type-arg]
     """The reply of one call: a future that also carries the call's deadline (loop
     time), chain and hop count, wherever the message goes."""
 
-    __slots__ = ("chain", "deadline", "hops", "pending")
+    __slots__ = ("chain", "deadline", "hops", "pending", "trace")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float,
                  chain: tuple[ActorId, ...]) -> None:
@@ -38,6 +38,7 @@ class CallFuture(asyncio.Future):  # type: ignore[type-arg]
         self.chain = chain  # actors whose handlers wait on this call, outermost first
         self.hops = 0  # forwards between nodes so far
         self.pending: Callable[[], None] | None = None  # a forward's expiry, run by our timer
+        # self.trace: str | None, the W3C traceparent, set only by a traced call (_trace)
 
 
 def current_chain() -> tuple[ActorId, ...]:
