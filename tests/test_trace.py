@@ -47,20 +47,22 @@ def spans_in(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def server_spans(path: Path, n: int, within: float = 20.0) -> list[dict[str, Any]]:
-    """The SERVER spans the node process wrote, once there are ``n`` (another process:
-    polled with a deadline)."""
+async def server_spans(path: Path, n: int, within: float = 20.0,
+                       until: Any = None) -> list[dict[str, Any]]:
+    """The SERVER spans the node process wrote, once there are ``n`` (and ``until`` holds
+    of them): another process, so polled with a deadline."""
     deadline = time.monotonic() + within
     while True:
         got = [s for s in spans_in(path) if s["kind"] == "SpanKind.SERVER"]
-        if len(got) >= n or time.monotonic() > deadline:
+        done = len(got) >= n and (until is None or until(got))
+        if done or time.monotonic() > deadline:
             return got
         await asyncio.sleep(0.05)
 
 
-async def test_a_call_is_one_trace_across_two_processes(
-    tmp_path: Path, exporter: InMemorySpanExporter
-) -> None:
+@pytest.fixture
+def traced_node(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A `dna node --trace-file` process on a fresh SQLite file."""
     secret_file = tmp_path / "secret"
     secret_file.write_text(secrets.token_hex(16))
     os.chmod(secret_file, 0o600)
@@ -72,39 +74,46 @@ async def test_a_call_is_one_trace_across_two_processes(
          "--rebalance-rate", "0", "--log-level", "WARNING"],
         stdout=subprocess.PIPE, text=True,
     )
+    assert proc.stdout is not None
     try:
-        assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
+        line = proc.stdout.readline()
         assert "listening on" in line, line
-        remote_id = line.split()[2]
-        client = dna.Node(store=open_store(store), listen="127.0.0.1:0",
-                          secret=secret_file.read_bytes(),  # noqa: ASYNC240
-                          host_actors=False)
-        async with client:
-            await client.cluster.refresh_peers()
-            ref = client.ref(KVActor, "traced")
-            assert await ref.put("a", 1) == "ok"
-            [server] = await server_spans(trace_file, 1)
-            [mine] = exporter.get_finished_spans()
-            assert mine.name == "call dna.examples.KVActor.put"
-            assert mine.attributes is not None and mine.attributes["dna.node"] == client.node_id
-            assert server["name"] == "handle dna.examples.KVActor.put"
-            assert server["attributes"]["dna.node"] == remote_id != client.node_id
-            assert server["context"]["trace_id"] == f"0x{mine.context.trace_id:032x}"
-            assert server["parent_id"] == f"0x{mine.context.span_id:016x}"
-
-            dna.disable_tracing()  # off: the frame carries no traceparent, no span there
-            assert await ref.put("b", 2) == "ok"
-            dna.enable_tracing(exporter_provider(exporter))
-            assert await ref.put("c", 3) == "ok"
-            got = await server_spans(trace_file, 2)
-            assert len(got) == 2, got
-            assert got[1]["context"]["trace_id"] != server["context"]["trace_id"]
+        yield {"store": store, "secret": secret_file.read_bytes(), "spans": trace_file,
+               "node_id": line.split()[2]}
     finally:
         proc.terminate()
         proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        proc.stdout.close()
+
+
+async def test_a_call_is_one_trace_across_two_processes(
+    traced_node: dict[str, Any], exporter: InMemorySpanExporter
+) -> None:
+    trace_file = traced_node["spans"]
+    client = dna.Node(store=open_store(traced_node["store"]), listen="127.0.0.1:0",
+                      secret=traced_node["secret"], host_actors=False)
+    async with client:
+        await client.cluster.refresh_peers()
+        ref = client.ref(KVActor, "traced")
+        assert await ref.put("a", 1) == "ok"
+        [server] = await server_spans(trace_file, 1)
+        [mine] = exporter.get_finished_spans()
+        assert mine.name == "call dna.examples.KVActor.put"
+        assert mine.attributes is not None and mine.attributes["dna.node"] == client.node_id
+        assert server["name"] == "handle dna.examples.KVActor.put"
+        assert server["attributes"]["dna.node"] == traced_node["node_id"] != client.node_id
+        assert server["context"]["trace_id"] == f"0x{mine.context.trace_id:032x}"
+        assert server["parent_id"] == f"0x{mine.context.span_id:016x}"
+
+        dna.disable_tracing()  # off: the frame carries no traceparent, no span there
+        assert await ref.put("b", 2) == "ok"
+        dna.enable_tracing(exporter_provider(exporter))
+        assert await ref.put("c", 3) == "ok"
+        third = f"0x{exporter.get_finished_spans()[-1].context.trace_id:032x}"
+        got = await server_spans(trace_file, 0, until=lambda spans: any(
+            s["context"]["trace_id"] == third for s in spans))
+        # the untraced call in between left no span: the file holds the first and third
+        assert [s["context"]["trace_id"] for s in got] == [server["context"]["trace_id"], third]
 
 
 def exporter_provider(exp: InMemorySpanExporter) -> TracerProvider:

@@ -30,6 +30,7 @@ class CallFuture(asyncio.Future):  # type: ignore[type-arg]
     time), chain and hop count, wherever the message goes."""
 
     __slots__ = ("chain", "deadline", "hops", "pending", "trace")
+    trace: str | None  # W3C traceparent, set only by a traced call (dna._trace)
 
     def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float,
                  chain: tuple[ActorId, ...]) -> None:
@@ -38,7 +39,6 @@ class CallFuture(asyncio.Future):  # type: ignore[type-arg]
         self.chain = chain  # actors whose handlers wait on this call, outermost first
         self.hops = 0  # forwards between nodes so far
         self.pending: Callable[[], None] | None = None  # a forward's expiry, run by our timer
-        # self.trace: str | None, the W3C traceparent, set only by a traced call (_trace)
 
 
 def current_chain() -> tuple[ActorId, ...]:
