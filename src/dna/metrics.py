@@ -99,6 +99,8 @@ class NodeCollector:
              stats.passivations),
             ("dna_forwarded_messages", "messages forwarded to the peer owning their actor",
              stats.forwards),
+            ("dna_rebalance_handovers", "actors handed to a peer to even the load",
+             stats.handovers),
         ):
             c = CounterMetricFamily(name, doc)
             c.add_metric([], value)

@@ -424,6 +424,7 @@ class Node:
             self._moving.pop(act.aid, None)
         if released and act.aid not in self._routes and self.running:
             self._routes[act.aid] = self.cluster.hand_to(act.aid, act.atype, rec)
+        self.stats.handovers += released  # dna.metrics
         return released
 
     async def redirect(self, act: Activation, owner: str) -> bool:

@@ -35,6 +35,7 @@ class Stats:
         "commits",
         "errors",
         "forwards",
+        "handovers",
         "max_batch",
         "messages",
         "passivations",
@@ -56,6 +57,7 @@ class Stats:
         self.claims = 0  # names claimed in the store (activations begun)
         self.passivations = 0  # activations passivated (idle, drain, stop)
         self.forwards = 0  # messages forwarded to a peer
+        self.handovers = 0  # actors handed to a peer by rebalancing
 
     def batch(self, n: int, atype: Any = None) -> None:
         self.batches += 1
