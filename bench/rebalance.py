@@ -145,8 +145,8 @@ async def run(store: str, secret_file: Path, *, actors: int = 3000, nodes: int =
             tasks = [asyncio.create_task(put_forever(client, keys[i::workers], load))
                      for i in range(workers)]
 
-            async def all_active() -> bool:
-                return sum((await hosting_loads(client)).values()) >= actors
+            async def all_active() -> bool:  # every actor answered once
+                return len(load.acked) >= actors
 
             t_up = time.monotonic()
             if not await poll(all_active, t_up + within):

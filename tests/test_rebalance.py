@@ -162,3 +162,33 @@ async def test_a_fourth_node_gets_a_quarter_under_steady_calls(
     assert out["n_failed"] == 0, out["failed"]
     assert out["calls_during_move"] > 0
     assert out["acked"] > 3000 and out["n_missing"] == 0, out["missing"]
+
+
+async def test_an_actor_handed_back_is_claimed_where_it_returns(unique: str) -> None:
+    """A hands an actor to B, later B hands it back: B's "claim it now" closes A's stale
+    route to B and A claims the actor at once; without that, calls bounce between the
+    two routes until the hop limit."""
+    a, b = (dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s")
+            for _ in range(2))
+    for n in (a, b):
+        await n.start()
+    try:
+        for n in (a, b):
+            await n.cluster.refresh_peers()
+        rec = {r.node_id: r for r in a.cluster.peers}
+        ref = a.ref(KVActor, "moving")
+        assert await ref.put("k", 1) == "ok"
+        aid = ref.actor_id
+        assert await a.hand_over(a.local_activations()[0], rec[b.node_id])
+        # through A: the call follows A's "claim it now" frame to B on one connection
+        assert await ref.get("k") == 1
+        assert type(b.route_of(aid)).__name__ == "Activation"
+        assert await b.hand_over(b.local_activations()[0], rec[a.node_id])
+        # through B: the call follows B's "claim it now" frame to A on one connection
+        assert await b.ref(KVActor, "moving").put("k", 2) == "ok"
+        assert type(a.route_of(aid)).__name__ == "Activation", a.route_of(aid)
+        assert await ref.get("k") == 2
+        assert a.stats.handovers == b.stats.handovers == 1
+    finally:
+        for n in (a, b):
+            await n.stop()

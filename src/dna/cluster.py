@@ -85,6 +85,7 @@ class Members(Protocol):
     def resolve(self, aid: ActorId, atype: type[Actor]) -> Inbox: ...
     def replace_route(self, aid: ActorId, old: Inbox, route: RemoteRoute) -> None: ...
     def forget_route(self, aid: ActorId, route: Any) -> None: ...
+    def route_of(self, aid: ActorId) -> Any: ...
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
 
@@ -536,12 +537,16 @@ class Cluster:
         try:
             if not self.node.running:
                 raise self._leaving_error()
+            if not msgs:  # a hand-over's "claim it now" (hand_to), counted as one
+                route = self.node.route_of(aid)
+                if isinstance(route, RemoteRoute):  # likely stale: the claim decides
+                    route.close()
             inbox = self.node.resolve(aid, atype)
         except Exception as exc:
             log.warning("%d casts from %r refused: %r", len(msgs), peer, exc)
-            source.release(len(msgs))
+            source.release(max(1, len(msgs)))
             return
-        if not msgs:  # a hand-over's "activate now" (Cluster.hand_to): counted as one
+        if not msgs:
             source.release(1)
             return
         # behind a full mailbox, credit comes back as the mailbox takes them

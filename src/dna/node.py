@@ -330,6 +330,10 @@ class Node:
             self._routes[aid] = route
         route.inbox.adopt(old)
 
+    def route_of(self, aid: ActorId) -> Activation | RemoteRoute | None:
+        """The route of ``aid`` on this node, if any."""
+        return self._routes.get(aid)
+
     def forget_route(self, aid: ActorId, route: Any) -> None:
         if self._routes.get(aid) is route:
             del self._routes[aid]
