@@ -9,10 +9,12 @@ import importlib.util
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tests.conftest import CQL_HOSTS, NO_CQL_REASON
 
 import dna
 from dna._placement import node_weight, place, with_weight
@@ -148,14 +150,35 @@ async def test_a_client_places_names_by_weight_over_real_nodes(
     assert abs(by_weight[3.0] / n - 0.75) < 0.07, by_weight
 
 
-@pytest.mark.timeout(240)
+@pytest.fixture(params=["sqlite", pytest.param("cql", marks=pytest.mark.cql)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[str]:
+    """A fresh store: a SQLite file, or a CQL keyspace of its own (dropped after), so no
+    other test's nodes are in its nodes table."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path}/rebalance.db"
+        return
+    if not CQL_HOSTS:
+        pytest.skip(NO_CQL_REASON)
+    keyspace = "dna_rb_" + "".join(c for c in unique if c.isalnum())[:30]
+    yield f"cql://{CQL_HOSTS}/{keyspace}"
+    from cassandra.cluster import Cluster
+
+    host, _, port = CQL_HOSTS.split(",")[0].partition(":")
+    cluster = Cluster([host], port=int(port or 9042))
+    try:
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.timeout(300)
 async def test_a_fourth_node_gets_a_quarter_under_steady_calls(
-    tmp_path: Path, secret_file: Path
+    store_url: str, secret_file: Path
 ) -> None:
     """3 nodes, 3,000 actors under steady puts, a 4th node starts: within 60 s every
     node holds 25% +- 5% of the activations; calls failed only retryably (and were
     retried); every acknowledged put reads back."""
-    out = await bench().run(f"sqlite://{tmp_path}/rebalance.db", secret_file,
+    out = await bench().run(store_url, secret_file,
                             actors=3000, nodes=3, rate=100.0, workers=48, within=60.0)
     assert out["balanced"], out
     assert min(out["loads_after"]) > 0

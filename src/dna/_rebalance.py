@@ -126,7 +126,8 @@ class Rebalancer:
         await cluster.refresh_peers()
         me = node.node_id
         acts = {a.aid: a for a in node.local_activations() if a.state in _MOVABLE}
-        hosts = {r.node_id: r for r in candidates(cluster.peers, exclude=me)}
+        # peers judged alive only (a lease store's "unknown" may be a dead node's row)
+        hosts = {r.node_id: r for r in candidates(cluster.peers, exclude=me) if r.alive}
         loads = {n: r.load for n, r in hosts.items()}
         loads[me] = node.activations
         plan = plan_moves(me, list(acts), loads, limit=math.ceil(self.rate * self.interval),
