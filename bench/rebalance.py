@@ -7,7 +7,8 @@
 ``--store`` names a CQL keyspace); this process is a client node
 (host_actors=False) that puts to ``--actors`` KVActors without pause from
 ``--workers`` tasks, retrying a call that fails with a retryable error. Once
-every actor is active, one more node starts; the bench polls the nodes table
+every actor has answered, and two seconds of steady load later (the latency
+"before"), one more node starts; the bench polls the nodes table
 until every hosting node holds its share (1/(nodes+1)) within ``--band``, then
 reads every acknowledged write back. Prints the figures as JSON lines; asserts
 nothing about speed (tests/test_rebalance.py runs it and checks correctness).
@@ -151,6 +152,8 @@ async def run(store: str, secret_file: Path, *, actors: int = 3000, nodes: int =
             t_up = time.monotonic()
             if not await poll(all_active, t_up + within):
                 raise RuntimeError(f"{actors} actors not active within {within} s")
+            t_steady = time.monotonic()
+            await asyncio.sleep(2.0)  # two seconds of steady load before the join
             before = await hosting_loads(client)
             t0 = time.monotonic()
             procs.append(start_node(store, secret_file, rate))
@@ -172,7 +175,8 @@ async def run(store: str, secret_file: Path, *, actors: int = 3000, nodes: int =
         "loads_before": sorted(before.values()), "loads_after": sorted(after.values()),
         "calls": len(load.calls), "calls_during_move": len(during),
         "p99_ms_during_move": round(p99(during) * 1000, 1),
-        "p99_ms_before": round(p99([s for t, s in load.calls if t < t0]) * 1000, 1),
+        "p99_ms_steady_before": round(
+            p99([s for t, s in load.calls if t_steady <= t < t0]) * 1000, 1),
         "retried": load.retried, "failed": load.failed[:10], "n_failed": len(load.failed),
         "acked": sum(len(v) for v in load.acked.values()), "missing": missing[:10],
         "n_missing": len(missing),
