@@ -88,6 +88,9 @@ def test_three_full_nodes_each_shed_a_quarter_to_a_new_one() -> None:
 
 def test_the_plan_respects_its_limit_tolerance_and_weights() -> None:
     assert len(plan_moves("a", names(1000), {"a": 1000, "b": 0}, limit=30)) == 30
+    # many actors, few moves: the plan still finds them (it scans a bounded prefix)
+    many = plan_moves("a", names(100_000), {"a": 100_000, "b": 0, "c": 0}, limit=10)
+    assert len(many) == 10 and {t for _, t in many} <= {"b", "c"}
     # within the tolerance: nothing moves
     assert plan_moves("a", names(505), {"a": 505, "b": 495}, limit=100) == []
     # b weighs 3: a's share of 1000 is 250

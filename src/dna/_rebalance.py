@@ -68,7 +68,8 @@ def plan_moves(
     moves: list[tuple[ActorId, str]] = []
     nodes = list(loads)
     left: list[ActorId] = []
-    for aid in mine:  # first the names rendezvous places on an underloaded peer
+    scan = max(256, 8 * wanted)  # bounds the hashing per round on a node of many actors
+    for aid in mine[:scan]:  # first the names rendezvous places on an underloaded peer
         if len(moves) >= wanted or not room:
             break
         top = place(aid, nodes)
@@ -77,6 +78,7 @@ def plan_moves(
             _take(room, top)
         else:
             left.append(aid)
+    left.extend(mine[scan:scan + wanted])
     for aid in left:  # then any, each to the underloaded peer that wants it most
         if len(moves) >= wanted or not room:
             break
