@@ -23,6 +23,7 @@ here: subclass ``StorageModule``, implement ``bind``.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._core import MISSING
@@ -48,6 +49,12 @@ class StorageModule(abc.ABC):
     @abc.abstractmethod
     def bind(self, ctx: StorageContext) -> Any:
         """The object handlers use for this module in one activation."""
+
+    def handlers(self) -> dict[str, Callable[..., Any]]:
+        """Call handlers this module adds to the actor class that declares it
+        (name -> ``async def handler(actor, ...)``); the runtime sends them
+        messages like any other. Default: none."""
+        return {}
 
 
 class StorageContext:

@@ -10,11 +10,23 @@ from __future__ import annotations
 import builtins
 import time
 import weakref
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from itertools import islice
 
 from ..errors import InterfaceError, NotOwner, StaleEpoch, StoreError
-from .base import ALIVE, DEAD, ActorId, Claim, NodeRecord, Row, Store
+from .base import (
+    ALIVE,
+    DEAD,
+    TIMER_HEADER_BYTES,
+    TIMERS_MODULE,
+    ActorId,
+    Claim,
+    DueTimer,
+    NodeRecord,
+    Row,
+    Store,
+    timer_header,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -59,6 +71,21 @@ class _MemoryDB:
         self.nodes: dict[str, NodeRecord] = {}  # registered nodes, by id
         self.open: set[str] = set()  # node ids whose client is open: the live ones
         self.next_handle = 1
+        self.by_handle: dict[int, ActorId] = {}  # claim handle -> actor
+        # timers' due index, exact: sorted (due, handle, name, token), and each timer's entry
+        self.due: list[tuple[int, int, str, bytes]] = []
+        self.due_of: dict[tuple[int, str], tuple[int, int, str, bytes]] = {}
+
+    def index_timer(self, handle: int, name: str, value: bytes | None) -> None:
+        """Keep the due index in step with one committed timer write."""
+        old = self.due_of.pop((handle, name), None)
+        if old is not None:
+            del self.due[bisect_left(self.due, old)]
+        if value is not None:
+            due, token = timer_header(value)
+            entry = (due, handle, name, token)
+            self.due_of[(handle, name)] = entry
+            insort(self.due, entry)
 
 
 class MemoryStore(Store):
@@ -132,6 +159,7 @@ class MemoryStore(Store):
         row = db.actors.get(actor)
         if row is None:
             row = db.actors[actor] = _Owner(db.next_handle)
+            db.by_handle[row.handle] = actor
             db.next_handle += 1
         owner = row.owner
         if owner is not None and owner != me and owner in db.open:
@@ -179,9 +207,13 @@ class MemoryStore(Store):
                 if not isinstance(value, (bytes, bytearray, memoryview)):
                     raise StoreError(f"commit of {claim.actor}: value must be bytes: {row!r}")
                 value = bytes(value)
+                if module == TIMERS_MODULE and len(value) < TIMER_HEADER_BYTES:
+                    raise StoreError(f"commit of {claim.actor}: malformed timer {key!r}")
             last[(module, key)] = value
         data, handle = self._db.data, claim.handle
         for (module, key), value in last.items():
+            if module == TIMERS_MODULE:
+                self._db.index_timer(handle, key, value)
             table = data.get((handle, module))
             if table is None:
                 if value is None:
@@ -224,6 +256,23 @@ class MemoryStore(Store):
             if not k.startswith(prefix) or len(out) >= limit:
                 break
             out.append((k, values[k]))
+        return out
+
+    # ------------------------------------------------------------ timers
+
+    async def due_timers(
+        self, now: int, limit: int, after: DueTimer | None = None
+    ) -> builtins.list[DueTimer]:
+        """Timers due by ``now`` from the exact in-memory index (see ``Store``)."""
+        self._me()
+        db = self._db
+        due = db.due
+        i = 0 if after is None else bisect_right(due, after.cursor)
+        out: list[DueTimer] = []
+        for entry in islice(due, i, None):
+            if entry[0] > now or len(out) >= limit:
+                break
+            out.append(DueTimer(db.by_handle[entry[1]], entry[2], entry[0], entry[3], entry))
         return out
 
     # ------------------------------------------------------------ nodes
