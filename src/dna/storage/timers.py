@@ -237,7 +237,7 @@ class BoundTimers:
             self._ws.delete(TIMERS_MODULE, name)
         hook = getattr(actor, "on_timer", None)
         if hook is None:
-            raise InterfaceError(f"{type(actor).__qualname__} declares Timers but no on_timer")
+            raise TypeError(f"{type(actor).__qualname__} declares Timers but no on_timer")
         result = hook(name, payload)
         if inspect.isawaitable(result):
             await result
@@ -294,10 +294,13 @@ class TimerScanner:
             if more and len(self._inflight) < self.max_inflight:
                 await asyncio.sleep(0)
                 continue
+            # asyncio.wait, not wait_for: wait_for may swallow a cancellation that
+            # comes as the event is set (Python 3.11), and the node could not stop
+            waiter = asyncio.ensure_future(self._room.wait())
             try:
-                await asyncio.wait_for(self._room.wait(), self.poll if not more else None)
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait([waiter], timeout=None if more else self.poll)
+            finally:
+                waiter.cancel()
 
     async def round(self) -> bool:
         """One round; True when the index had more due entries than it read."""
@@ -343,8 +346,10 @@ class TimerScanner:
         n = self._retry.get(key, (0, 0.0))[0] + 1
         delay = min(self.backoff_base * 2 ** (n - 1), self.backoff_max)
         self._retry[key] = (n, asyncio.get_running_loop().time() + delay)
-        log.warning("timer %r of %s failed (attempt %d), retrying in %.2f s: %s",
-                    key[1], key[0], n, delay, exc)
+        # an actor type this process does not know is not this node's to fire: quietly
+        level = logging.DEBUG if isinstance(exc, InterfaceError) else logging.WARNING
+        log.log(level, "timer %r of %s failed (attempt %d), retrying in %.2f s: %s",
+                key[1], key[0], n, delay, exc)
 
     async def _forget(self, e: DueTimer) -> None:
         try:
