@@ -386,12 +386,12 @@ class Node:
             await asyncio.gather(task, return_exceptions=True)
         await self.timers.stop()
 
-    async def _fire_timer(self, aid: ActorId, name: str) -> Any:
-        """Send ``aid`` the message firing its timer ``name``, routed like any other
+    async def _fire_timer(self, aid: ActorId, names: list[str]) -> Any:
+        """Send ``aid`` the message firing its timers ``names``, routed like any other
         (the owner runs it, wherever it is); the reply comes after its commit."""
         cls = actor_type(aid.type_name)
         ref = cls._dna_ref_class(self, cls, aid)
-        return await getattr(ref, FIRE_HANDLER)(name)
+        return await getattr(ref, FIRE_HANDLER)(names)
 
     # ------------------------------------------------------------ housekeeping
 

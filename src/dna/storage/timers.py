@@ -90,9 +90,9 @@ class Timers(StorageModule):
     def handlers(self) -> dict[str, Callable[..., Any]]:
         attr = self.attr
 
-        async def _dna_timer(actor: Any, name: str) -> bytes | None:
+        async def _dna_timer(actor: Any, names: list[str]) -> list[Any]:
             bound: BoundTimers = actor.__dict__[attr]
-            return await bound.fire(actor, name)
+            return await bound.fire_many(actor, names)
 
         return {FIRE_HANDLER: _dna_timer}
 
@@ -215,6 +215,24 @@ class BoundTimers:
         rows = await self._ctx.list(TIMERS_MODULE, prefix, limit, start_after)
         return [_decode(k, v) for k, v in rows]
 
+    async def fire_many(self, actor: Any, names: list[str]) -> list[Any]:
+        """Fire each of ``names`` in turn (``fire``), each one all or nothing: a hook
+        that raises has its own writes and its timer's removal undone, the others
+        stand. One ``[token, None]`` or ``[None, error]`` per name."""
+        ws = self._ws
+        out: list[Any] = []
+        for name in names:
+            ws.begin()  # what follows is this timer's alone: rollback() undoes it
+            try:
+                out.append([await self.fire(actor, name), None])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                ws.rollback()
+                log.warning("on_timer(%r) of %s raised", name, actor._dna_aid, exc_info=True)
+                out.append([None, f"{type(exc).__qualname__}: {exc}"])
+        return out
+
     async def fire(self, actor: Any, name: str) -> bytes | None:
         """Fire ``name`` if it is due on this clock: remove it (or move it to its
         next occurrence), then run ``actor.on_timer``. Returns the token of the
@@ -247,7 +265,7 @@ class BoundTimers:
 
 # ---------------------------------------------------------------- the scanner
 
-Fire = Callable[[ActorId, str], Awaitable[Any]]
+Fire = Callable[[ActorId, list[str]], Awaitable[Any]]
 
 
 class TimerScanner:
@@ -269,13 +287,14 @@ class TimerScanner:
         self.fire = fire  # sends the firing message through the node's routing
         self.poll = poll  # seconds between rounds when nothing more is due
         self.batch = 2_000  # index entries read per round
-        self.max_inflight = 10_000  # firing messages awaiting their reply
+        self.max_inflight = 10_000  # timers whose firing awaits its reply
         self.backoff_base = 1.0  # seconds before the first retry of a failed firing
         self.backoff_max = 60.0  # longest wait between retries
         self.fired = 0  # firings that ran their hook (statistics, tests)
         self.failures = 0  # firings that failed (statistics, tests)
         self.peak_inflight = 0  # most firing messages in flight at once
-        self._inflight: dict[tuple[ActorId, str], asyncio.Task[None]] = {}
+        self._inflight: set[tuple[ActorId, str]] = set()  # timers whose firing is in flight
+        self._tasks: set[asyncio.Task[None]] = set()  # one per actor being sent firings
         self._retry: dict[tuple[ActorId, str], tuple[int, float]] = {}  # failures, not before
         self._cursor: DueTimer | None = None  # where the next round continues
         self._room = asyncio.Event()  # set when a firing finishes
@@ -309,6 +328,7 @@ class TimerScanner:
         self._cursor = entries[-1] if more else None
         loop = asyncio.get_running_loop()
         now = loop.time()
+        groups: dict[ActorId, list[DueTimer]] = {}
         for i, e in enumerate(entries):
             key = (e.actor, e.name)
             if key in self._inflight:
@@ -318,48 +338,65 @@ class TimerScanner:
                 continue
             if len(self._inflight) >= self.max_inflight:
                 self._cursor = entries[i - 1] if i else self._cursor
-                return True
-            self._inflight[key] = loop.create_task(self._fire(e, key))
+                more = True
+                break
+            self._inflight.add(key)
+            groups.setdefault(e.actor, []).append(e)
+        for actor, group in groups.items():
+            task = loop.create_task(self._fire(actor, group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self.peak_inflight = max(self.peak_inflight, len(self._inflight))
         return more
 
-    async def _fire(self, e: DueTimer, key: tuple[ActorId, str]) -> None:
+    async def _fire(self, actor: ActorId, group: list[DueTimer]) -> None:
+        """One firing message to ``actor`` for every timer of ``group``."""
         try:
-            token = await self.fire(e.actor, e.name)
+            results = await self.fire(actor, [e.name for e in group])
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            self._failed(key, exc)
+        except Exception as exc:  # the message failed (routing, commit): every timer stays
+            results = [[None, f"{type(exc).__qualname__}: {exc}"]] * len(group)
+            quiet = isinstance(exc, InterfaceError)  # e.g. an actor type this node lacks
         else:
-            if token == e.token:  # not due on the owner's clock yet: look again later
+            quiet = False
+        finally:
+            for e in group:
+                self._inflight.discard((e.actor, e.name))
+            self._room.set()
+        stale = []
+        for e, (token, error) in zip(group, results, strict=True):
+            key = (e.actor, e.name)
+            if error is not None:
+                self._failed(key, error, quiet)
+            elif token == e.token:  # not due on the owner's clock yet: look again later
                 self._retry[key] = (0, asyncio.get_running_loop().time() + self.poll)
             else:
                 self._retry.pop(key, None)
                 self.fired += 1
-                await self._forget(e)
-        finally:
-            self._inflight.pop(key, None)
-            self._room.set()
+                stale.append(e)
+        if stale:
+            await self._forget(stale)
 
-    def _failed(self, key: tuple[ActorId, str], exc: Exception) -> None:
+    def _failed(self, key: tuple[ActorId, str], error: str, quiet: bool) -> None:
         self.failures += 1
         n = self._retry.get(key, (0, 0.0))[0] + 1
         delay = min(self.backoff_base * 2 ** (n - 1), self.backoff_max)
         self._retry[key] = (n, asyncio.get_running_loop().time() + delay)
         # an actor type this process does not know is not this node's to fire: quietly
-        level = logging.DEBUG if isinstance(exc, InterfaceError) else logging.WARNING
-        log.log(level, "timer %r of %s failed (attempt %d), retrying in %.2f s: %s",
-                key[1], key[0], n, delay, exc)
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "timer %r of %s failed (attempt %d), retrying in %.2f s: %s",
+                key[1], key[0], n, delay, error)
 
-    async def _forget(self, e: DueTimer) -> None:
+    async def _forget(self, entries: list[DueTimer]) -> None:
         try:
-            await self.store.forget_timers([e])
-        except Exception as exc:  # the entry stays: one more spurious wake-up
-            log.info("dropping a stale timer index entry failed: %r", exc)
+            await self.store.forget_timers(entries)
+        except Exception as exc:  # the entries stay: spurious wake-ups, cleaned later
+            log.info("dropping stale timer index entries failed: %r", exc)
 
     async def stop(self) -> None:
         """Cancel every firing in flight (their timers stay; they fire again later)."""
-        tasks = list(self._inflight.values())
+        tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
         if tasks:
