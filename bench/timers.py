@@ -68,7 +68,7 @@ def open_store(kind: str, path: str) -> Any:
     if kind == "sqlite":
         return dna.SQLiteStore(path, synchronous="normal")
     hosts = os.environ.get("DNA_CQL_HOSTS", "127.0.0.1:9042").split(",")
-    return dna.ScyllaStore(hosts=hosts, keyspace="dna_bench_timers")
+    return dna.ScyllaStore(hosts=hosts, keyspace=os.environ.get("DNA_CQL_KEYSPACE", "dna_test"))
 
 
 def sqlite_bytes(path: str) -> int:

@@ -29,6 +29,7 @@ What a caller may rely on:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import inspect
 import logging
@@ -215,12 +216,12 @@ class BoundTimers:
         rows = await self._ctx.list(TIMERS_MODULE, prefix, limit, start_after)
         return [_decode(k, v) for k, v in rows]
 
-    async def fire_many(self, actor: Any, names: list[str]) -> list[Any]:
+    async def fire_many(self, actor: Any, names: builtins.list[str]) -> builtins.list[Any]:
         """Fire each of ``names`` in turn (``fire``), each one all or nothing: a hook
         that raises has its own writes and its timer's removal undone, the others
         stand. One ``[token, None]`` or ``[None, error]`` per name."""
         ws = self._ws
-        out: list[Any] = []
+        out: builtins.list[Any] = []
         for name in names:
             ws.begin()  # what follows is this timer's alone: rollback() undoes it
             try:
