@@ -324,8 +324,12 @@ class TimerScanner:
 
     async def round(self) -> bool:
         """One round; True when the index had more due entries than it read."""
+        whole = self._cursor is None  # this round may read every due entry
         entries = await self.store.due_timers(now_us(), self.batch, self._cursor)
         more = len(entries) == self.batch
+        if whole and not more and self._retry:  # forget retries of timers gone meanwhile
+            seen = {(e.actor, e.name) for e in entries}
+            self._retry = {k: v for k, v in self._retry.items() if k in seen}
         self._cursor = entries[-1] if more else None
         loop = asyncio.get_running_loop()
         now = loop.time()

@@ -47,7 +47,8 @@ def timer_header(value: bytes) -> tuple[int, bytes]:
 class DueTimer:
     """One entry of a store's due index (``Store.due_timers``).
 
-    ``due`` is in microseconds since the Unix epoch; ``token`` names the setting of
+    ``due`` is in microseconds since the Unix epoch (an index may record a due time
+    already past when written as the time of writing); ``token`` names the setting of
     the timer the entry was written for; ``cursor`` is store-private (where a
     listing continues after this entry).
     """

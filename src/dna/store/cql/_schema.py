@@ -113,7 +113,7 @@ STATEMENTS: dict[str, str] = {
     "timer_put": "INSERT INTO {ks}.timer_due (bucket, due, namespace, type_name, key, name, "
     "setting) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "timer_due": "SELECT due, namespace, type_name, key, name, setting FROM {ks}.timer_due "
-    "WHERE bucket = ? AND due <= ? LIMIT ?",
+    "WHERE bucket = ? AND due >= ? AND due <= ? LIMIT ?",
     "timer_due_after": "SELECT due, namespace, type_name, key, name, setting FROM {ks}.timer_due "
     "WHERE bucket = ? AND (due) <= (?) AND (due, namespace, type_name, key, name, setting) > "
     "(?, ?, ?, ?, ?, ?) LIMIT ?",

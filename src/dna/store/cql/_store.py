@@ -535,15 +535,16 @@ class ScyllaStore(Store):
         self, now: int, limit: int, after: DueTimer | None = None
     ) -> builtins.list[DueTimer]:
         """Entries of the ``timer_due`` index due by ``now`` (see ``_timers``)."""
-        self._open()
-        assert self._timers is not None
-        return await self._timers.due(now, limit, after)
+        return await self._index().due(now, limit, after)
 
     async def forget_timers(self, entries: builtins.list[DueTimer]) -> None:
         """Delete stale entries of the due index."""
+        await self._index().forget(entries)
+
+    def _index(self) -> TimerIndex:
         self._open()
         assert self._timers is not None
-        await self._timers.forget(entries)
+        return self._timers
 
     # ------------------------------------------------------------ nodes
 
