@@ -73,6 +73,8 @@ class Timers(StorageModule):
     The class defines ``on_timer(self, name, payload)``; it runs when a timer fires.
     """
 
+    declared = 0  # actor classes of this process that declared Timers (0: nothing to scan)
+
     def __init__(self) -> None:
         self.name = TIMERS_MODULE  # stored module name, whatever the attribute is called
         self.attr = ""  # the attribute it is declared as
@@ -84,6 +86,7 @@ class Timers(StorageModule):
                     f"{owner.__qualname__} declares Timers twice ({other_name}, {name})"
                 )
         self.attr = name
+        Timers.declared += 1
 
     def bind(self, ctx: StorageContext) -> BoundTimers:
         return BoundTimers(ctx)
@@ -324,6 +327,8 @@ class TimerScanner:
 
     async def round(self) -> bool:
         """One round; True when the index had more due entries than it read."""
+        if not Timers.declared:  # no actor class here can have timers: no store reads
+            return False
         whole = self._cursor is None  # this round may read every due entry
         entries = await self.store.due_timers(now_us(), self.batch, self._cursor)
         more = len(entries) == self.batch
