@@ -113,12 +113,14 @@ async def fire_rate(kind: str, path: str, actors: int, per: int) -> None:
         print(f"storage: {(after - before) / total:.1f} bytes per pending timer "
               f"(SQLite pages in use, {before:,} -> {after:,} bytes)")
     COUNTER = Counter(total)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     async with dna.Node(store=open_store(kind, path), max_batch=1000) as node:
         await COUNTER.done.wait()
-        took = time.perf_counter() - t0
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(f"fire rate: {total:,} due timers over {actors:,} actors fired in {took:.2f} s "
-              f"= {total / took:,.0f} timers/s (peak {node.timers.peak_inflight} in flight)")
+              f"= {total / took:,.0f} timers/s (peak {node.timers.peak_inflight} in flight; "
+              f"{cpu:.2f} s CPU of this process, {total / cpu:,.0f} timers per CPU second; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 async def lateness(kind: str, path: str, rate: int, seconds: float, poll: float) -> None:
