@@ -6,6 +6,8 @@ One ``dna node`` process on a fresh SQLite file (mailbox 10,000) is attacked thr
 ways, one after the other, while a well-behaved client pings another actor on it:
 
 - casts: 100,000 remote casts of 1 KB into a slow actor (1 ms a message);
+- casts-same-peer: the same, with the legitimate calls (to another actor) made by
+  the flooding peer itself, over the same connection (head-of-line blocking);
 - replies: 400 calls for a 1 MiB value from a peer that never reads the answers;
 - half-open: 1,024 TCP connections that never finish the handshake.
 
@@ -145,12 +147,13 @@ async def run(kind: str, db: Path, secret_file: Path) -> dict[str, Any]:
             await peer.cluster.refresh_peers()
             from flood_app import Pinger
 
-            await peer.ref(Pinger, "legit").ping()  # connected before the attack
+            caller = client if kind == "casts-same-peer" else peer
+            await caller.ref(Pinger, "legit").ping()  # connected before the attack
             stop = asyncio.Event()
             rss = asyncio.ensure_future(sample_rss(proc.pid, stop))
-            legit = asyncio.ensure_future(legit_calls(peer, stop))
+            legit = asyncio.ensure_future(legit_calls(caller, stop))
             t0 = time.perf_counter()
-            if kind == "casts":
+            if kind in ("casts", "casts-same-peer"):
                 await attack_casts(client)
             elif kind == "replies":
                 await attack_replies(address)
@@ -172,7 +175,7 @@ async def run(kind: str, db: Path, secret_file: Path) -> dict[str, Any]:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--only", default="casts,replies,half-open")
+    ap.add_argument("--only", default="casts,casts-same-peer,replies,half-open")
     ns = ap.parse_args()
     sys.path.insert(0, str(HERE))
     out = []

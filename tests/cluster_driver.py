@@ -6,7 +6,8 @@ Commands (one JSON object a line; one JSON reply a line):
     {"op": "call", "key": k, "h": handler, "args": [...], "timeout": s}
     {"op": "kcall", ...same...}  the same through a ref and sender kept across calls
     {"op": "stream", "key": k, "n": n, "start": i, "seconds": s}  gated puts i..i+n-1,
-        retrying each failed put until it is acknowledged or time runs out
+        retrying each failed put until it is acknowledged or time runs out; first a
+        {"started": m} line once m (the "started" field, default 20) puts are in
     {"op": "mput", "key": k, "value": v} / {"op": "mgets", "key": k, "n": n}
     {"op": "mput_until", "key": k, "value": v, "seconds": s}
         put, or n back-to-back gets, on a MemKV actor (state answered from memory)
@@ -56,8 +57,9 @@ def make_store(spec: dict[str, Any]) -> Any:
                            heartbeat_interval=spec.get("heartbeat", 1.0))
 
 
-async def stream(node: dna.Node, cmd: dict[str, Any]) -> dict[str, Any]:
+async def stream(node: dna.Node, cmd: dict[str, Any], say: Any) -> dict[str, Any]:
     ref = node.ref(KVActor, cmd["key"])
+    started = min(cmd.get("started", 20), cmd["n"])  # a test waits for this, not a sleep
     acked: list[int] = []
     errors: dict[str, int] = {}
     deadline = time.monotonic() + cmd.get("seconds", 30)
@@ -71,6 +73,10 @@ async def stream(node: dna.Node, cmd: dict[str, Any]) -> dict[str, Any]:
                 continue
             acked.append(i)
             break
+        if len(acked) == started:
+            say({"started": started})
+    if len(acked) < started:
+        say({"started": len(acked)})  # the reader still gets its line
     return {"acked": acked, "errors": errors}
 
 
@@ -137,7 +143,7 @@ async def main() -> None:
                                     "retryable": isinstance(exc, dna.errors.Retryable)})
             say({"answers": answers})
         elif op == "stream":
-            say(await stream(node, cmd))
+            say(await stream(node, cmd, say))
         elif op == "info":
             say({"node_id": node.node_id, "address": node.address,
                  "activations": node.activations})

@@ -4,6 +4,7 @@ expected failure one line on stderr with its documented exit code, never a trace
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -18,9 +19,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from tests.conftest import CQL_HOSTS, CQL_KEYSPACE, NO_CQL_REASON
 
 import dna
-from dna.cli import EXIT_ADDRESS, EXIT_CONFIG, EXIT_STORE, EXIT_USAGE, build_parser
+import dna.storage
+from dna.cli import (
+    EXIT_ADDRESS,
+    EXIT_CONFIG,
+    EXIT_NOT_FOUND,
+    EXIT_STORE,
+    EXIT_USAGE,
+    build_parser,
+)
 
 SRC = str(Path(dna.__file__).resolve().parent.parent)
 SECRET = b"a test secret of more than sixteen bytes"
@@ -100,7 +110,7 @@ def test_version() -> None:
 def test_help_documents_exit_codes_and_every_option_has_help() -> None:
     r = dna_cli("--help")
     assert r.returncode == 0
-    for code in (EXIT_STORE, EXIT_USAGE, EXIT_CONFIG, EXIT_ADDRESS):
+    for code in (EXIT_STORE, EXIT_USAGE, EXIT_CONFIG, EXIT_ADDRESS, EXIT_NOT_FOUND):
         assert re.search(rf"^\s+{code}\s", r.stdout, re.M), r.stdout
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -364,3 +374,92 @@ def test_tls_options_go_together(tmp_path: Path) -> None:
                 "--tls-cert", str(tmp_path / "x.crt"), "--tls-key", str(tmp_path / "x.crt"),
                 "--tls-ca", str(tmp_path / "x.crt"))
     one_line_error(r, EXIT_CONFIG, "TLS")
+
+
+# ---------------------------------------------------------------- dna actors / dna inspect
+
+
+class CliRoom(dna.Actor):
+    kv = dna.storage.KV()
+
+    @dna.call
+    def put(self, key: str, value: object) -> str:
+        self.kv.write(key, value)
+        return "ok"
+
+
+async def _populate(url: str, ns: str, n: int) -> None:
+    """``n`` CliRoom actors in ``ns``; lobby holds a few values; all passivated but one."""
+    from dna.store import open_store
+
+    async with dna.Node(store=open_store(url)) as node:
+        for i in range(n):
+            await node.ref(CliRoom, f"r{i:02d}", ns).put("n", i)
+        lobby = node.ref(CliRoom, "lobby", ns)
+        await lobby.put("greeting", "hi\x1b[2J")  # a control sequence must not reach the tty
+        await lobby.put("blob", b"\x00\x01")
+        await node.destroy(node.ref(CliRoom, "gone", ns))  # created by the destroy, then gone
+
+
+def _catalog_cli_checks(url: str, ns: str, cwd: Path) -> None:
+    base = ("--store", url, "--namespace", ns)
+    r = dna_cli("actors", *base, "--type", "CliRoom", "--json", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert sorted(a["key"] for a in got["actors"]) == ["lobby"] + [f"r{i:02d}" for i in range(12)]
+    assert all(a["epoch"] == 1 and a["owner"] is None and not a["active"] for a in got["actors"])
+    # page by page with the printed cursor: each actor once
+    keys: list[str] = []
+    after: list[str] = []
+    while True:
+        r = dna_cli("actors", *base, "--limit", "5", *after, cwd=cwd)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].split()[:3] == ["type", "namespace", "key"]
+        rows = [ln for ln in lines[1:] if not ln.startswith("next: ")]
+        keys += [ln.split()[2] for ln in rows]
+        nxt = [ln.split()[1] for ln in lines if ln.startswith("next: ")]
+        if not nxt:
+            break
+        after = ["--after", nxt[0]]
+    assert sorted(keys) == sorted(a["key"] for a in got["actors"])
+    r = dna_cli("inspect", "--store", url, "--namespace", ns, "CliRoom", "lobby", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    assert "[kv]" in r.stdout and "blob = b'\\x00\\x01'" in r.stdout, r.stdout
+    assert "\x1b" not in r.stdout and "greeting = 'hi\\x1b[2J'" in r.stdout, r.stdout
+    r = dna_cli("inspect", "--store", url, "--namespace", ns, "CliRoom", "r03", "--json", cwd=cwd)
+    assert json.loads(r.stdout)["modules"] == {"kv": [["n", 3]]}
+    r = dna_cli("actors", *base, "--type", "NoSuchRoom", cwd=cwd)
+    one_line_error(r, EXIT_NOT_FOUND, "no actor of type 'NoSuchRoom'")
+    r = dna_cli("inspect", "--store", url, "--namespace", ns, "CliRoom", "nobody", cwd=cwd)
+    one_line_error(r, EXIT_NOT_FOUND, "no actor", "nobody")
+    r = dna_cli("inspect", "--store", url, "--namespace", ns, "CliRoom", "gone", cwd=cwd)
+    one_line_error(r, EXIT_NOT_FOUND, "no actor", "gone", "destroyed")
+    r = dna_cli("actors", *base, "--after", "not-a-cursor", cwd=cwd)
+    one_line_error(r, EXIT_USAGE, "not a catalog cursor")
+    r = dna_cli("actors", *base, "--limit", "0", cwd=cwd)
+    one_line_error(r, EXIT_USAGE, "--limit")
+
+
+async def test_actors_and_inspect_on_a_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/app.db"
+    await _populate(url, "cli", 12)
+    await asyncio.to_thread(_catalog_cli_checks, url, "cli", tmp_path)
+
+
+@pytest.mark.cql
+async def test_actors_and_inspect_on_cassandra(tmp_path: Path, unique: str) -> None:
+    if not CQL_HOSTS:
+        pytest.skip(NO_CQL_REASON)
+    url = f"cql://{CQL_HOSTS}/{CQL_KEYSPACE}"
+    await _populate(url, f"cli-{unique}", 12)
+    await asyncio.to_thread(_catalog_cli_checks, url, f"cli-{unique}", tmp_path)
+
+
+def test_actors_and_inspect_never_create_a_store(tmp_path: Path) -> None:
+    for args in (["actors"], ["inspect", "Room", "lobby"]):
+        r = dna_cli(*args, "--store", f"sqlite://{tmp_path}/nope.db")
+        one_line_error(r, EXIT_STORE, "nope.db", "does not exist")
+    r = dna_cli("actors", "--type", "", "--store", f"sqlite://{tmp_path}/nope.db")
+    one_line_error(r, EXIT_USAGE, "must not be empty")
+    assert os.listdir(tmp_path) == []

@@ -144,7 +144,7 @@ async def test_kill_9_owner_fails_over_without_losing_acknowledged_puts(
     assert (await a.aask(op="call", key=acct, h="put", args=["0", 0]))["ok"] == "ok"
     b.send(op="stream", key=acct, n=3000 if cluster.spec["kind"] == "sqlite" else 300,
            start=1, seconds=60)
-    await asyncio.sleep(0.3)
+    assert (await asyncio.to_thread(b.read))["started"] == 20  # mid-stream, not before it
     a.p.send_signal(signal.SIGKILL)
     a.p.wait()
     result = await asyncio.to_thread(b.read)
@@ -232,7 +232,7 @@ async def test_paused_owner_loses_the_name_and_its_late_commits_are_refused(
     key = f"paused-{unique}"
     assert (await a.aask(op="call", key=key, h="put", args=["0", 0]))["ok"] == "ok"
     b.send(op="stream", key=key, n=400, start=1, seconds=60)
-    await asyncio.sleep(0.3)
+    assert (await asyncio.to_thread(b.read))["started"] == 20  # mid-stream, not before it
     a.p.send_signal(signal.SIGSTOP)
     await asyncio.sleep(2 * LEASE + 1)  # b must watch a full lease pass on its own clock
     a.p.send_signal(signal.SIGCONT)
@@ -242,8 +242,10 @@ async def test_paused_owner_loses_the_name_and_its_late_commits_are_refused(
     owner, epoch = await owner_of(cluster.spec, key)
     assert owner == b.node_id and epoch == 2
     # the woken node fenced itself: it serves nothing from its old activation
-    await asyncio.sleep(0.5)
-    assert (await a.aask(op="info"))["activations"] == 0
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while (await a.aask(op="info"))["activations"]:
+        assert asyncio.get_running_loop().time() < deadline, "the woken node kept its actors"
+        await asyncio.sleep(0.05)
     # every acknowledged put is in the store, and a rejoins: its calls route to b
     for i in [0, *result["acked"][::23], result["acked"][-1]]:
         assert (await a.aask(op="call", key=key, h="get", args=[str(i)]))["ok"] == i
@@ -367,7 +369,7 @@ async def test_drain_under_load_fails_nothing_but_retryably(cluster: Any, unique
     assert (await a.aask(op="call", key=key, h="put", args=["0", 0]))["ok"] == "ok"
     n = 2000 if cluster.spec["kind"] == "sqlite" else 300
     b.send(op="stream", key=key, n=n, start=1, seconds=60)
-    await asyncio.sleep(0.2)
+    assert (await asyncio.to_thread(b.read))["started"] == 20  # mid-stream, not before it
     assert (await a.aask(op="drain"))["drained"]
     result = await asyncio.to_thread(b.read)
     assert len(result["acked"]) == n, result["errors"]

@@ -153,6 +153,21 @@ def test_copy_agrees(obj: Any) -> None:
         assert (framing_c.copy_args(args) is args) == (framing_p.copy_args(args) is args)
 
 
+@settings(max_examples=400, deadline=None)
+@given(obj=values)
+def test_args_size_agrees_and_bounds_nested_bytes(obj: Any) -> None:
+    """The sender's size of a message is the same in both builds and, for what can be
+    packed, never below the packed size of its nested containers."""
+    import dna._core.dispatch_py as dispatch_p
+
+    args = (obj, [obj], {"k": obj})
+    size = dispatch_c.args_size(args, {"kw": [obj]})
+    assert size == dispatch_p.args_size(args, {"kw": [obj]})
+    if outcome(framing_p.copy_packable, obj)[0] == "ok" and not isinstance(obj, frozenset):
+        packed = len(msgpack.packb([[obj], {"k": obj}, [obj]], use_bin_type=True))
+        assert size >= packed - 16
+
+
 @settings(max_examples=300, deadline=None)
 @given(obj=values)
 def test_pack_and_frames_agree(obj: Any) -> None:
@@ -254,3 +269,65 @@ def test_kv_writers_agree(key: Any, value: Any) -> None:
         results.append((outcome(w.write, key, value), outcome(w.delete, key),
                         ws.pending("kv", "") if len(ws) else []))
     assert results[0] == results[1]
+
+
+# ---------------------------------------------------------------- remote entries
+
+
+class _Spec:
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+_HANDLERS = {"put": _Spec(0), "get": _Spec(1)}
+_entry = st.one_of(
+    st.lists(st.one_of(st.sampled_from(["put", "get", "nope"]), st.integers(), st.none(),
+                       st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=2),
+                                                                            st.integers(),
+                                                                            max_size=2)),
+             min_size=0, max_size=4),
+    st.tuples(st.sampled_from(["put", "get"]), st.lists(st.binary(max_size=4), max_size=3),
+              st.one_of(st.none(), st.just({}), st.just({"k": 1}))).map(list),
+    st.integers(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=st.lists(_entry, max_size=6), hops=st.integers(0, 5))
+def test_decode_entries_agree(entries: list[Any], hops: int) -> None:
+    """A peer's cast entries: same mailbox tuples, or the same refusal, in both builds."""
+    import dna._core.dispatch_py as dispatch_p
+
+    got_c = outcome(dispatch_c.decode_entries, entries, _HANDLERS, hops)
+    got_p = outcome(dispatch_p.decode_entries, entries, _HANDLERS, hops)
+    assert got_c == got_p
+    if got_c[0] == "ok":
+        for msg, entry in zip(got_c[1], entries, strict=True):
+            assert msg == (_HANDLERS[entry[0]].index, tuple(entry[1]), entry[2] or None, None, hops)
+
+
+_cast_msg = st.one_of(
+    st.tuples(st.integers(0, 1), st.tuples(st.integers()), st.none(), st.none()),
+    st.tuples(st.integers(0, 1), st.tuples(), st.just({"k": 1}), st.none(), st.integers(0, 2)),
+    st.tuples(st.integers(0, 1), st.tuples(), st.none(), st.just("reply"), st.integers(0, 2)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(msgs=st.lists(_cast_msg, max_size=8), start=st.integers(0, 8))
+def test_cast_entries_agree(msgs: list[Any], start: int) -> None:
+    """The sender's runs of casts: same entries, hop count and stop in both builds,
+    and walking the runs visits every cast once, in order."""
+    import dna._core.dispatch_py as dispatch_p
+
+    start = min(start, len(msgs))
+    names = ["put", "get"]
+    got_c = dispatch_c.cast_entries(msgs, start, names)
+    assert got_c == dispatch_p.cast_entries(msgs, start, names)
+    entries, hops, stop = got_c
+    run = msgs[start:stop]
+    assert [[names[m[0]], m[1], m[2]] for m in run] == entries
+    assert all(m[3] is None and (m[4] if len(m) > 4 else 0) == hops for m in run)
+    if stop < len(msgs):  # it stops only at a call, or at a cast of another hop count
+        nxt = msgs[stop]
+        assert nxt[3] is not None or (run and (nxt[4] if len(nxt) > 4 else 0) != hops)

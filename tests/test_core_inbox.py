@@ -187,3 +187,19 @@ def test_failing_queued_messages_gives_their_credit_back(m: ModuleType) -> None:
         box.push(msg(i), credit)
     box.fail(ValueError("gone"))
     assert sum(src.released) == 3
+
+
+def test_push_all_admits_what_fits_and_queues_the_rest_in_order(m: ModuleType) -> None:
+    box = m.Inbox(3, Fut)
+    woken: list[int] = []
+    box.wake = lambda: woken.append(1)
+    box.arm()
+    src = Source()
+    assert box.push_all([msg(i) for i in range(5)], src) == 3  # room for three
+    assert woken == [1] and box.waiting == 2  # one wake-up for the whole frame
+    assert box.push_all([msg(5)], src) == 0  # somebody waits: no overtaking
+    taken = []
+    while len(box):
+        taken += [x[0] for x in box.take(2)]
+    assert taken == list(range(6))
+    assert sum(src.released) == 3  # the queued ones' credit; the admitted are the caller's

@@ -124,3 +124,18 @@ def test_metrics_port_in_use(tmp_path: Path) -> None:
         r = dna_cli("node", "--store", "memory://", "--listen", "127.0.0.1:0",
                     "--metrics", f"127.0.0.1:{port}", cwd=tmp_path)
     one_line_error(r, EXIT_ADDRESS, f"127.0.0.1:{port}", "--metrics", "in use")
+
+
+def test_commit_latencies_are_bounded_on_a_long_running_node() -> None:
+    """A node that commits for months keeps a bounded sample and an exact histogram."""
+    from dna.stats import COMMIT_BUCKETS, RECENT_COMMITS, Stats
+
+    stats = Stats()
+    n = RECENT_COMMITS + 5_000
+    for i in range(n):
+        stats.commit(1, 0.002 if i < n - 10 else 3.0)
+    assert len(stats.commit_times) == RECENT_COMMITS
+    assert sum(stats.commit_counts) == n  # every commit counts in the histogram
+    assert stats.commit_counts[COMMIT_BUCKETS.index(0.0025)] == n - 10
+    assert stats.commit_counts[COMMIT_BUCKETS.index(5.0)] == 10
+    assert stats.percentile(99.995) == 3.0 and stats.percentile(50) == 0.002

@@ -22,10 +22,12 @@ class GateStore(MemoryStore):
         super().__init__()
         self.hold = asyncio.Event()
         self.hold.set()
+        self.entered = asyncio.Event()  # a commit has started (and may be held)
         self.failing = False
         self.commits = 0
 
     async def commit(self, claim: Claim, rows: list[Row]) -> None:
+        self.entered.set()
         await self.hold.wait()
         if self.failing:
             raise StoreUnavailable("injected: database down")
@@ -64,9 +66,12 @@ async def test_gated_reply_waits_for_commit() -> None:
         ref = node.ref(Acc, "a")
         assert await ref.peek() == 0  # nothing pending: replies at once
         store.hold.clear()
+        store.entered.clear()
         put = asyncio.ensure_future(ref.incr())
         peek = asyncio.ensure_future(ref.peek())  # read-only, but after a pending write
-        await asyncio.sleep(0.05)
+        await store.entered.wait()  # the batch ran; its commit is held
+        for _ in range(5):  # a reply released with the batch would wake its caller by now
+            await asyncio.sleep(0)
         assert not put.done() and not peek.done()
         store.hold.set()
         assert await put == 1

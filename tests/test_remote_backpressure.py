@@ -150,3 +150,52 @@ async def test_a_message_over_the_frame_limit_fails_at_the_sender(
         with pytest.raises(dna.errors.TooLarge):
             await ref.count.with_timeout(5)(pad=big)  # type: ignore[call-arg]
         assert await ref.count() == 0
+
+
+class Gated(dna.Actor):
+    """A cast handler that waits for the test to open its gate: its mailbox fills."""
+
+    gate: asyncio.Event | None = None
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    @dna.cast
+    async def work(self, i: int) -> None:
+        assert Gated.gate is not None
+        await Gated.gate.wait()
+        self.seen.append(i)
+
+    @dna.call
+    def report(self) -> list[int]:
+        seen = self.seen
+        return [len(seen), sum(1 for i in range(1, len(seen)) if seen[i] != seen[i - 1] + 1)]
+
+
+async def test_calls_to_other_actors_do_not_wait_behind_a_cast_backlog(unique: str) -> None:
+    """One peer's casts pile up behind a blocked actor until the connection's credit is
+    spent; the same peer's calls to another actor are still answered at once (before:
+    they waited behind the casts until the blocked actor moved)."""
+    Gated.gate = asyncio.Event()
+    host = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                    mailbox_size=100, max_batch=100)
+    client = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                      host_actors=False)
+    async with host, client:
+        slow, other = client.ref(Gated, "slow"), client.ref(SlowWorker, "other")
+        assert await other.ping() == "pong"
+        for i in range(2_000):  # far beyond the host's mailbox + its credit window (100)
+            slow.work.nowait(i)
+            if i % 100 == 99:
+                await asyncio.sleep(0)  # a frame each: beyond the credit they are held
+        transport = client.cluster.transport
+        address = client._routes[slow.actor_id].address
+        deadline = time.monotonic() + 10.0
+        while not transport.congested(address):  # the backlog reached the connection
+            assert time.monotonic() < deadline, "the casts never filled the window"
+            await asyncio.sleep(0.01)
+        for _ in range(20):
+            assert await other.ping.with_timeout(3.0)() == "pong"
+        assert transport.congested(address)  # the backlog is still there
+        Gated.gate.set()
+        assert await slow.report.with_timeout(30.0)() == [2_000, 0]  # all, in order

@@ -54,9 +54,11 @@ def test_redefining_a_class_in_its_module_replaces_it_with_a_warning(unique: str
 
 class Slow(dna.Actor):
     ran: list[str] = []
+    started = asyncio.Event()  # set when a wait begins (tests make a fresh one)
 
     @dna.call
     async def wait(self, seconds: float) -> str:
+        Slow.started.set()
         await asyncio.sleep(seconds)
         return "waited"
 
@@ -104,9 +106,10 @@ async def test_forwarded_call_carries_the_callers_deadline(unique: str) -> None:
     host, client = await two_nodes(unique)
     try:
         Slow.ran.clear()
+        Slow.started = asyncio.Event()
         busy = client.ref(Slow, unique)
         first = asyncio.ensure_future(busy.wait(1.0))  # occupies the actor on the host
-        await asyncio.sleep(0.1)
+        await Slow.started.wait()
         t0 = time.monotonic()
         with pytest.raises(Timeout):
             await busy.mark.with_timeout(0.3)("late")
@@ -183,8 +186,11 @@ class Wild(dna.Actor):
     def cast_raise(self, kind: str) -> None:
         raise _make(kind)
 
+    hanging = asyncio.Event()  # set once hang() runs (tests make a fresh one)
+
     @dna.call
     async def hang(self) -> None:
+        Wild.hanging.set()
         await asyncio.Event().wait()
 
     @dna.call
@@ -221,8 +227,9 @@ async def test_stop_finishes_while_a_handler_hangs(tmp_path: Any, unique: str) -
     await node.start()
     ref = node.ref(Wild, unique)
     assert await ref.ping() == "pong"
+    Wild.hanging = asyncio.Event()
     hung = asyncio.ensure_future(ref.hang())
-    await asyncio.sleep(0.05)
+    await Wild.hanging.wait()
     t0 = time.monotonic()
     await asyncio.wait_for(node.stop(), 5.0)
     assert time.monotonic() - t0 < 3.0

@@ -19,7 +19,7 @@ from tests.conftest import make_store
 
 import dna
 from dna.errors import ActorError, StoreUnavailable
-from dna.storage import KV, Timers
+from dna.storage import KV, Log, Outbox, Timers
 from dna.store import Claim, Row
 from dna.store.base import TIMERS_MODULE
 from dna.store.memory import MemoryStore
@@ -460,3 +460,73 @@ async def test_a_stale_cql_index_entry_is_a_spurious_wakeup_then_cleaned(
                 await asyncio.sleep(0.05)
             assert HUB.attempts[unique] == []  # woken, nothing fired
             assert HUB.activations[unique] == 1
+
+
+class Notifier(dna.Actor):
+    """Timers whose hooks send (``self.send``): a hook that raises takes its sends along."""
+
+    type_name = "tests.timers.Notifier"
+    timers = Timers()
+    outbox = Outbox()
+
+    @dna.call
+    def arm(self, names: list[str]) -> None:
+        for name in names:
+            self.timers.set(name, after=0, payload=name)
+
+    @dna.call
+    async def flushed(self) -> int:
+        await self.outbox.flushed()
+        return int(self.outbox.backlog)
+
+    @dna.call
+    def cancel(self, name: str) -> None:
+        self.timers.cancel(name)
+
+    def on_timer(self, name: str, payload: Any) -> None:
+        self.send(self.node.ref(Inbox, self.key).take, payload)
+        if name.startswith("bad"):
+            raise RuntimeError("after sending")
+
+
+class Inbox(dna.Actor):
+    type_name = "tests.timers.Inbox"
+    log = Log()
+
+    @dna.cast
+    async def take(self, value: Any) -> None:
+        self.log.append(value)
+        HUB.total += 1
+        await HUB.notify()
+
+    @dna.call
+    async def values(self) -> list[Any]:
+        return [v for _, v in await self.log.read(0, 1000)]
+
+
+async def test_sends_of_a_raising_hook_are_dropped_the_others_delivered_once(
+        store_kind: str, tmp_path: Any, unique: str) -> None:
+    HUB.fail_first.clear()
+    async with node_on(make_store(store_kind, tmp_path)) as node:
+        node.timers.backoff_base = FAR  # the raising one is not retried during the test
+        n = node.ref(Notifier, unique)
+        await n.arm(["a", "bad", "c"])  # one firing message for all three
+        await HUB.wait_for(lambda: HUB.total >= 2)
+        assert await n.flushed() == 0
+        assert sorted(await node.ref(Inbox, unique).values()) == ["a", "c"]
+        assert [t for t in await node.store.due_timers(2**62, 100)
+                if t.actor.key == unique and t.name == "bad"] != []  # still pending
+        await n.cancel("bad")  # leave nothing due behind in a shared keyspace
+
+
+async def test_destroying_an_actor_drops_its_timers(store_kind: str, tmp_path: Any,
+                                                    unique: str) -> None:
+    async with node_on(make_store(store_kind, tmp_path)) as node:
+        a = node.ref(Alarm, unique)
+        await a.arm("x", FAR)
+        await a.arm("y", FAR)
+        await node.destroy(a)
+        assert await a.names() == []  # a fresh incarnation: no timers
+        if store_kind != "cql":  # exact indexes drop the entries; CQL's go stale, then cleaned
+            assert [d for d in await node.store.due_timers(2**62, 1000)
+                    if d.actor.key == unique] == []

@@ -36,6 +36,7 @@ from dna.store import ActorId
 from dna.store.sqlite import SQLiteStore
 
 async def main(path, go, me):
+    print("ready", flush=True)  # imports done: the parent touches the go file after all say so
     while not os.path.exists(go):
         time.sleep(0.001)
     s = SQLiteStore(path)
@@ -68,7 +69,9 @@ async def test_processes_opening_a_fresh_file_at_once_all_succeed(tmp_path: Path
             )
             for i in range(N_PROCS)
         ]
-        await asyncio.sleep(0.5)  # let the interpreters start; the go file lines them up
+        for p in procs:  # every interpreter is up and polling: the go file lines them up
+            assert p.stdout is not None
+            assert await asyncio.wait_for(p.stdout.readline(), 60) == b"ready\n"
         go.touch()
         for p in procs:
             out, _ = await asyncio.wait_for(p.communicate(), 60)

@@ -321,8 +321,12 @@ def test_error_frames_never_name_arbitrary_classes() -> None:
 
 
 async def test_timeout_then_late_reply_is_dropped_silently() -> None:
+    answered = asyncio.Event()
+
     async def slow(peer: str, msg: Any) -> Any:
-        await asyncio.sleep(0.2)
+        if msg == 1:
+            await asyncio.sleep(0.2)
+            answered.set()
         return msg
 
     a, b = make("a"), make("b", on_request=slow)
@@ -331,19 +335,20 @@ async def test_timeout_then_late_reply_is_dropped_silently() -> None:
         with pytest.raises(errors.Timeout):
             await a.request(addr_b, 1, 0.05)
         assert time.monotonic() - t0 < 1.0
-        await asyncio.sleep(0.3)  # the reply, if any, arrives for a forgotten id
+        await answered.wait()  # b answers call 1 late: its reply goes out before reply 2
         assert await a.request(addr_b, 2, 1.0) == 2
 
 
 async def test_peer_closing_mid_request_raises_peer_unavailable() -> None:
     loop = asyncio.get_running_loop()
-    a, b = make("a"), make("b", on_request=lambda peer, msg: loop.create_future())
+    arrived: list[Any] = []
+    a, b = make("a"), make("b", on_request=lambda peer, msg: arrived.append(msg)
+                          or loop.create_future())
     async with started(a) as (addr_a,):
         await b.start(LOOPBACK, 0)
         addr_b = b.address or ""
         calls = [asyncio.ensure_future(a.request(addr_b, i, 5.0)) for i in range(10)]
-        await eventually(lambda: len(b._all) == 1)
-        await asyncio.sleep(0.05)
+        await eventually(lambda: len(arrived) == 10)  # every call is in b's hands
         await b.close()
         for call in calls:
             with pytest.raises(PeerUnavailable):
@@ -356,10 +361,12 @@ async def test_peer_closing_mid_request_raises_peer_unavailable() -> None:
 
 async def test_close_fails_calls_in_flight_and_refuses_new_ones() -> None:
     loop = asyncio.get_running_loop()
-    a, b = make("a"), make("b", on_request=lambda peer, msg: loop.create_future())
+    arrived: list[Any] = []
+    a, b = make("a"), make("b", on_request=lambda peer, msg: arrived.append(msg)
+                          or loop.create_future())
     async with started(a, b) as (_, addr_b):
         call = asyncio.ensure_future(a.request(addr_b, 1, 5.0))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: arrived == [1])  # in flight: b has it, no answer yet
         await a.close()
         with pytest.raises(PeerUnavailable):
             await call

@@ -52,6 +52,64 @@ async def test_a_slow_reader_under_the_bound_is_not_cut_off() -> None:
         assert all(len(r) == MiB for r in replies)
 
 
+def _stalled(t: Transport) -> bool:
+    """The raw peer's connection is gone, or holds calls it cannot start yet with none
+    running (everything the node will do until the peer reads is done)."""
+    conns = [c for c in t._all if c.peer_id == "raw"]
+    return not conns or (bool(getattr(conns[0], "waiting", None))
+                         and getattr(conns[0], "running", 1) == 0)
+
+
+async def test_calls_whose_replies_nobody_reads_do_not_start() -> None:
+    # before: all 400 handlers ran and their 400 MiB of replies sat in the node
+    handled = 0
+
+    def get(peer: str, msg: Any) -> bytes:
+        nonlocal handled
+        handled += 1
+        return b"x" * MiB
+
+    b = make("b", on_request=get, max_unsent=8 * MiB)
+    async with started(b):
+        async with raw(port_of(b)) as (reader, writer):
+            peer = await handshake(reader, writer)
+            # one record: the node sees all 400 calls before it writes any reply
+            peer.write(b"".join(encode_frame([REQUEST, rid, 30.0, "get"]) for rid in range(400)))
+            await writer.drain()
+            await eventually(lambda: handled == 400 or _stalled(b), within=10.0)
+            assert handled <= 16 + 1, f"{handled} handlers ran for replies nobody reads"
+            assert b.peak_unsent <= 2 * 8 * MiB
+
+
+async def test_calls_held_for_a_slow_reader_start_as_it_reads() -> None:
+    handled = 0
+
+    def get(peer: str, msg: Any) -> bytes:
+        nonlocal handled
+        handled += 1
+        return msg.to_bytes(4, "big") * (MiB // 4)
+
+    b = make("b", on_request=get, max_unsent=32 * MiB)
+    async with started(b):
+        async with raw(port_of(b)) as (reader, writer):
+            peer = await handshake(reader, writer)
+            for rid in range(200):
+                peer.write(encode_frame([REQUEST, rid, 60.0, rid]))
+                peer.write(encode_frame([MESSAGE, rid]))  # casts keep their place
+            await writer.drain()
+            await eventually(lambda: _stalled(b), within=10.0)
+            assert handled < 64
+            assert [c for c in b._all if c.peer_id == "raw"], "a reader was cut off"
+            got = {}
+            while len(got) < 200:  # now read: every call starts and is answered
+                frame = await peer.read_frame(within=10.0)
+                assert frame[0] == 1, frame
+                got[frame[1]] = frame[2]
+            assert all(v[:4] == rid.to_bytes(4, "big") for rid, v in got.items())
+            assert handled == 200
+            assert b.peak_unsent <= 32 * MiB + 2 * MiB
+
+
 # ---------------------------------------------------------------- credit
 
 
@@ -116,3 +174,18 @@ async def test_a_peer_that_ignores_its_credit_is_cut_off(caplog: Any) -> None:
             peer.write(b"".join(encode_frame([MESSAGE, i]) for i in range(65)))
             assert await closed_by_peer(reader) < 1.0
         assert warned(caplog, "beyond its credit")
+
+
+async def test_calls_have_a_window_of_their_own(caplog: Any) -> None:
+    """64 one-way items and 64 calls fit the two windows of 64; one call more is cut off."""
+    b = make("b", window=64, manual_release=True, on_request=lambda peer, msg: None)
+    async with started(b):
+        async with raw(port_of(b)) as (reader, writer):
+            peer = await handshake(reader, writer)
+            peer.write(b"".join(encode_frame([MESSAGE, i]) for i in range(64)))
+            peer.write(b"".join(encode_frame([REQUEST, i, 30.0, i]) for i in range(64)))
+            for _ in range(64):  # every call answered: the messages did not use its credit
+                assert (await peer.read_frame())[0] == 1
+            peer.write(encode_frame([REQUEST, 64, 30.0, 64]))
+            assert await closed_by_peer(reader) < 1.0
+        assert warned(caplog, "beyond its call credit")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .actor import Actor, ActorRef, call, cast
+from .catalog import CatalogEntry, CatalogPage
 from .errors import ActorError, InterfaceError, NotOwner, Overloaded, Timeout
 from .ids import ActorId
 from .node import Node
@@ -32,6 +33,8 @@ __all__ = [
     "ActorError",
     "ActorId",
     "ActorRef",
+    "CatalogEntry",
+    "CatalogPage",
     "InterfaceError",
     "MemoryStore",
     "Node",

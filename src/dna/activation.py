@@ -27,12 +27,14 @@ from ._core import (
     CLOSED,
     CLOSING,
     IDLE,
+    MISSING,
     RUNNING,
     SCHEDULED,
     TURN,
     Inbox,
     WriteSet,
 )
+from .delivery import Delivery, attach
 from .errors import (
     ActorError,
     CommitFailed,
@@ -41,7 +43,7 @@ from .errors import (
     NotOwner,
     StoreUnavailable,
 )
-from .storage.base import StorageContext
+from .storage.base import DESTROY, StorageContext
 
 if TYPE_CHECKING:
     from .actor import Actor
@@ -85,6 +87,18 @@ class Host(Protocol):
     def forget(self, act: Activation) -> None: ...
     def takeover(self, old: Activation) -> None: ...
     async def redirect(self, act: Activation, owner: str) -> bool: ...
+
+
+class _Done:
+    """The reply of a message taken out of a running batch: done, so it is skipped."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return True
+
+
+_SKIP = (0, (), None, _Done())  # stands for a deferred message in its batch
 
 
 def _describe(exc: BaseException) -> str:
@@ -153,8 +167,10 @@ class Activation:
     __slots__ = (
         "aid",
         "atype",
+        "batch",
         "claim",
         "commit_task",
+        "deferred",
         "dispatcher",
         "failed",
         "gated",
@@ -164,7 +180,9 @@ class Activation:
         "instance",
         "last_active",
         "running",
+        "sends",
         "state",
+        "storage",
         "ws",
     )
 
@@ -185,6 +203,10 @@ class Activation:
         self.running: list[Any] | None = None  # a batch whose handler suspended, until done
         self.last_active = 0.0  # loop time of the last batch, for passivation
         self.failed = False  # a commit failed while a batch was running
+        self.batch: list[Any] | None = None  # the batch being dispatched (destroy defers its rest)
+        self.deferred: list[Any] = []  # messages after a destroy() of the running batch
+        self.storage: StorageContext | None = None  # what storage modules bind to
+        self.sends: Delivery | None = None  # delivers committed self.send()s (an Outbox)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -197,10 +219,14 @@ class Activation:
             self.claim = await host.claim(self.aid)
             inst = self.atype()
             host.setup_instance(inst, self.aid)
-            ctx = StorageContext(self.ws, host.store, self.claim)
+            ctx = self.storage = StorageContext(self.ws, host.store, self.claim)
+            inst._dna_storage = ctx
+            inst._dna_defer = self.defer_rest
             for name, module in self.atype._dna_modules.items():
                 setattr(inst, name, module.bind(ctx))
+            await ctx.load()
             self.instance = inst
+            self.sends = attach(self, inst)
             await inst.on_activate()
         except asyncio.CancelledError:
             if _cancelling():
@@ -249,7 +275,7 @@ class Activation:
         if not self.host.lease_ok():  # fenced: this activation was just dropped
             return
         self.state = RUNNING
-        batch = self.inbox.take(self.host.max_batch)
+        batch = self.batch = self.inbox.take(self.host.max_batch)
         r = self.dispatcher.run(self.instance, batch, 0, self.ws, self.gated, self.inflight)
         if r is None:
             self._after_batch(len(batch))
@@ -268,6 +294,10 @@ class Activation:
         self._after_batch(len(batch))
 
     def _after_batch(self, n: int) -> None:
+        self.batch = None
+        if self.deferred:  # held back by a destroy(): they run (and count) later
+            n -= len(self.deferred)
+            self._requeue_deferred()
         if self.state == CLOSED:  # fenced while a handler ran: its writes are dropped
             self.ws.clear()
             return
@@ -278,6 +308,10 @@ class Activation:
             self._restart()
             return
         if len(self.ws):
+            if self.ws.get(*DESTROY) is not MISSING:  # self.destroy() in this batch
+                self.state = CLOSING  # no further batch, no passivation
+                self.host.spawn(self._destroy())
+                return
             if self.commit_task is not None:
                 self.state = BLOCKED
                 return
@@ -290,13 +324,19 @@ class Activation:
 
     # ------------------------------------------------------------ commits
 
+    def _take(self) -> tuple[list[Any], list[Any]]:
+        """The rows of the next commit, and what to run once they are durable."""
+        storage = self.storage
+        durable = storage.seal() if storage is not None and storage.attached else []
+        return self.ws.take(), durable
+
     def _start_commit(self) -> None:
-        rows = self.ws.take()
+        rows, durable = self._take()
         self.inflight = self.gated  # the previous commit released its own replies
         self.gated = []
-        self.commit_task = self.host.loop.create_task(self._commit(rows))
+        self.commit_task = self.host.loop.create_task(self._commit(rows, durable))
 
-    async def _commit(self, rows: list[Any]) -> None:
+    async def _commit(self, rows: list[Any], durable: list[Any]) -> None:
         assert self.claim is not None
         t0 = time.perf_counter()
         try:
@@ -308,6 +348,8 @@ class Activation:
         self.host.stats.commit(len(rows), time.perf_counter() - t0)
         self.commit_task = None
         self.ws.settle()
+        for f in durable:  # storage modules' state beside their rows; sends to deliver
+            f()
         replies = self.inflight
         self.inflight = []
         for reply, result in replies:
@@ -362,7 +404,103 @@ class Activation:
         self.inbox.closed = True
         self.fail_queued(err)
 
+    # ------------------------------------------------------------ destroy
+
+    def defer_rest(self) -> None:
+        """The running message called ``destroy()``: the messages after it in this
+        batch do not run on this instance. They wait, in order, at the front of the
+        queue: for the fresh activation, or for this one if the handler raises."""
+        batch, msg = self.batch, TURN.msg
+        if batch is None or msg is None:
+            return
+        for i in range(len(batch) - 1, -1, -1):
+            if batch[i] is msg:
+                break
+        else:
+            return
+        self.deferred += batch[i + 1:]
+        for j in range(i + 1, len(batch)):
+            batch[j] = _SKIP  # the dispatcher passes over a message whose reply is done
+
+    def _requeue_deferred(self) -> None:
+        """Put the deferred messages back in front of the queue (a new inbox that
+        adopts the old one; senders holding the old one resolve again)."""
+        msgs, self.deferred = self.deferred, []
+        if self.state == CLOSED:  # fenced meanwhile: they cannot run here
+            err = StoreUnavailable(f"{self.aid} lost its ownership: retry")
+            for m in msgs:
+                if m[3] is not None and not m[3].done():
+                    m[3].set_exception(err)
+            return
+        inbox = Inbox(self.host.mailbox_size, self.host.loop.create_future)
+        inbox.wake = self.schedule
+        for m in msgs:
+            inbox.push(m)
+        inbox.adopt(self.inbox)
+        self.inbox = inbox
+
+    async def _destroy(self) -> None:
+        """The batch called ``destroy()``: once the commit in flight (earlier
+        batches) is durable, remove the actor in one fenced store operation
+        instead of committing the batch's writes, release the batch's replies,
+        and leave: queued messages go to a fresh activation."""
+        if self.commit_task is not None:
+            try:
+                await asyncio.shield(self.commit_task)
+            except asyncio.CancelledError:
+                if _cancelling() or self.state == CLOSED:
+                    return
+        if self.state == CLOSED:  # fenced meanwhile
+            return
+        replies, self.gated = self.gated, []
+        lost = self.ws.get(*DESTROY) is MISSING  # the earlier commit failed: all undone
+        self.ws.clear()
+        assert self.claim is not None
+        err: BaseException | None = None
+        try:
+            if not lost:
+                await self.host.store.destroy(self.claim)
+        except asyncio.CancelledError:  # the node stops: the outcome is not known
+            err = CommitUnknown(f"destroy of {self.aid}: the node stopped meanwhile")
+            for reply, _ in replies:
+                if not reply.done():
+                    reply.set_exception(err)
+            raise
+        except Exception as exc:
+            log.warning("destroy of %s failed: %r", self.aid, exc)
+            err = CommitFailed(f"destroy of {self.aid} failed: {exc}")
+            err.__cause__ = exc
+        for reply, result in replies:
+            if not reply.done():
+                if err is None and not lost:
+                    reply.set_result(result)
+                else:
+                    reply.set_exception(err or CommitFailed(f"{self.aid}: an earlier commit "
+                                                            "failed; the destroy was dropped"))
+        self.state = CLOSED
+        self.host.forget(self)
+        if len(self.inbox):
+            self.host.takeover(self)  # a fresh activation (a fresh claim) takes the queue
+        else:
+            self.inbox.closed = True
+
     # ------------------------------------------------------------ passivation
+
+    async def _final_commit(self, acked: list[str] | None = None) -> None:
+        """Commit what is pending (and delete acknowledged sends) before release."""
+        if acked and self.sends is not None:
+            self.sends.outbox.acked(acked)
+        if not len(self.ws) or self.claim is None:
+            return
+        rows, durable = self._take()
+        try:
+            await self.host.store.commit(self.claim, rows)
+        except Exception as exc:
+            log.warning("final commit of %s failed: %r", self.aid, exc)
+            return
+        self.ws.settle()
+        for f in durable:
+            f()
 
     def idle(self, now: float, after: float) -> bool:
         return (
@@ -370,6 +508,7 @@ class Activation:
             and self.commit_task is None
             and not len(self.inbox)
             and now - self.last_active >= after
+            and (self.sends is None or self.sends.idle)
         )
 
     async def passivate(self, release: bool = True) -> None:
@@ -394,12 +533,9 @@ class Activation:
             self.ws.rollback()
         if self.commit_task is not None:
             await asyncio.shield(self.commit_task)
-        if len(self.ws) and self.claim is not None:
-            rows = self.ws.take()
-            try:
-                await self.host.store.commit(self.claim, rows)
-            except Exception as exc:
-                log.warning("final commit of %s failed: %r", self.aid, exc)
+        await self._final_commit()
+        if self.sends is not None and self.claim is not None:
+            await self._final_commit(await self.sends.finish())
         released = False
         if release and self.claim is not None:
             try:

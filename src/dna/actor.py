@@ -25,7 +25,8 @@ from typing import (
 )
 
 from .errors import ActorRedefinedWarning, InterfaceError, UnknownHandler
-from .storage.base import StorageModule
+from .storage.base import DESTROY, StorageContext, StorageModule
+from .storage.outbox import BoundOutbox, Outbox, receive
 
 if TYPE_CHECKING:
     from .ids import ActorId
@@ -206,6 +207,8 @@ class Actor:
     namespace: str
     node: NodeHandle
     _dna_aid: ActorId
+    _dna_storage: StorageContext  # this activation's storage (destroy writes to it)
+    _dna_defer: Callable[[], None]  # holds back the rest of the batch after destroy()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -242,6 +245,65 @@ class Actor:
 
     async def on_passivate(self) -> None:
         """Called before an idle activation is removed or the node drains."""
+
+    def destroy(self) -> None:
+        """Delete this actor for good when the running batch commits: every storage
+        module's data and its registration go in that one atomic commit, the
+        activation is then dropped, and a later message starts the name afresh
+        (empty storage, a new activation).
+
+        Part of the handler's writes: discarded if the handler raises (the actor
+        then goes on as if it had not been called). Writes made before it in the
+        batch go with the actor; replies of the batch wait for the destroy to be
+        durable. Messages after this one, in the batch or queued, run on the
+        fresh actor, in order.
+        """
+        storage = self.__dict__.get("_dna_storage")
+        if storage is None:
+            raise InterfaceError("destroy() is usable only inside an activation")
+        storage.ws.write(DESTROY[0], DESTROY[1], b"")
+        self._dna_defer()
+
+    @call
+    def _dna_destroy(self) -> None:  # what Node.destroy sends: routed like any message
+        self.destroy()
+
+    # ---------------------------------------------------------- exactly-once sends
+
+    def send(self, handler: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Send ``handler(*args, **kwargs)`` (``handler`` is ``ref.name`` of any actor)
+        exactly once, as part of this handler's commit: recorded in this actor's
+        ``Outbox`` with the handler's writes (discarded with them if it raises),
+        delivered after the commit and retried until the receiver has committed it;
+        the receiver runs it once, in send order. Only inside a handler of an actor
+        that declares an ``Outbox``; arguments must be msgpack-serialisable."""
+        try:
+            outbox = self._dna_storage.outbox
+        except AttributeError:  # not activated
+            outbox = None
+        if outbox is None:
+            outbox = self._dna_outbox()
+        outbox.send(self, handler, args, kwargs)
+
+    def _dna_outbox(self) -> BoundOutbox:
+        ctx = self.__dict__.get("_dna_storage")
+        bound = ctx.outbox if ctx is not None else None
+        if bound is not None:
+            return bound  # type: ignore[no-any-return]
+        if not any(isinstance(m, Outbox) for m in type(self)._dna_modules.values()):
+            raise InterfaceError(f"{type(self).__qualname__} declares no Outbox: add "
+                                 f"`outbox = dna.storage.Outbox()` to use self.send")
+        raise InterfaceError("self.send is usable only inside a handler of this actor")
+
+    @call
+    async def _dna_deliver(self, sender: list[str], prev: str, entries: list[list[Any]]) -> int:
+        """Internal: sends of another actor's ``self.send`` (see ``storage.outbox``)."""
+        return await receive(self, self._dna_storage, sender, prev, entries)
+
+    @cast
+    def _dna_acked(self, keys: list[str]) -> None:
+        """Internal: the receiver committed these sends of ours; delete their rows."""
+        self._dna_outbox().acked(keys)
 
 
 class ActorRef:

@@ -19,6 +19,7 @@ from urllib.parse import quote
 __all__ = [
     "EXIT_ADDRESS",
     "EXIT_CONFIG",
+    "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_STORE",
     "EXIT_USAGE",
@@ -32,6 +33,7 @@ EXIT_STORE = 1  # the store cannot be used: unreachable, missing, foreign, faili
 EXIT_USAGE = 2  # the command line is wrong: an option, a store URL, a listen string
 EXIT_CONFIG = 3  # a file or module named on the command line cannot be used
 EXIT_ADDRESS = 4  # an address to listen on cannot be had: in use, not ours, not allowed
+EXIT_NOT_FOUND = 5  # dna actors / inspect: no actor of that type, or of that name, in the store
 
 EXIT_CODES = f"""exit codes:
   {EXIT_OK}  success (dna node: drained and stopped after SIGTERM/SIGINT)
@@ -40,6 +42,7 @@ EXIT_CODES = f"""exit codes:
   {EXIT_CONFIG}  a file or module named on the command line cannot be used (--secret-file,
      --app, a missing extra such as prometheus_client for --metrics)
   {EXIT_ADDRESS}  cannot listen (--listen, --metrics, --health): address in use or unavailable
+  {EXIT_NOT_FOUND}  dna actors / dna inspect: no actor of that type (or name) in the store
 """
 
 
@@ -241,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(status, "sqlite://dna.db")
     status.add_argument("--json", action="store_true", help="print one JSON array")
     status.set_defaults(func=cmd_status)
+    from ._cli_catalog import add_actors_command, add_inspect_command
+
+    add_actors_command(sub.add_parser(
+        "actors", help="list the actors that exist in a store (never creates a store)",
+        epilog=EXIT_CODES, formatter_class=fmt))
+    add_inspect_command(sub.add_parser(
+        "inspect", help="print one actor's stored data by module (never creates a store)",
+        epilog=EXIT_CODES, formatter_class=fmt))
     return parser
 
 

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._core import Credit, Inbox
+from ._core import Credit, Inbox, cast_entries, decode_entries
 from .actor import actor_type
 from .errors import (
     CallCycle,
@@ -114,7 +114,7 @@ class PeerCall:
 class RemoteRoute:
     """Where messages for an actor owned by a peer go: an inbox drained to the socket."""
 
-    __slots__ = ("address", "aid", "atype", "cluster", "inbox", "owner", "waiting_room")
+    __slots__ = ("address", "aid", "atype", "cluster", "inbox", "names", "owner", "waiting_room")
 
     def __init__(
         self, cluster: Cluster, aid: ActorId, atype: type[Actor], owner: str, address: str
@@ -128,6 +128,7 @@ class RemoteRoute:
         self.inbox.wake = self._wake
         self.inbox.arm()
         self.waiting_room = False  # a task waits for the socket to drain
+        self.names = [spec.name for spec in atype._dna_table]  # handler names by index
 
     def _wake(self) -> None:
         self.cluster.loop.call_soon(self.flush)
@@ -138,57 +139,46 @@ class RemoteRoute:
         if inbox.closed:
             return
         transport = self.cluster.transport
-        if transport.congested(self.address):
+        if transport.congested(self.address, self):  # our own frames wait for credit
             if not self.waiting_room:
                 self.waiting_room = True
                 self.cluster.node.spawn(self._when_writable())
             return
         msgs = inbox.take(MAX_FRAME_CASTS)
-        casts: list[Any] = []
-        casts_hops = 0
-        for msg in msgs:
-            reply = msg[3]
-            if reply is None:
-                hops = msg[4] if len(msg) > 4 else 0
-                if casts and hops != casts_hops:
-                    self._send_casts(casts, casts_hops)
-                    casts = []
-                casts_hops = hops
-                casts.append(msg)
-            else:
-                if casts:  # casts sent before this call stay ahead of it
-                    self._send_casts(casts, casts_hops)
-                    casts = []
-                self._send_call(msg)
-        if casts:
-            self._send_casts(casts, casts_hops)
+        i, n = 0, len(msgs)
+        while i < n:  # casts before a call stay ahead of it; one frame per run of casts
+            if msgs[i][3] is not None:
+                self._send_call(msgs[i])
+                i += 1
+                continue
+            entries, hops, i = cast_entries(msgs, i, self.names)
+            self._send_casts(entries, hops)
         inbox.arm()
 
     async def _when_writable(self) -> None:
         try:
-            await self.cluster.transport.writable(self.address)
+            await self.cluster.transport.writable(self.address, self)
         finally:
             self.waiting_room = False
         self.flush()
 
     def _entry(self, msg: tuple[Any, ...]) -> list[Any]:
-        return [self.atype._dna_table[msg[0]].name, list(msg[1]), msg[2]]
+        return [self.names[msg[0]], msg[1], msg[2]]
 
-    def _send_casts(self, msgs: list[Any], hops: int) -> None:
+    def _send_casts(self, entries: list[Any], hops: int) -> None:
         aid = self.aid
         if hops >= MAX_HOPS:
             log.warning("%d casts to %s dropped: ownership kept moving (%d forwards)",
-                        len(msgs), aid, hops)
+                        len(entries), aid, hops)
             return
-        entries = [self._entry(m) for m in msgs]
-        self.cluster.node.stats.forwards += len(msgs)  # dna.metrics
+        self.cluster.node.stats.forwards += len(entries)  # dna.metrics
         try:
             self.cluster.transport.send(
                 self.address, [aid.type_name, aid.namespace, aid.key, entries, hops + 1, []],
-                weight=len(entries),
+                weight=len(entries), key=self,
             )
         except InterfaceError as exc:  # the node is stopping: casts are never acknowledged
-            log.warning("%d casts to %s dropped: %s", len(msgs), aid, exc)
+            log.warning("%d casts to %s dropped: %s", len(entries), aid, exc)
 
     def _send_call(self, msg: tuple[Any, ...]) -> None:
         reply = msg[3]
@@ -211,7 +201,7 @@ class RemoteRoute:
         local = type(reply) is CallFuture  # its caller's timer is the call's only one
         try:
             expire = self.cluster.transport.request_to(
-                self.address, wire, left, _Pending(self, msg), arm=not local
+                self.address, wire, left, _Pending(self, msg), arm=not local, key=self
             )
         except Exception as exc:
             reply.set_exception(exc)
@@ -295,18 +285,12 @@ def decode_remote(
             raise ProtocolError("malformed actor message: bad call chain")
         chain.append(ActorId(*link))
     atype = actor_type(tname)
-    handlers = atype._dna_handlers
-    out = []
-    for entry in entries:
-        if type(entry) is not list or len(entry) != 3:
-            raise ProtocolError("malformed actor message entry")
-        hname, args, kwargs = entry
-        spec = handlers.get(hname) if type(hname) is str else None
-        if spec is None:
-            raise UnknownHandler(f"{tname} has no handler {hname!r}")
-        if type(args) is not list or not (kwargs is None or type(kwargs) is dict):
-            raise ProtocolError("malformed actor message: bad arguments")
-        out.append((spec.index, tuple(args), kwargs or None, None, hops))
+    try:
+        out = decode_entries(entries, atype._dna_handlers, hops)
+    except LookupError as exc:
+        raise UnknownHandler(f"{tname} has no handler {exc.args[0]!r}") from None
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
     return ActorId(ns, tname, key), atype, out, hops, tuple(chain)
 
 
@@ -541,17 +525,10 @@ class Cluster:
             log.warning("%d casts from %r refused: %r", len(msgs), peer, exc)
             source.release(len(msgs))
             return
-        offer, n = inbox.offer, len(msgs)
-        i = 0
-        while i < n and offer(msgs[i]):
-            i += 1
-        if i:
-            source.release(i)
-        if i < n:  # behind a full mailbox: credit comes back as a mailbox takes them
-            credit = Credit(source, n - i)
-            push = inbox.push
-            for msg in msgs[i:]:
-                push(msg, credit)
+        # behind a full mailbox, credit comes back as the mailbox takes them
+        admitted = inbox.push_all(msgs, source)
+        if admitted:
+            source.release(admitted)
 
 
 def split_casts(wire: Any, weight: int) -> list[tuple[Any, int]] | None:

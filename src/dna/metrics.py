@@ -18,7 +18,6 @@ Everything is read on the loop thread, so a scrape sees a consistent node
 from __future__ import annotations
 
 import asyncio
-import bisect
 import importlib.util
 import logging
 import socket
@@ -26,13 +25,12 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from .stats import COMMIT_BUCKETS
+
 __all__ = ["COMMIT_BUCKETS", "NodeCollector", "OpsServer", "have_prometheus_client"]
 
 log = logging.getLogger("dna.metrics")
 
-# seconds: a local SQLite commit is ~0.1-1 ms, a CQL batch a few ms, a stall seconds
-COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                  5.0, 10.0)
 BATCH_BUCKET_POWERS = 16  # batch size buckets 1, 2, 4 ... 65536 (more when seen)
 _MAX_REQUEST = 8192  # bytes of an HTTP request head we read
 _REQUEST_TIMEOUT = 5.0  # seconds a client has to send its request head
@@ -63,9 +61,6 @@ class NodeCollector:
 
     def __init__(self, node: Any) -> None:
         self.node = node
-        self._seen = 0  # commit_times already folded into the histogram
-        self._commit_counts = [0] * (len(COMMIT_BUCKETS) + 1)  # per bucket, not cumulative
-        self._commit_sum = 0.0
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import (
@@ -129,21 +124,15 @@ class NodeCollector:
     def _commit_histogram(self) -> Any:
         from prometheus_client.core import HistogramMetricFamily
 
-        times = self.node.stats.commit_times
-        if len(times) < self._seen:  # the list was trimmed: fold what it holds now
-            self._seen = 0
-        counts = self._commit_counts
-        for t in times[self._seen:]:
-            counts[bisect.bisect_left(COMMIT_BUCKETS, t)] += 1
-            self._commit_sum += t
-        self._seen = len(times)
+        stats = self.node.stats  # the node keeps the histogram: no list of every commit
+        counts = stats.commit_counts
         buckets: list[tuple[str, float]] = []
         total = 0
         for edge, n in zip((*COMMIT_BUCKETS, "+Inf"), counts, strict=True):
             total += n
             buckets.append((str(edge), total))
         return HistogramMetricFamily("dna_commit_seconds", "store commit latency",
-                                     buckets=buckets, sum_value=self._commit_sum)
+                                     buckets=buckets, sum_value=stats.commit_sum)
 
     def _routes(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -193,8 +182,8 @@ class NodeCollector:
         for state, n in sorted(states.items()):
             g.add_metric([state], n)
         yield g
-        conns = list(getattr(cluster.transport, "_all", ()))
-        ready = sum(1 for c in conns if getattr(c, "peer_id", "") and c.state == _ready())
+        conns = cluster.transport.connections() if cluster.transport is not None else []
+        ready = sum(1 for authenticated, _ in conns if authenticated)
         g = GaugeMetricFamily("dna_peer_connections", "TCP connections with peers",
                               labels=["state"])
         g.add_metric(["authenticated"], ready)
@@ -202,9 +191,8 @@ class NodeCollector:
         yield g
         sent = received = 0
         known = False
-        for c in conns:
-            tr = getattr(c, "transport", None)
-            got = _tcp_bytes(tr.get_extra_info("socket") if tr is not None else None)
+        for _, sock in conns:
+            got = _tcp_bytes(sock)
             if got is not None:
                 known = True
                 sent += got[0]
@@ -222,12 +210,6 @@ class NodeCollector:
                                   "seconds since the last heartbeat known to have succeeded")
             g.add_metric([], self.node.loop.time() - last)
             yield g
-
-
-def _ready() -> Any:
-    from .transport._conn import READY
-
-    return READY
 
 
 def _type_name(atype: Any) -> str:

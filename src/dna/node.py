@@ -18,6 +18,7 @@ from typing import Any, TypeVar, overload
 from ._core import TURN, Dispatcher, Inbox
 from .activation import CLOSED, CLOSING, Activation, handler_error
 from .actor import KIND_CALL, Actor, ActorRef, actor_type
+from .catalog import CatalogPage, inspect_store, list_actors
 from .cluster import Cluster, RemoteRoute
 from .errors import InterfaceError
 from .ids import ActorId
@@ -262,6 +263,34 @@ class Node:
                                  "(a lone surrogate?)") from None
         aid = ActorId(namespace, cls.type_name, key)
         return cls._dna_ref_class(self, cls, aid)
+
+    # ------------------------------------------------------------ the actor catalog
+
+    async def catalog(
+        self,
+        type: type[Actor] | str | None = None,  # noqa: A002 (the issue's signature)
+        namespace: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> CatalogPage:
+        """Actors that exist in storage (active or not), of ``type`` (a class or its
+        ``type_name``) and in ``namespace`` when given: up to ``limit`` entries after
+        the cursor ``after`` (a page's ``next``). Walking pages until ``next`` is
+        None lists every actor that exists throughout exactly once."""
+        return await list_actors(self.store, type, namespace, after, limit)
+
+    async def inspect(self, ref: Any, limit: int = 1000) -> dict[str, list[tuple[str, Any]]]:
+        """An actor's committed storage: module name -> ``(key, decoded value)`` in
+        key order, at most ``limit`` rows in all. Writes not committed yet are not
+        shown; a destroyed or never-created actor has none."""
+        return await inspect_store(self.store, ref, limit) or {}
+
+    async def destroy(self, ref: Any) -> None:
+        """Delete the actor for good, as if a handler of it called ``self.destroy()``:
+        ordered after the messages sent to it before, routed to wherever it lives."""
+        if not isinstance(ref, ActorRef):
+            raise TypeError(f"destroy takes an actor ref (node.ref(...)), not {ref!r:.80}")
+        await ref._dna_destroy()
 
     def _sender(self, ref: ActorRef, index: int) -> Any:
         spec = ref.actor_type._dna_table[index]

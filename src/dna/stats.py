@@ -6,10 +6,18 @@ formats or exports (``dna.metrics`` reads them when scraped).
 
 from __future__ import annotations
 
-from collections import defaultdict
+import bisect
+from collections import defaultdict, deque
 from typing import Any
 
-__all__ = ["Stats"]
+__all__ = ["COMMIT_BUCKETS", "RECENT_COMMITS", "Stats"]
+
+#: Upper bounds (seconds) of the commit latency histogram ``Stats.commit_counts``.
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                  5.0, 10.0)
+#: Commit latencies kept for ``percentile`` (the most recent; older ones only count in
+#: the histogram), so a node that runs for months holds a bounded list.
+RECENT_COMMITS = 100_000
 
 
 class Stats:
@@ -20,7 +28,9 @@ class Stats:
         "batches",
         "by_type",
         "claims",
+        "commit_counts",
         "commit_rows",
+        "commit_sum",
         "commit_times",
         "commits",
         "errors",
@@ -36,7 +46,9 @@ class Stats:
         self.max_batch = 0  # largest batch
         self.commits = 0  # store commits that succeeded
         self.commit_rows = 0  # rows in those commits
-        self.commit_times: list[float] = []  # seconds per commit
+        self.commit_times: deque[float] = deque(maxlen=RECENT_COMMITS)  # seconds, latest
+        self.commit_counts = [0] * (len(COMMIT_BUCKETS) + 1)  # per bucket (+Inf last)
+        self.commit_sum = 0.0  # seconds, every commit
         # ops counters (dna.metrics): keyed by actor class where per type
         self.by_type: defaultdict[Any, int] = defaultdict(int)  # actor class -> messages
         self.batch_sizes = [0] * 65  # [k]: batches of 2**(k-1) < n <= 2**k messages
@@ -61,9 +73,12 @@ class Stats:
         self.commits += 1
         self.commit_rows += rows
         self.commit_times.append(seconds)
+        self.commit_counts[bisect.bisect_left(COMMIT_BUCKETS, seconds)] += 1
+        self.commit_sum += seconds
 
     def percentile(self, p: float) -> float:
-        """Commit latency percentile in seconds (0 when nothing committed)."""
+        """Commit latency percentile in seconds over the last ``RECENT_COMMITS``
+        commits (0 when nothing committed)."""
         times = sorted(self.commit_times)
         if not times:
             return 0.0

@@ -1,14 +1,22 @@
 # cython: language_level=3
 """Batch dispatch (compiled). Same behaviour as ``dispatch_py.py``: read its docs."""
 
-from cpython.tuple cimport PyTuple_GET_ITEM
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.list cimport PyList_AsTuple, PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
+from cpython.ref cimport Py_INCREF
 
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_GET_LENGTH
 
 from .framing import copy_args, copy_packable
 from .inbox cimport Inbox
 from ..errors import TooLarge
+from .framing_py import DEPTH_LIMIT
+
+cdef extern from "Python.h":
+    int _str_kind "PyUnicode_KIND"(object s)  # bytes per character: 1, 2 or 4
+    int _str_ascii "PyUnicode_IS_ASCII"(object s)  # 1 when every character is ASCII
+
+cdef int C_SIZE_DEPTH = DEPTH_LIMIT  # containers nested deeper are refused when copied
 
 
 cdef class Turn:
@@ -142,7 +150,8 @@ DONE = _Done()
 
 
 cdef Py_ssize_t _size_of(object v) except -1:
-    """Bytes a top-level bytes or str argument takes on the wire (others count 0)."""
+    """Bytes a top-level argument takes on the wire: bytes and str by their length,
+    containers by ``_nested_size`` (other scalars count 0: the frame's slack covers them)."""
     cdef Py_ssize_t n
     cdef type t = type(v)
     if t is bytes or t is bytearray:
@@ -152,7 +161,35 @@ cdef Py_ssize_t _size_of(object v) except -1:
         if n > 1024:  # exact UTF-8 size only where it may matter
             PyUnicode_AsUTF8AndSize(v, &n)
         return n
+    if t is list or t is tuple or t is dict:
+        return _nested_size(v, 0)
     return 0
+
+
+cdef Py_ssize_t _nested_size(object v, int depth) except -1:
+    """At least what ``v`` takes packed (each item counted with its largest header);
+    past the depth limit 0: copying refuses it anyway."""
+    cdef Py_ssize_t n
+    cdef type t = type(v)
+    if t is bytes or t is bytearray:
+        return len(v) + 5
+    if t is str:
+        n = PyUnicode_GET_LENGTH(v)
+        if _str_ascii(v):
+            return n + 5
+        return n * (_str_kind(v) + 1) + 5  # UTF-8 needs at most kind + 1 bytes a character
+    if depth >= C_SIZE_DEPTH:
+        return 0
+    n = 5
+    if t is list or t is tuple:
+        for x in v:
+            n += _nested_size(x, depth + 1)
+    elif t is dict:
+        for k, x in (<dict>v).items():
+            n += _nested_size(k, depth + 1) + _nested_size(x, depth + 1)
+    else:
+        return 9
+    return n
 
 
 cpdef Py_ssize_t args_size(tuple args, object kwargs) except -1:
@@ -213,3 +250,50 @@ cdef class CastSenderBase(SenderBase):
         if fut is None:
             return DONE
         return fut
+
+
+def decode_entries(list entries, dict handlers, object hops):
+    """Compiled ``decode_entries``: see ``dispatch_py.py``. One C loop per frame of
+    casts: in Python this loop was the largest cost of a remote cast."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(entries)
+    cdef list out = PyList_New(n)
+    cdef object entry, hname, args, kwargs, spec, msg
+    for i in range(n):
+        entry = <object>PyList_GET_ITEM(entries, i)
+        if type(entry) is not list or PyList_GET_SIZE(entry) != 3:
+            raise ValueError("malformed actor message entry")
+        hname = <object>PyList_GET_ITEM(entry, 0)
+        args = <object>PyList_GET_ITEM(entry, 1)
+        kwargs = <object>PyList_GET_ITEM(entry, 2)
+        spec = handlers.get(hname) if type(hname) is str else None
+        if spec is None:
+            raise LookupError(hname)
+        if type(args) is not list or not (kwargs is None or type(kwargs) is dict):
+            raise ValueError("malformed actor message: bad arguments")
+        msg = (spec.index, PyList_AsTuple(args), kwargs or None, None, hops)
+        Py_INCREF(msg)  # PyList_SET_ITEM steals a reference
+        PyList_SET_ITEM(out, i, msg)
+    return out
+
+
+def cast_entries(list msgs, Py_ssize_t start, list names):
+    """Compiled ``cast_entries``: see ``dispatch_py.py`` (the sender's loop per cast)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(msgs)
+    cdef Py_ssize_t i = start
+    cdef object hops = None
+    cdef object h
+    cdef tuple msg
+    cdef list entries = []
+    while i < n:
+        msg = <tuple>PyList_GET_ITEM(msgs, i)
+        if <object>PyTuple_GET_ITEM(msg, 3) is not None:
+            break
+        h = <object>PyTuple_GET_ITEM(msg, 4) if PyTuple_GET_SIZE(msg) > 4 else 0
+        if hops is None:
+            hops = h
+        elif h != hops:
+            break
+        entries.append([names[<object>PyTuple_GET_ITEM(msg, 0)],
+                        <object>PyTuple_GET_ITEM(msg, 1), <object>PyTuple_GET_ITEM(msg, 2)])
+        i += 1
+    return entries, (0 if hops is None else hops), i

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import TooLarge
-from .framing_py import copy_args, copy_packable
+from .framing_py import DEPTH_LIMIT, copy_args, copy_packable
 
 
 class Turn:
@@ -171,8 +171,9 @@ DONE = _Done()
 
 
 def args_size(args: tuple[Any, ...], kwargs: Any) -> int:
-    """What the bytes and str arguments of a message weigh (the rest is small beside a
-    frame): the sender refuses a message no frame could carry, local owner or not."""
+    """What the bytes and str arguments of a message weigh, nested ones included (the
+    rest is small beside a frame): the sender refuses a message no frame could carry,
+    local owner or not."""
     total = 0
     for a in (*args, *kwargs.values()) if kwargs else args:
         t = type(a)
@@ -181,7 +182,32 @@ def args_size(args: tuple[Any, ...], kwargs: Any) -> int:
         elif t is str:
             n = len(a)
             total += n if n <= 1024 else len(a.encode("utf-8", "surrogatepass"))
+        elif t is list or t is tuple or t is dict:
+            total += _nested_size(a, 0)
     return total
+
+
+def _nested_size(v: Any, depth: int) -> int:
+    """At least what ``v`` takes packed (each item counted with its largest header);
+    past the depth limit 0: copying refuses it anyway."""
+    t = type(v)
+    if t is bytes or t is bytearray:
+        return len(v) + 5
+    if t is str:
+        n = len(v)
+        if v.isascii():
+            return n + 5
+        top = ord(max(v))  # CPython's kind: bytes per character as stored
+        kind = 1 if top <= 0xFF else 2 if top <= 0xFFFF else 4
+        return n * (kind + 1) + 5  # UTF-8 needs at most kind + 1 bytes a character
+    if depth >= DEPTH_LIMIT:
+        return 0
+    if t is list or t is tuple:
+        return 5 + sum(_nested_size(x, depth + 1) for x in v)
+    if t is dict:
+        return 5 + sum(_nested_size(k, depth + 1) + _nested_size(x, depth + 1)
+                       for k, x in v.items())
+    return 9
 
 
 class SenderBase:
@@ -225,3 +251,51 @@ class CastSenderBase(SenderBase):
             inbox = self.route()
         fut = inbox.put(msg)
         return DONE if fut is None else fut
+
+
+def decode_entries(entries: list[Any], handlers: dict[str, Any], hops: int) -> list[Any]:
+    """A peer's ``[[handler, args, kwargs], ...]`` as mailbox tuples
+    ``(index, args, kwargs_or_None, None, hops)``.
+
+    ``handlers`` maps handler names to specs with an ``index``. Raises
+    ``ValueError`` for an entry of the wrong shape and ``LookupError`` (with the
+    name) for a handler the class does not have: the caller words the refusal.
+    """
+    out = []
+    for entry in entries:
+        if type(entry) is not list or len(entry) != 3:
+            raise ValueError("malformed actor message entry")
+        hname, args, kwargs = entry
+        spec = handlers.get(hname) if type(hname) is str else None
+        if spec is None:
+            raise LookupError(hname)
+        if type(args) is not list or not (kwargs is None or type(kwargs) is dict):
+            raise ValueError("malformed actor message: bad arguments")
+        out.append((spec.index, tuple(args), kwargs or None, None, hops))
+    return out
+
+
+def cast_entries(msgs: list[Any], start: int, names: list[str]) -> tuple[list[Any], int, int]:
+    """The wire entries ``[handler, args, kwargs]`` of the run of casts in ``msgs`` from
+    ``start`` that share one hop count: ``(entries, hops, stop)``, where ``stop`` is
+    the index of the first message not taken (a call, another hop count, or the end).
+
+    ``names`` are the handler names by index. A cast is a mailbox tuple whose reply
+    (item 3) is None; item 4, when present, is its hop count.
+    """
+    entries: list[Any] = []
+    n = len(msgs)
+    i = start
+    hops = -1
+    while i < n:
+        msg = msgs[i]
+        if msg[3] is not None:
+            break
+        h = msg[4] if len(msg) > 4 else 0
+        if hops < 0:
+            hops = h
+        elif h != hops:
+            break
+        entries.append([names[msg[0]], msg[1], msg[2]])
+        i += 1
+    return entries, max(hops, 0), i

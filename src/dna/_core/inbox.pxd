@@ -25,5 +25,6 @@ cdef class Inbox:
     cpdef object put(self, object msg)
     cpdef bint offer(self, object msg) except -1
     cpdef bint push(self, object msg, object token=*) except -1
+    cpdef Py_ssize_t push_all(self, list msgs, object source) except -1
     cpdef list take(self, Py_ssize_t max_n)
     cpdef void arm(self) except *

@@ -99,6 +99,22 @@ cdef class Inbox:
         self._queue(token, msg)
         return False
 
+    cpdef Py_ssize_t push_all(self, list msgs, object source) except -1:
+        """Admit ``msgs`` in order, the rest queued under one ``Credit`` (see inbox_py)."""
+        cdef Py_ssize_t n = len(msgs)
+        cdef Py_ssize_t i = 0
+        cdef Mailbox mailbox = self.mailbox
+        if not self._waiters:
+            while i < n and mailbox.push(msgs[i]):
+                i += 1
+            if i:
+                self._arrived()
+        if i < n:
+            credit = Credit(source, n - i)
+            for j in range(i, n):
+                self._queue(credit, msgs[j])
+        return i
+
     cdef void _queue(self, object fut, object msg) except *:
         if self._waiters is None:
             self._waiters = deque()

@@ -129,6 +129,24 @@ class Inbox:
         self._queue(token, msg)
         return False
 
+    def push_all(self, msgs: list[Any], source: Any) -> int:
+        """Admit ``msgs`` in order: as many as fit now, the rest queued behind the
+        waiters under one ``Credit(source, rest)``. Returns how many were admitted
+        now: their credit is the caller's to give back."""
+        n = len(msgs)
+        i = 0
+        if not self._waiters:
+            push = self.mailbox.push
+            while i < n and push(msgs[i]):
+                i += 1
+            if i:
+                self._arrived()
+        if i < n:
+            credit = Credit(source, n - i)
+            for msg in msgs[i:]:
+                self._queue(credit, msg)
+        return i
+
     def _queue(self, fut: Any, msg: Any) -> None:
         w = self._waiters
         if w is None:

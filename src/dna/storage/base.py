@@ -14,6 +14,11 @@ per activation: ``bind(ctx)`` returns the object handlers use
   pairs in key order with pending writes merged in.
 - ``ctx.max_key_bytes`` / ``ctx.max_value_bytes``: the store's limits, for
   validating a write where it is made.
+- ``ctx.attach(bound)``: a bound view that keeps state beside its rows (``Log``'s
+  next offset, ``Outbox``'s queue) gets ``await bound.load()`` before the first
+  message and ``bound.seal()`` right before each commit takes the pending rows
+  (it may still write); what ``seal`` returns (a callable or None) runs once
+  that commit is durable.
 
 Rows of a module live under its ``name`` (a prefix of the clustering key on
 CQL), so several modules commit together. Adding a module is one new file
@@ -23,15 +28,20 @@ here: subclass ``StorageModule``, implement ``bind``.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core import MISSING
 
 if TYPE_CHECKING:
     from ..store import Claim, Store
 
-__all__ = ["StorageContext", "StorageModule"]
+__all__ = ["DESTROY", "Attached", "StorageContext", "StorageModule"]
+
+# The write-set entry ``(module, key)`` that ``Actor.destroy()`` makes: a batch
+# holding it destroys the actor at its commit (no module name may contain NUL).
+DESTROY = ("\x00destroy", "")
 
 
 class StorageModule(abc.ABC):
@@ -57,10 +67,18 @@ class StorageModule(abc.ABC):
         return {}
 
 
+class Attached(Protocol):
+    """A bound view with state beside its rows (see ``StorageContext.attach``)."""
+
+    async def load(self) -> None: ...
+    def seal(self) -> Callable[[], None] | None: ...
+
+
 class StorageContext:
     """One activation's storage, scoped to its claim (see the module docstring)."""
 
-    __slots__ = ("claim", "max_key_bytes", "max_value_bytes", "store", "ws")
+    __slots__ = ("attached", "claim", "max_key_bytes", "max_value_bytes", "outbox", "store",
+                 "ws")
 
     def __init__(self, ws: Any, store: Store, claim: Claim) -> None:
         self.ws = ws  # pending writes: the running batch and the commit in flight
@@ -68,6 +86,8 @@ class StorageContext:
         self.claim = claim  # the ownership every read and commit is fenced by
         self.max_key_bytes: int | None = store.max_key_bytes  # None: no limit
         self.max_value_bytes: int | None = store.max_value_bytes  # None: no limit
+        self.attached: list[Attached] = []  # bound views told of loads and commits
+        self.outbox: Any = None  # the bound Outbox, when the actor declares one
 
     async def read(self, module: str, key: str) -> bytes | None:
         """The packed value of ``key`` (pending writes first), or None."""
@@ -98,3 +118,23 @@ class StorageContext:
             horizon = stored[-1][0]  # beyond the last stored key we know nothing
             keys = [k for k in keys if k <= horizon]
         return [(k, merged[k]) for k in keys[:limit]]
+
+    # ------------------------------------------------------------ attached views
+
+    def attach(self, bound: Attached) -> None:
+        """Tell ``bound`` of this activation's start (``load``) and commits (``seal``)."""
+        self.attached.append(bound)
+
+    async def load(self) -> None:
+        """Before the first message: every attached view loads its state."""
+        for bound in self.attached:
+            await bound.load()
+
+    def seal(self) -> builtins.list[Callable[[], None]]:
+        """Right before ``ws.take()``: what to run once that commit is durable."""
+        done: builtins.list[Callable[[], None]] = []
+        for bound in self.attached:
+            f = bound.seal()
+            if f is not None:
+                done.append(f)
+        return done

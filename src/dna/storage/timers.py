@@ -221,18 +221,22 @@ class BoundTimers:
 
     async def fire_many(self, actor: Any, names: builtins.list[str]) -> builtins.list[Any]:
         """Fire each of ``names`` in turn (``fire``), each one all or nothing: a hook
-        that raises has its own writes and its timer's removal undone, the others
-        stand. One ``[token, None]`` or ``[None, error]`` per name."""
+        that raises has its own writes, sends and its timer's removal undone, the
+        others stand. One ``[token, None]`` or ``[None, error]`` per name."""
         ws = self._ws
+        outbox = self._ctx.outbox  # sends made by hooks (``self.send``), if the actor has one
         out: builtins.list[Any] = []
         for name in names:
-            ws.begin()  # what follows is this timer's alone: rollback() undoes it
+            ws.begin()  # what follows is this timer's alone: rollback() undoes it ...
+            mark = outbox.checkpoint() if outbox is not None else (0, 0)
             try:
                 out.append([await self.fire(actor, name), None])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 ws.rollback()
+                if outbox is not None:
+                    outbox.restore(mark)  # ... and its sends
                 log.warning("on_timer(%r) of %s raised", name, actor._dna_aid, exc_info=True)
                 out.append([None, f"{type(exc).__qualname__}: {exc}"])
         return out

@@ -16,8 +16,8 @@ from ..errors import TooLarge
 from ..ids import ActorId
 
 __all__ = ["ALIVE", "DEAD", "SUSPECT", "TIMERS_MODULE", "TIMER_HEADER_BYTES", "UNKNOWN",
-           "ActorId", "Claim", "DueTimer", "NodeRecord", "Row", "Store", "prefix_end",
-           "timer_header"]
+           "ActorId", "CatalogRow", "Claim", "DueTimer", "NodeRecord", "Row", "Store",
+           "prefix_end", "timer_header"]
 
 # NodeRecord.state: what an observer knows of a node's liveness
 ALIVE = "alive"  # live for sure (its lock is held, or its heartbeat moved recently)
@@ -58,6 +58,10 @@ class DueTimer:
     due: int
     token: bytes
     cursor: Any = None
+
+
+# One actor of the catalog: (its name, owner node id or None, epoch).
+CatalogRow = tuple[ActorId, "str | None", int]
 
 
 class Claim:
@@ -262,6 +266,39 @@ class Store(abc.ABC):
         """Drop index entries known stale (their timer's token is no longer stored).
         Default: nothing (a store whose index is exact, kept in the commit)."""
         return None
+
+    # ------------------------------------------------------------ the actor catalog
+
+    @abc.abstractmethod
+    async def destroy(self, claim: Claim) -> None:
+        """Remove every stored row of ``claim.actor`` and its registration, atomically
+        and only if ``claim`` is still current (``StaleEpoch`` otherwise).
+
+        Afterwards the actor is unowned, absent from ``catalog`` and has no data;
+        its epoch is kept (a fence tombstone), so the next claim starts a fresh
+        incarnation at a higher epoch and no claim from before can ever commit.
+        """
+
+    @abc.abstractmethod
+    async def catalog(
+        self, type_name: str | None, namespace: str | None, after: str | None, limit: int
+    ) -> tuple[builtins.list[CatalogRow], str | None]:
+        """Up to ``limit`` actors that exist in storage (claimed at least once and
+        not destroyed), of ``type_name`` and in ``namespace`` when given, after
+        the cursor ``after``; with the cursor of the next page, None at the end.
+
+        Cursors are opaque strings of this store kind. Every actor that exists
+        for the whole walk is listed exactly once; one created or destroyed
+        meanwhile may or may not be. A page may hold fewer than ``limit`` actors
+        (even none) while the cursor is not None. ``ValueError`` for a cursor
+        this store did not make.
+        """
+
+    @abc.abstractmethod
+    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
+        """Up to ``limit`` committed rows ``(module, key, value)`` of ``actor``, in
+        (module, key) order, read without a claim (for ``inspect``); None when the
+        actor does not exist (never claimed, or destroyed)."""
 
 
 def prefix_end(prefix: str) -> str | None:

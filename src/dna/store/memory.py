@@ -14,12 +14,14 @@ from bisect import bisect_left, bisect_right, insort
 from itertools import islice
 
 from ..errors import InterfaceError, NotOwner, StaleEpoch, StoreError
+from . import _cursor
 from .base import (
     ALIVE,
     DEAD,
     TIMER_HEADER_BYTES,
     TIMERS_MODULE,
     ActorId,
+    CatalogRow,
     Claim,
     DueTimer,
     NodeRecord,
@@ -43,7 +45,7 @@ class _Owner:
         self.handle = handle  # the Claim.handle of every claim of this actor
         self.owner: str | None = None  # node id, None when released
         self.epoch = 0  # grows on every claim; commits are fenced by it
-        self.claimed_at = 0.0
+        self.claimed_at: float | None = None  # None: never claimed, or destroyed
 
 
 class _Table:
@@ -300,3 +302,53 @@ class MemoryStore(Store):
         rec.heartbeat += 1
         if load is not None:
             rec.load = load
+
+    # ------------------------------------------------------------ the actor catalog
+
+    async def destroy(self, claim: Claim) -> None:
+        """Drop every row of the actor and its registration (the epoch stays)."""
+        self._me()
+        row = self._current(claim, "destroy")
+        for module in [m for h, m in self._db.data if h == claim.handle]:
+            table = self._db.data.pop((claim.handle, module))
+            if module == TIMERS_MODULE:  # the due index follows the timers
+                for name in table.values:
+                    self._db.index_timer(claim.handle, name, None)
+        row.owner = None
+        row.claimed_at = None
+
+    async def catalog(
+        self, type_name: str | None, namespace: str | None, after: str | None, limit: int
+    ) -> tuple[builtins.list[CatalogRow], str | None]:
+        """Actors in (type_name, namespace, key) order; a sort per page (tests, demos)."""
+        self._me()
+        start = _cursor.decode(after) if after is not None else None
+        names = sorted(
+            (a.type_name, a.namespace, a.key)
+            for a, row in self._db.actors.items()
+            if row.claimed_at is not None
+            and (type_name is None or a.type_name == type_name)
+            and (namespace is None or a.namespace == namespace)
+        )
+        i = bisect_right(names, start) if start is not None else 0
+        out: builtins.list[CatalogRow] = []
+        for t, ns, k in names[i:i + limit]:
+            aid = ActorId(ns, t, k)
+            row = self._db.actors[aid]
+            out.append((aid, row.owner, row.epoch))
+        more = len(out) == limit and i + limit < len(names)
+        return out, _cursor.encode(out[-1][0]) if more else None
+
+    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
+        self._me()
+        row = self._db.actors.get(actor)
+        if row is None or row.claimed_at is None:
+            return None
+        out: builtins.list[Row] = []
+        tables = sorted((m, t) for (h, m), t in self._db.data.items() if h == row.handle)
+        for module, table in tables:
+            for k in table.keys_in_order():
+                if len(out) >= limit:
+                    return out
+                out.append((module, k, table.values[k]))
+        return out

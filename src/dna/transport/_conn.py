@@ -7,30 +7,24 @@ tells it when it authenticates or closes.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import time
 from collections import deque
-from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from .._core import FrameDecoder, encode_frame, encode_frames
-from ..errors import InterfaceError, PeerUnavailable, ProtocolError
+from .._core import encode_frames
+from ..errors import PeerUnavailable, ProtocolError
 from ._auth import (
-    MAX_PREAUTH_BUFFER,
-    PROOF_SIZE,
-    RECORD_HEADER,
     Hello,
     Keys,
     Opener,
     Sealer,
     build_hello,
-    check_hello,
-    check_proof,
-    derive_keys,
     new_nonce,
-    parse_hello,
 )
+from ._calls import CallCredit, admit_waiting, first_estimate, note_flushed, request_received
+from ._handshake import CLOSED, DIALING, HANDSHAKE, READY, handshake_received
+from ._limits import Admission, Throttled
+from ._outgoing import encode_one_by_one
 from ._wire import (
     CREDIT,
     ERROR,
@@ -41,56 +35,14 @@ from ._wire import (
     REPLY,
     REQUEST,
     error_from_wire,
-    error_to_wire,
     printable,
     summary,
 )
 
-if TYPE_CHECKING:
-    import socket
-
-__all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Connection"]
+__all__ = ["CLOSED", "DIALING", "HANDSHAKE", "READY", "Admission", "Connection",
+           "Throttled"]
 
 log = logging.getLogger("dna.transport")
-
-DIALING, HANDSHAKE, READY, CLOSED = range(4)  # connection states, in order
-
-class Throttled:
-    """Warnings that could repeat once per connection: at most ``burst`` per
-    ``period`` seconds, the rest counted and reported with the next one let through."""
-
-    def __init__(self, period: float = 10.0, burst: int = 5) -> None:
-        self.period = period  # seconds per window
-        self.burst = burst  # messages let through per window
-        self.window = -period  # monotonic start of the current window
-        self.count = 0  # messages let through in the current window
-        self.suppressed = 0  # messages dropped since the last one let through
-
-    def warning(self, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self.window >= self.period:
-            self.window, self.count = now, 0
-        if self.count >= self.burst:
-            self.suppressed += 1
-            return
-        self.count += 1
-        if self.suppressed:
-            msg += " (%d similar messages suppressed)"
-            args = (*args, self.suppressed)
-            self.suppressed = 0
-        log.warning(msg, *args)
-
-
-class Admission:
-    """An accepted connection that has not authenticated yet: it holds a slot."""
-
-    __slots__ = ("conn", "host", "sock", "task")
-
-    def __init__(self, host: str, sock: socket.socket) -> None:
-        self.host = host  # the peer's IP address
-        self.sock = sock  # the accepted socket (closed here if asyncio never took it)
-        self.task: asyncio.Task[Any] | None = None  # connect_accepted_socket (TLS handshake)
-        self.conn: Connection | None = None  # once the connection is made
 
 
 class Owner(Protocol):
@@ -98,7 +50,8 @@ class Owner(Protocol):
 
     node_id: str
     deadline: float
-    source: Connection | None
+    peak_unsent: int
+    source: Connection | CallCredit | None
     preauth_log: Throttled
     _advertise: str
     _all: set[Connection]
@@ -123,42 +76,6 @@ class Owner(Protocol):
     def _authenticated(self, conn: Connection, peer_address: str) -> None: ...
     def _forget(self, conn: Connection) -> None: ...
     def release(self, adm: Admission) -> None: ...
-
-
-class Reply:
-    """The answer to one incoming call; settling it queues the REPLY/ERROR frame."""
-
-    __slots__ = ("conn", "deadline", "finished", "rid")
-
-    def __init__(self, conn: Connection, rid: int, deadline: float) -> None:
-        self.conn = conn  # the caller's connection
-        self.rid = rid  # the caller's request id
-        self.deadline = deadline  # loop time after which nobody waits for it
-        self.finished = False  # settled once
-
-    def done(self) -> bool:
-        return self.finished or self.conn.loop.time() > self.deadline
-
-    def cancelled(self) -> bool:
-        return False
-
-    def _send(self, frame: list[Any]) -> None:
-        self.finished = True
-        conn = self.conn
-        if conn.state != READY:
-            return  # the caller's connection is gone: nobody to answer
-        if conn.loop.time() > self.deadline:
-            log.debug("%s: reply to call %d ready past its deadline", conn.describe(), self.rid)
-            return
-        conn.queue(frame)
-
-    def set_result(self, value: Any) -> None:
-        if not self.finished:
-            self._send([REPLY, self.rid, value])
-
-    def set_exception(self, exc: BaseException) -> None:
-        if not self.finished:
-            self._send(error_to_wire(self.rid, exc))
 
 
 class Connection(asyncio.Protocol):
@@ -203,11 +120,24 @@ class Connection(asyncio.Protocol):
         self.write_paused = False  # the socket's buffer is over its high-water mark
         self.drain_waiters: list[asyncio.Future[None]] = []  # senders waiting for room
         self.credit = INITIAL_CREDIT  # items we may still send before the peer grants more
-        self.held: deque[tuple[list[Any], int, float]] = deque()  # (frame, weight, queued at)
+        self.call_credit = INITIAL_CREDIT  # calls we may still send before more are granted
+        # frames waiting for credit, in order: (frame, weight, queued at, key)
+        self.held: deque[tuple[list[Any], int, float, Any]] = deque()
+        self.held_keys: dict[Any, int] = {}  # held frames per sender key (a route)
+        self.allowed_calls = owner._window  # calls the peer may still send us
+        self.call_grant_due = 0  # calls released and not yet granted back
+        self.call_source = CallCredit(self)  # what a handler releases a call's credit through
         self.allowed = owner._window  # items the peer may still send us (it may overdraw once)
         self.grant_due = 0  # items released and not yet granted back to the peer
         self.grant_batch = owner._grant_batch  # released items sent back in one CREDIT
         self.manual = owner._manual_release  # items wait for release(), else go at delivery
+        self.running = 0  # the peer's calls started and not answered or not flushed yet
+        self.reply_estimate = first_estimate(owner._max_unsent)  # bytes a reply is taken to need
+        self.replies = 0  # replies queued since the last flush
+        # the peer's frames that came while a call could not start: (rid or None for
+        # one-way, seconds left or weight, msg, arrived at), in arrival order
+        self.waiting: deque[tuple[int | None, float, Any, float]] = deque()
+        self.peak_unsent = 0  # most bytes seen unsent to the peer (a flush while paused)
 
     def describe(self) -> str:
         """Which connection this is, for the log (peer-supplied names escaped)."""
@@ -238,7 +168,7 @@ class Connection(asyncio.Protocol):
         if self.state == READY:
             self._frames_received(data)
         elif self.state == HANDSHAKE:
-            self._handshake_received(data)
+            handshake_received(self, data)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -249,6 +179,8 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self._wake_writers()
+        if self.waiting:
+            admit_waiting(self)
 
     def _wake_writers(self) -> None:
         waiters, self.drain_waiters = self.drain_waiters, []
@@ -268,63 +200,6 @@ class Connection(asyncio.Protocol):
             self.closed.set_result(None)
 
     # ------------------------------------------------------------ handshake
-
-    def _handshake_received(self, data: bytes) -> None:
-        buf = self.inbuf
-        buf += data
-        try:
-            while self.state == HANDSHAKE:
-                if self.peer_hello is None:
-                    parsed = parse_hello(buf)
-                    if parsed is None:
-                        break
-                    self._peer_hello_received(parsed[0])
-                    del buf[: parsed[1]]
-                elif len(buf) >= PROOF_SIZE:
-                    proof = bytes(buf[:PROOF_SIZE])
-                    del buf[:PROOF_SIZE]
-                    assert self.keys is not None
-                    check_proof(self.keys, proof)
-                    self._authenticated()
-                else:
-                    break
-        except ProtocolError as e:
-            self.fail(str(e), ProtocolError)
-            return
-        if self.state == HANDSHAKE and len(buf) > MAX_PREAUTH_BUFFER:
-            self.fail(f"more than {MAX_PREAUTH_BUFFER} bytes before authenticating", ProtocolError)
-        elif self.state == READY and buf:
-            rest = bytes(buf)
-            buf.clear()
-            self._frames_received(rest)
-
-    def _peer_hello_received(self, peer: Hello) -> None:
-        owner = self.owner
-        check_hello(self.hello.has_secret, owner.node_id, owner._nonces, peer)
-        self.peer_hello = peer
-        self.peer_id = peer.node_id
-        self.keys = derive_keys(owner._master, self.server, self.hello, peer)
-        assert self.transport is not None
-        self.transport.write(self.keys.proof_out)
-
-    def _authenticated(self) -> None:
-        assert self.peer_hello is not None
-        self.state = READY
-        self._release()
-        if self.hs_timer is not None:
-            self.hs_timer.cancel()
-            self.hs_timer = None
-        assert self.keys is not None
-        self.decoder = FrameDecoder(self.owner._max_frame_size)
-        self.opener = Opener(self.keys.mac_in, self.owner._max_frame_size + RECORD_HEADER)
-        self.sealer = Sealer(self.keys.mac_out)
-        self.inbuf = bytearray()
-        log.debug("%s authenticated", self.describe())
-        if self.owner._window > INITIAL_CREDIT:
-            self.out.insert(0, [CREDIT, self.owner._window - INITIAL_CREDIT])
-        self.owner._authenticated(self, self.peer_hello.address)
-        if self.out:
-            self.flush()
 
     def _hs_expired(self) -> None:
         self.hs_timer = None
@@ -364,7 +239,7 @@ class Connection(asyncio.Protocol):
                 _, rid, left, msg = frame
                 if type(rid) is not int or not isinstance(left, (int, float)):
                     raise TypeError
-                self._request_received(rid, left, msg)
+                request_received(self, rid, left, msg)
             elif kind == REPLY:
                 _, rid, value = frame
                 self._settle(rid, value, None)
@@ -380,11 +255,12 @@ class Connection(asyncio.Protocol):
                     if type(weight) is not int or weight < 1:
                         raise TypeError
                 self._message_received(msg, weight)
-            elif kind == CREDIT:
-                _, n = frame
-                if type(n) is not int or n < 1:
+            elif kind == CREDIT:  # [CREDIT, n] for one-way items, [CREDIT, n, 1] for calls
+                n = frame[1]
+                calls = len(frame) == 3
+                if type(n) is not int or n < 1 or len(frame) > 3 or (calls and frame[2] != 1):
                     raise TypeError
-                self._credit_received(n)
+                self._credit_received(n, calls)
             elif kind == PING:
                 self.queue([PONG])
             elif kind != PONG:
@@ -413,10 +289,22 @@ class Connection(asyncio.Protocol):
             raise ProtocolError(f"the peer sent beyond its credit ({self.owner._window} items)")
         self.allowed -= weight
 
+    def _take_call(self) -> None:
+        if self.allowed_calls <= 0:
+            raise ProtocolError(f"the peer sent beyond its call credit ({self.owner._window})")
+        self.allowed_calls -= 1
+
     def _message_received(self, msg: Any, weight: int) -> None:
-        owner = self.owner
         if self.manual:
             self._take(weight)
+        if self.waiting:  # behind a call that could not start: order kept
+            self.waiting.append((None, weight, msg, 0.0))
+            return
+        self._deliver(msg, weight)
+
+    def _deliver(self, msg: Any, weight: int) -> None:
+        owner = self.owner
+        if self.manual:
             owner.source = self
         try:
             owner._on_message(self.peer_id, msg)
@@ -445,85 +333,73 @@ class Connection(asyncio.Protocol):
         else:
             self.grant_due = due
 
-    def _credit_received(self, n: int) -> None:
-        self.credit += n
+    def release_calls(self, n: int) -> None:
+        """Gives ``n`` calls of credit back to the peer (see ``release``)."""
+        if self.state != READY:
+            return
+        self.allowed_calls += n
+        due = self.call_grant_due + n
+        if due >= self.grant_batch:
+            self.call_grant_due = 0
+            self.queue([CREDIT, due, 1])
+        else:
+            self.call_grant_due = due
+
+    def _credit_received(self, n: int, calls: bool) -> None:
+        if calls:
+            self.call_credit += n
+        else:
+            self.credit += n
         held = self.held
         now = self.loop.time()
-        while held and self.credit > 0:
-            frame, weight, queued = held.popleft()
+        moved = False
+        while held:
+            frame, weight, queued, key = held[0]
+            if (self.call_credit if frame[0] == REQUEST else self.credit) <= 0:
+                break  # in order: what follows waits too
+            held.popleft()
+            moved = True
+            left = self.held_keys[key] - 1
+            if left:
+                self.held_keys[key] = left
+            else:
+                del self.held_keys[key]
             if frame[0] == REQUEST:
                 frame[2] -= now - queued  # seconds left: it waited here
                 if frame[2] <= 0:
                     continue  # its caller has had its Timeout already
-            self.credit -= weight
+                self.call_credit -= 1
+            else:
+                self.credit -= weight
             self.out.append(frame)
-        if not held and not self.write_paused:
-            self._wake_writers()
+        if moved and not self.write_paused:
+            self._wake_writers()  # each waiter checks whether its own frames went
 
-    def send_counted(self, frame: list[Any], weight: int) -> None:
+    def send_counted(self, frame: list[Any], weight: int, key: Any = None) -> None:
         """Queue a REQUEST/MESSAGE ``frame`` of ``weight`` items, or hold it (in order)
-        until the peer grants credit."""
-        if self.credit > 0 and not self.held:
-            self.credit -= weight
+        until the peer grants credit. A call with a ``key`` (its route) no held frame
+        has goes ahead of the held frames of other keys: calls have credit of their
+        own, and order holds per key."""
+        if frame[0] == REQUEST:
+            go = self.call_credit > 0 and (
+                not self.held or (key is not None and key not in self.held_keys))
+            if go:
+                self.call_credit -= 1
+        else:
+            go = self.credit > 0 and not self.held
+            if go:
+                self.credit -= weight
+        if go:
             self.out.append(frame)  # queue() inlined
             if self.flush_handle is None and self.state == READY and not self.receiving:
                 self.flush_handle = self.loop.call_soon(self.flush)
         else:
-            self.held.append((frame, weight, self.loop.time()))
+            self.held.append((frame, weight, self.loop.time(), key))
+            self.held_keys[key] = self.held_keys.get(key, 0) + 1
 
-    def _request_received(self, rid: int, left: float, msg: Any) -> None:
-        if self.manual:
-            self._take(1)
-        if left <= 0:
-            log.debug("%s: call %d arrived past its deadline", self.describe(), rid)
-            self.release(1)  # nobody else will
-            return
-        owner = self.owner
-        deadline = self.loop.time() + left
-        owner.deadline = deadline
-        if self.manual:
-            owner.source = self
-        else:
-            self.release(1)
-        if owner._on_call is not None:
-            reply = Reply(self, rid, deadline)
-            try:
-                owner._on_call(self.peer_id, msg, reply)
-            except Exception as e:
-                reply.set_exception(e)
-            return
-        try:
-            assert owner._on_request is not None  # checked at construction
-            result = owner._on_request(self.peer_id, msg)
-        except Exception as e:
-            self.queue(error_to_wire(rid, e))
-            return
-        if not inspect.isawaitable(result):
-            self.queue([REPLY, rid, result])
-            return
-        if asyncio.isfuture(result):
-            fut: asyncio.Future[Any] = result
-        else:
-            try:
-                fut = asyncio.ensure_future(result)  # a Task: tasks start in creation order
-            except Exception as e:
-                self.queue(error_to_wire(rid, e))
-                return
-            owner._tasks.add(fut)
-            fut.add_done_callback(owner._tasks.discard)
-        fut.add_done_callback(partial(self._reply_later, rid, deadline))
-
-    def _reply_later(self, rid: int, deadline: float, fut: asyncio.Future[Any]) -> None:
-        if fut.cancelled():
-            exc: BaseException | None = asyncio.CancelledError("the handler was cancelled")
-        else:
-            exc = fut.exception()
-        if self.state != READY:
-            return  # the caller's connection is gone: nobody to answer
-        if self.loop.time() > deadline:
-            log.debug("%s: reply to call %d ready past its deadline", self.describe(), rid)
-            return
-        self.queue([REPLY, rid, fut.result()] if exc is None else error_to_wire(rid, exc))
+    def congested(self, key: Any = None) -> bool:
+        """Frames of ``key`` (of any key when None) wait for credit, or the socket is full."""
+        return self.write_paused or (bool(self.held) if key is None else key in self.held_keys)
 
     # ------------------------------------------------------------ frames out
 
@@ -561,80 +437,28 @@ class Connection(asyncio.Protocol):
         try:
             data = encode_frames(out)
         except Exception:
-            records = self._encode_one_by_one(out)
+            data = b""
+        if 0 < len(data) <= self.owner._max_frame_size:
+            self.transport.write(self.sealer.seal(data))  # one MAC per flush
         else:
-            if len(data) <= self.owner._max_frame_size:
-                self.transport.write(self.sealer.seal(data))  # one MAC per flush
-                if self.write_paused:
-                    self._check_unsent()
-                return
-            records = self._encode_one_by_one(out)
-        self.transport.write(b"".join([self.sealer.seal(r) for r in records]))
+            data = b"".join([self.sealer.seal(r) for r in encode_one_by_one(self, out)])
+            self.transport.write(data)
         if self.write_paused:
             self._check_unsent()
+        if self.replies:
+            note_flushed(self, len(data))
+            if self.waiting:
+                admit_waiting(self)
 
     def _check_unsent(self) -> None:
         assert self.transport is not None
         unsent = self.transport.get_write_buffer_size()
+        if unsent > self.peak_unsent:
+            self.peak_unsent = unsent
+            self.owner.peak_unsent = max(self.owner.peak_unsent, unsent)
         if unsent > self.owner._max_unsent:
             self.fail(f"the peer does not read: {unsent} bytes unsent, over max_unsent "
                       f"({self.owner._max_unsent})", PeerUnavailable)
-
-    def _encode_one_by_one(self, out: list[Any]) -> list[bytes]:
-        """Slow path: encode each frame alone and refuse, locally, the ones that cannot go;
-        the record payloads carrying the rest (each at most the frame limit + 4 bytes)."""
-        records: list[bytes] = []
-        parts: list[bytes] = []
-        size = 0
-        limit = self.owner._max_frame_size
-        todo = list(reversed(out))
-        while todo:
-            frame = todo.pop()
-            try:
-                data = encode_frame(frame)
-                if len(data) - 4 > limit:
-                    halves = self._halves(frame)
-                    if halves is not None:  # a batch of one-way messages: send it in parts
-                        todo.extend(reversed(halves))
-                        continue
-                    raise ValueError(f"frame of {len(data) - 4} bytes is over the {limit} limit")
-            except Exception as e:
-                data = self._refuse(frame, e)
-            if parts and size + len(data) > limit + RECORD_HEADER:
-                records.append(b"".join(parts))
-                parts, size = [], 0
-            parts.append(data)
-            size += len(data)
-        if size:
-            records.append(b"".join(parts))
-        return records
-
-    def _halves(self, frame: list[Any]) -> list[list[Any]] | None:
-        """A weighted MESSAGE frame split in two by the owner's ``split`` (order kept,
-        weights summing to the whole), or None when it cannot be split."""
-        split = self.owner._split
-        if split is None or frame[0] != MESSAGE or len(frame) != 3 or frame[2] < 2:
-            return None
-        parts = split(frame[1], frame[2])
-        if parts is None:
-            return None
-        return [[MESSAGE, msg, w] if w > 1 else [MESSAGE, msg] for msg, w in parts]
-
-    def _refuse(self, frame: list[Any], exc: Exception) -> bytes:
-        kind = frame[0]
-        reason = f"cannot send to {printable(self.peer_id or self.address or '')}: {exc}"
-        if kind == REQUEST:
-            fut = self.pending.pop(frame[1], None)
-            if fut is not None and not fut.done():
-                fut.set_exception(InterfaceError(reason))
-        elif kind in (REPLY, ERROR):
-            refusal: bytes = encode_frame(
-                error_to_wire(frame[1], InterfaceError(f"reply refused: {exc}"))
-            )
-            return refusal
-        else:
-            log.error("one-way message dropped: %s", reason)
-        return b""
 
     # ------------------------------------------------------------ closing
 
@@ -689,6 +513,8 @@ class Connection(asyncio.Protocol):
         self.hs_timer = self.flush_handle = None
         self.out = []
         self.held.clear()
+        self.held_keys.clear()
+        self.waiting.clear()
         self.owner._forget(self)
         if self.transport is None and not self.closed.done():
             self.closed.set_result(None)  # never had a socket: nothing to wait for

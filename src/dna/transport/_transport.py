@@ -9,7 +9,8 @@ What callers may rely on:
   to that address (concurrent first calls share one connect). An incoming
   connection from a peer that listens is reused for our own calls to it.
 - **Order.** Frames to one peer arrive in the order ``send``/``request``
-  queued them, and the peer starts its handlers in arrival order.
+  queued them (among frames of one ``key`` when calls are sent with keys, see
+  flow control), and the peer starts its handlers in arrival order.
 - **Calls** carry their deadline (as seconds left, never a wall clock); the
   receiver drops a call whose deadline passed before it started and drops a
   reply that is ready too late. Expiry raises ``Timeout`` at the caller. A
@@ -45,10 +46,13 @@ What callers may rely on:
   construction. ``tls_contexts(cert, key, ca)`` builds the pair from PEM
   files. The peer's host name from its address is the TLS server name. The
   secret handshake and record MACs run inside TLS as well.
-- **Flow control.** A peer may have at most ``window`` items (default
-  8192; a call is one item, ``send(..., weight=n)`` is n) delivered to our
-  handlers and not yet released, plus one frame; beyond that its calls and
-  messages wait at the sender, in order, and ``congested()`` is true there.
+- **Flow control.** A peer may have at most ``window`` one-way items (default
+  8192; ``send(..., weight=n)`` is n) and ``window`` calls delivered to our
+  handlers and not yet released, plus one frame; beyond that its messages and
+  calls wait at the sender, in order, and ``congested()`` is true there.
+  Calls have credit of their own, and a call sent with a ``key`` (a route)
+  goes ahead of waiting frames of other keys: a backlog of casts to a slow
+  actor does not delay calls to others. Order holds per key.
   Replies are never counted, so an answer is never held behind requests.
   By default an item is released as soon as its handler returns; with
   ``manual_release=True`` the handler takes ``transport.source`` (valid
@@ -60,6 +64,11 @@ What callers may rely on:
   ``split(msg, weight)`` given (two ``(msg, weight)`` halves, or None when it
   cannot be cut). A single frame still over the limit is refused locally: a
   call fails with ``InterfaceError``, a one-way message is logged as dropped.
+- **Calls start only while their replies fit**: the bytes unsent to a peer
+  plus a reply-size estimate per call of it still running stay within
+  ``max_unsent``; its other calls (and its one-way messages behind them, so
+  order holds) wait unstarted until it reads (``_calls``). ``peak_unsent``
+  is the most bytes ever seen waiting unsent to one peer.
 - **A peer that does not read** is cut off: once more than ``max_unsent``
   bytes (default 64 MiB) wait unsent to one peer, its connection is closed
   with a warning and its calls fail with ``PeerUnavailable``. Senders that
@@ -90,7 +99,9 @@ from typing import Any
 
 from ..errors import InterfaceError, PeerUnavailable, Timeout
 from ._auth import check_tls, encode_field, master_key, tls_contexts
-from ._conn import READY, Admission, Connection, Throttled
+from ._calls import CallCredit
+from ._conn import READY, Connection
+from ._limits import Admission, Throttled
 from ._wire import (
     INITIAL_CREDIT,
     MESSAGE,
@@ -216,7 +227,8 @@ class Transport:
         self._manual_release = manual_release
         # splits a weighted one-way message too big for one frame into two, in order
         self._split = split
-        self.source: Connection | None = None  # with manual_release: whose frame is delivered
+        # with manual_release: what the frame being delivered releases its credit through
+        self.source: Connection | CallCredit | None = None
         self._dead_after = dead_after
         self._liveness: asyncio.TimerHandle | None = None
         self._max_handshaking = max_handshaking
@@ -225,6 +237,7 @@ class Transport:
         self._handshaking: dict[Admission, None] = {}  # oldest first
         self._handshaking_by_host: dict[str, int] = {}  # slots held per peer IP
         self.refused = 0  # connections refused or evicted by the limits (for tests, metrics)
+        self.peak_unsent = 0  # most bytes seen waiting unsent to one peer (tests, metrics)
         self.preauth_log = Throttled()  # what unauthenticated peers make us say
         self._advertise = ""  # our listen address as told to peers
         self._conns: dict[str, Connection] = {}  # usable connection per peer address
@@ -407,7 +420,8 @@ class Transport:
             conn.pending.pop(rid, None)
 
     def request_to(
-        self, address: str, msg: Any, timeout: float, target: Any, *, arm: bool = True
+        self, address: str, msg: Any, timeout: float, target: Any, *, arm: bool = True,
+        key: Any = None,
     ) -> Callable[[], None]:
         """``request`` for callers that settle their own object: ``target`` (with
         ``done()``, ``set_result()``, ``set_exception()`` and a writable ``timer``)
@@ -416,37 +430,50 @@ class Transport:
         Returns the call's expiry: calling it fails ``target`` with ``Timeout`` and
         forgets the call. With ``arm=False`` no timer is set here: the caller, which
         has a timer of its own for this deadline, calls the expiry (one timer a call).
+        With a ``key`` (say, the route of one actor), the call goes ahead of frames of
+        other keys that wait for credit; order holds among frames of one key.
         """
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         conn = self._conns.get(address) or self._open(address)
         rid = conn.new_call(target)
-        conn.send_counted([REQUEST, rid, timeout, msg], 1)
+        conn.send_counted([REQUEST, rid, timeout, msg], 1, key)
         expire = partial(_expire_call, conn, rid, address, timeout)
         if arm:
             target.timer = self._loop.call_later(timeout, expire)
         return expire
 
-    def congested(self, address: str) -> bool:
-        """True while frames to ``address`` wait on a full socket buffer or on the
-        peer's credit (it has not released what we sent)."""
-        conn = self._conns.get(address)
-        return conn is not None and (conn.write_paused or bool(conn.held))
+    def connections(self) -> list[tuple[bool, Any]]:
+        """``(authenticated, socket or None)`` for every connection open now (for
+        metrics: counts by state and the kernel's byte counters of each socket)."""
+        out = []
+        for conn in self._all:
+            tr = conn.transport
+            sock = tr.get_extra_info("socket") if tr is not None else None
+            out.append((bool(conn.peer_id) and conn.state == READY, sock))
+        return out
 
-    async def writable(self, address: str) -> None:
+    def congested(self, address: str, key: Any = None) -> bool:
+        """True while frames to ``address`` (those sent with ``key``, when given) wait
+        on a full socket buffer or on the peer's credit (it has not released what we
+        sent)."""
+        conn = self._conns.get(address)
+        return conn is not None and conn.congested(key)
+
+    async def writable(self, address: str, key: Any = None) -> None:
         """Return once frames to ``address`` may be queued again (the socket drained,
         or the connection is gone: sending then fails or drops as usual). Always
         yields to the loop at least once, so queued frames get flushed."""
         await asyncio.sleep(0)
         while True:
             conn = self._conns.get(address)
-            if conn is None or conn.state != READY or not (conn.write_paused or conn.held):
+            if conn is None or conn.state != READY or not conn.congested(key):
                 return
             fut: asyncio.Future[None] = self._loop.create_future()
             conn.drain_waiters.append(fut)
             await fut
 
-    def send(self, address: str, msg: Any, weight: int = 1) -> None:
+    def send(self, address: str, msg: Any, weight: int = 1, key: Any = None) -> None:
         """Queue a one-way ``msg`` to the peer at ``address`` (at most once, in order).
 
         ``msg`` counts as ``weight`` items of the peer's window (a batch of
@@ -461,7 +488,7 @@ class Transport:
             if conn.flush_handle is None and conn.state == READY and not conn.receiving:
                 conn.flush_handle = self._loop.call_soon(conn.flush)
         else:
-            conn.send_counted(frame, weight)
+            conn.send_counted(frame, weight, key)
 
     def _open(self, address: str) -> Connection:
         loop = self._bind_loop()

@@ -122,6 +122,15 @@ STATEMENTS: dict[str, str] = {
     "timer_low": "SELECT low FROM {ks}.timer_scan WHERE id = 0",
     "timer_low_set": "UPDATE {ks}.timer_scan SET low = ? WHERE id = 0",
     "timer_low_init": "INSERT INTO {ks}.timer_scan (id, low) VALUES (0, ?) IF NOT EXISTS",
+    # the actor catalog (see _catalog): a destroy is one fenced batch of these two ...
+    "destroy_fence": "UPDATE {ks}.actor_data SET owner = null, claimed_at = null, epoch = ?, "
+    f"marker = ? WHERE {_PK} IF owner = ? AND epoch = ?",
+    "destroy_rows": f"DELETE FROM {{ks}}.actor_data WHERE {_PK} AND module >= ''",
+    # ... listing walks the ring by token, reading one static row per partition
+    "catalog": "SELECT DISTINCT namespace, type_name, key, owner, epoch, claimed_at, "
+    "token(namespace, type_name, key) FROM {ks}.actor_data "
+    "WHERE token(namespace, type_name, key) > ? LIMIT ?",
+    "dump": f"SELECT module, k, v, claimed_at FROM {{ks}}.actor_data WHERE {_PK} LIMIT ?",
 }
 
 
@@ -154,6 +163,10 @@ class Statements:
     timer_low: Any
     timer_low_set: Any
     timer_low_init: Any
+    destroy_fence: Any
+    destroy_rows: Any
+    catalog: Any
+    dump: Any
 
     def __init__(self, session: Any, keyspace: str) -> None:
         for name, cql in STATEMENTS.items():

@@ -49,6 +49,7 @@ from ..base import (
     Store,
     prefix_end,
 )
+from . import _catalog
 from ._bridge import (
     AMBIGUOUS,
     LWT,
@@ -608,6 +609,20 @@ class ScyllaStore(Store):
             fut = bridge.run(st.node_beat_load, (self._beat, self.address, load, me))
         await self._do(fut, f"heartbeat of {me}")
         self._beat_succeeded(sent, bridge.loop.time())
+
+
+    # ------------------------------------------------------------ the actor catalog
+
+    async def destroy(self, claim: Claim) -> None:
+        await _catalog.destroy(self, claim)
+
+    async def catalog(
+        self, type_name: str | None, namespace: str | None, after: str | None, limit: int
+    ) -> tuple[builtins.list[_catalog.CatalogRow], str | None]:
+        return await _catalog.catalog(self, type_name, namespace, after, limit)
+
+    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
+        return await _catalog.dump(self, actor, limit)
 
 
 def _pk(actor: ActorId) -> tuple[str, str, str]:

@@ -23,6 +23,7 @@ from ..base import (
     TIMER_HEADER_BYTES,
     TIMERS_MODULE,
     ActorId,
+    CatalogRow,
     Claim,
     DueTimer,
     NodeRecord,
@@ -31,6 +32,7 @@ from ..base import (
     prefix_end,
     timer_header,
 )
+from . import _catalog
 from . import _locks as locks
 from ._c import Connection, SqliteError
 from ._schema import connect, map_error
@@ -312,6 +314,30 @@ class SQLiteStore(Store):
         """Advance this node's heartbeat counter (and record its load)."""
         writer = self._w()
         await writer.submit(writer.do_set_node, (None, load, True), solo=True)
+
+
+    # ------------------------------------------------------------ the actor catalog
+
+    async def destroy(self, claim: Claim) -> None:
+        """Drop the actor's data and registration in one fenced transaction."""
+        writer = self._w()
+        await writer.submit(_catalog.destroy, (claim,))
+
+    async def catalog(
+        self, type_name: str | None, namespace: str | None, after: str | None, limit: int
+    ) -> tuple[builtins.list[CatalogRow], str | None]:
+        """A page in (type_name, namespace, key) order off the catalog index."""
+        if limit <= 0:
+            return [], after
+        query = _catalog.catalog_query(type_name, namespace, after, limit)
+        if query is None:
+            return [], None
+        return _catalog.page(self._read(*query, "listing actors"), limit)
+
+    async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
+        sql, params = _catalog.dump_query(actor, max(limit, 1))  # a row tells it exists
+        rows = _catalog.as_rows(self._read(sql, params, f"reading {actor}"))
+        return None if rows is None else rows[:max(limit, 0)]
 
 
 def _swallow(fut: asyncio.Future[Any]) -> None:

@@ -12,6 +12,9 @@ and is fenced first: a stale or failing commit is undone alone while the
 rest of the group commits. A fault of the transaction itself (disk full,
 file read-only or removed, busy past the timeout) fails the whole group and
 leaves nothing of it applied; the thread then carries on with the next group.
+A group refused for a full disk is tried once more after a WAL checkpoint, so
+claims (rows updated in place) still go through: reading an actor keeps
+working on a full disk, while writes that need room fail retryably.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from typing import Any
 
 from ...errors import DNAError, InterfaceError, NotOwner, StaleEpoch, StoreError, StoreUnavailable
 from ..base import ActorId, Claim, Row
+from . import _c as sq
 from . import _locks as locks
 from ._c import Connection, SqliteError
+from ._catalog import INDEX as CATALOG_INDEX
 from ._schema import map_error, open_database
 
 __all__ = ["Writer"]
@@ -52,6 +57,11 @@ _DELETE = "DELETE FROM data WHERE actor = ? AND module = ? AND k = ?"
 # one unit of work: (function, arguments, future, weight, solo); solo runs outside a group
 _Item = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", int, bool]
 _Result = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
+
+
+def _is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: the disk (or the database's size limit) is full."""
+    return isinstance(exc, SqliteError) and exc.primary == sq.FULL
 
 
 class _GroupFailed(Exception):
@@ -83,6 +93,7 @@ class Writer:
         self._dead: dict[str, int] = {}  # owners found dead in this group -> their lock fd
         self._verdicts: dict[str, bool] = {}  # owner -> reclaimable, within one group
         self._stopped = False
+        self._full = False  # the last group failed whole with SQLITE_FULL
         self._thread = threading.Thread(
             target=self._run, name=f"dna-sqlite-writer {path}", daemon=True
         )
@@ -128,6 +139,8 @@ class Writer:
                 group.append(pending.popleft())
             try:
                 results = self._apply(group)
+                if self._full and self._checkpoint():  # room in the WAL again: once more
+                    results = self._apply(group)
             except BaseException as exc:  # a bug here must not wedge every caller
                 err = map_error(exc, self.path, "applying a group")
                 results = [(it[2], None, err) for it in group]
@@ -150,6 +163,7 @@ class Writer:
     def _apply(self, group: list[_Item]) -> list[_Result]:
         """One transaction for ``group``; each item gets its own result."""
         results: list[_Result] = []
+        self._full = False
         try:
             conn = self._begin()
         except Exception as exc:
@@ -163,12 +177,14 @@ class Writer:
                     results.append((fut, None, exc))
                 except Exception as exc:
                     if not conn.in_transaction:  # SQLite rolled the whole transaction back
+                        self._full = _is_full(exc)
                         raise _GroupFailed(map_error(exc, self.path, "the transaction")) from None
                     results.append((fut, None, map_error(exc, self.path, "the commit")))
             self._forget_dead_nodes(conn)
             conn.execute("COMMIT", release_gil=True)  # the fsync
             self.transactions += 1
         except BaseException as exc:
+            self._full = self._full or _is_full(exc)
             err = exc.err if isinstance(exc, _GroupFailed) else map_error(
                 exc, self.path, "committing the transaction"
             )
@@ -182,6 +198,19 @@ class Writer:
         finally:
             self._release_dead()
         return results
+
+    def _checkpoint(self) -> bool:
+        """After SQLITE_FULL: copy the WAL into the database so that the next transaction
+        writes over the WAL's start instead of growing it. A claim (one row updated in
+        place) then needs no new disk space: reads of actors keep working on a full
+        disk. True when the checkpoint ran."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except SqliteError:
+            return False
+        return True
 
     def _begin(self) -> Connection:
         """BEGIN IMMEDIATE on a file that is still the one we opened and writable."""
@@ -234,11 +263,15 @@ class Writer:
             self.lock_base = locks.identity(self.path)
             self._lock_fd = locks.acquire_own(self.lock_base, self.node_id)
             conn = self._begin()
+            conn.execute(CATALOG_INDEX)  # a no-op once there (files from before the catalog)
             conn.execute(
                 "INSERT OR REPLACE INTO nodes (node_id, address, started_at) VALUES (?, ?, ?)",
                 (self.node_id, address, time.time()),
             )
             conn.execute("COMMIT", release_gil=True)
+            # pages the schema added now live in the database file itself: a later
+            # checkpoint on a full disk (see _checkpoint) need not grow the file for them
+            self._checkpoint()
         except BaseException:
             self.do_close()
             raise
