@@ -265,7 +265,7 @@ class BoundTimers:
         if hook is None:
             raise TypeError(f"{type(actor).__qualname__} declares Timers but no on_timer")
         result = hook(name, payload)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             await result
         now_value = self._ws.get(TIMERS_MODULE, name)
         return now_value[8:16] if type(now_value) is bytes else None
@@ -274,6 +274,12 @@ class BoundTimers:
 # ---------------------------------------------------------------- the scanner
 
 Fire = Callable[[ActorId, list[str]], Awaitable[Any]]
+Key = tuple[str, str, str, str]  # (namespace, type_name, key, timer name): str hashes are cached
+
+
+def _key(e: DueTimer) -> Key:
+    a = e.actor
+    return (a.namespace, a.type_name, a.key, e.name)
 
 
 class TimerScanner:
@@ -301,9 +307,9 @@ class TimerScanner:
         self.fired = 0  # firings that ran their hook (statistics, tests)
         self.failures = 0  # firings that failed (statistics, tests)
         self.peak_inflight = 0  # most firing messages in flight at once
-        self._inflight: set[tuple[ActorId, str]] = set()  # timers whose firing is in flight
+        self._inflight: set[Key] = set()  # timers whose firing is in flight
         self._tasks: set[asyncio.Task[None]] = set()  # one per actor being sent firings
-        self._retry: dict[tuple[ActorId, str], tuple[int, float]] = {}  # failures, not before
+        self._retry: dict[Key, tuple[int, float]] = {}  # failures, not before
         self._cursor: DueTimer | None = None  # where the next round continues
         self._room = asyncio.Event()  # set when a firing finishes
 
@@ -337,14 +343,14 @@ class TimerScanner:
         entries = await self.store.due_timers(now_us(), self.batch, self._cursor)
         more = len(entries) == self.batch
         if whole and not more and self._retry:  # forget retries of timers gone meanwhile
-            seen = {(e.actor, e.name) for e in entries}
+            seen = {_key(e) for e in entries}
             self._retry = {k: v for k, v in self._retry.items() if k in seen}
         self._cursor = entries[-1] if more else None
         loop = asyncio.get_running_loop()
         now = loop.time()
         groups: dict[ActorId, list[DueTimer]] = {}
         for i, e in enumerate(entries):
-            key = (e.actor, e.name)
+            key = _key(e)
             if key in self._inflight:
                 continue
             retry = self._retry.get(key)
@@ -376,13 +382,13 @@ class TimerScanner:
             quiet = False
         finally:
             for e in group:
-                self._inflight.discard((e.actor, e.name))
+                self._inflight.discard(_key(e))
             self._room.set()
         stale = []
         for e, (token, error) in zip(group, results, strict=True):
-            key = (e.actor, e.name)
+            key = _key(e)
             if error is not None:
-                self._failed(key, error, quiet)
+                self._failed(key, e, error, quiet)
             elif token == e.token:  # not due on the owner's clock yet: look again later
                 self._retry[key] = (0, asyncio.get_running_loop().time() + self.poll)
             else:
@@ -392,7 +398,7 @@ class TimerScanner:
         if stale:
             await self._forget(stale)
 
-    def _failed(self, key: tuple[ActorId, str], error: str, quiet: bool) -> None:
+    def _failed(self, key: Key, e: DueTimer, error: str, quiet: bool) -> None:
         self.failures += 1
         n = self._retry.get(key, (0, 0.0))[0] + 1
         delay = min(self.backoff_base * 2 ** (n - 1), self.backoff_max)
@@ -400,7 +406,7 @@ class TimerScanner:
         # an actor type this process does not know is not this node's to fire: quietly
         log.log(logging.DEBUG if quiet else logging.WARNING,
                 "timer %r of %s failed (attempt %d), retrying in %.2f s: %s",
-                key[1], key[0], n, delay, error)
+                e.name, e.actor, n, delay, error)
 
     async def _forget(self, entries: list[DueTimer]) -> None:
         try:

@@ -30,7 +30,6 @@ from ..base import (
     Row,
     Store,
     prefix_end,
-    timer_header,
 )
 from . import _catalog
 from . import _locks as locks
@@ -283,9 +282,9 @@ class SQLiteStore(Store):
         for handle, name, value, ns, tn, key in got:
             if len(value) < TIMER_HEADER_BYTES:
                 continue  # not written by Timers: nothing to fire
-            due, token = timer_header(value)
-            cursor = (value[:8], handle, name)
-            out.append(DueTimer(ActorId(ns, tn, key), name, due, token, cursor))
+            head = value[:8]  # the header (timer_header), read in place
+            out.append(DueTimer(ActorId(ns, tn, key), name, int.from_bytes(head, "big"),
+                                value[8:TIMER_HEADER_BYTES], (head, handle, name)))
         return out
 
     # ------------------------------------------------------------ nodes
