@@ -227,6 +227,9 @@ class Actor:
                     handlers[name] = HandlerSpec(name, value, mark[0], mark[1])
                 elif name in handlers:  # overridden without a decorator
                     del handlers[name]
+        for module in modules.values():  # handlers a storage module brings (Timers)
+            for name, fn in module.handlers().items():
+                handlers.setdefault(name, HandlerSpec(name, fn, KIND_CALL, True))
         table = list(handlers.values())
         for i, spec in enumerate(table):
             spec.index = i

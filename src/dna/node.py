@@ -26,6 +26,7 @@ from .errors import InterfaceError
 from .ids import ActorId
 from .senders import CallSender, CastSender
 from .stats import Stats
+from .storage.timers import FIRE_HANDLER, TimerScanner
 from .store import Claim, NodeRecord, Store
 
 __all__ = ["Node"]
@@ -49,7 +50,8 @@ class Node:
     ``nowait`` casts raise ``Overloaded`` when full), ``max_batch`` (messages
     per batch and commit), ``call_timeout`` (default deadline, seconds),
     ``passivate_after`` (idle seconds before an activation is removed),
-    ``stop_timeout`` (how long ``stop()``/``drain()`` wait for busy handlers).
+    ``stop_timeout`` (how long ``stop()``/``drain()`` wait for busy handlers),
+    ``timer_poll`` (seconds between scans for due timers: ``dna.storage.Timers``).
 
     Cluster: ``listen="host:port"`` serves peers over TCP, authenticated by
     ``secret`` (required off loopback unless ``insecure``; TLS with ``ssl``);
@@ -83,6 +85,7 @@ class Node:
         weight: float = 1.0,
         rebalance_rate: float = 0.0,
         rebalance_interval: float = 1.0,
+        timer_poll: float = 0.1,
     ) -> None:
         if store is None:
             from .store.sqlite import SQLiteStore
@@ -113,6 +116,9 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        # durable timers: finds due ones in the store, fires them through routing
+        self.timers = TimerScanner(store, self._fire_timer, timer_poll)
+        self._timer_task: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
         self.draining = False
@@ -178,6 +184,8 @@ class Node:
         self._sweeper = self._loop.create_task(self._sweep())
         if self.rebalancer is not None:
             self.spawn(self.rebalancer.run())
+        if self.host_actors:
+            self._timer_task = self._loop.create_task(self.timers.run())
 
     async def stop(self) -> None:
         """Finish in-flight batches, flush writes, release every owned name, close the store.
@@ -191,6 +199,7 @@ class Node:
         self._stopped = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self._stop_timers()
         await self._passivate_all()
         for t in list(self._tasks):
             t.cancel()
@@ -224,6 +233,7 @@ class Node:
         if not self._started or self._stopped:
             return
         self.draining = True
+        await self._stop_timers()  # peers fire them from now on
         await self.store.set_draining(True)
         await self.cluster.refresh_peers()
         await self._passivate_all()
@@ -434,6 +444,22 @@ class Node:
     async def redirect(self, act: Activation, owner: str) -> bool:
         """The claim found a live owner: forward ``act``'s queue there. False if unreachable."""
         return await self.cluster.redirect(act.inbox, act.aid, act.atype, owner)
+
+    # ------------------------------------------------------------ timers
+
+    async def _stop_timers(self) -> None:
+        task, self._timer_task = self._timer_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.timers.stop()
+
+    async def _fire_timer(self, aid: ActorId, names: list[str]) -> Any:
+        """Send ``aid`` the message firing its timers ``names``, routed like any other
+        (the owner runs it, wherever it is); the reply comes after its commit."""
+        cls = actor_type(aid.type_name)
+        ref = cls._dna_ref_class(self, cls, aid)
+        return await getattr(ref, FIRE_HANDLER)(names)
 
     # ------------------------------------------------------------ housekeeping
 

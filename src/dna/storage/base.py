@@ -60,6 +60,12 @@ class StorageModule(abc.ABC):
     def bind(self, ctx: StorageContext) -> Any:
         """The object handlers use for this module in one activation."""
 
+    def handlers(self) -> dict[str, Callable[..., Any]]:
+        """Call handlers this module adds to the actor class that declares it
+        (name -> ``async def handler(actor, ...)``); the runtime sends them
+        messages like any other. Default: none."""
+        return {}
+
 
 class Attached(Protocol):
     """A bound view with state beside its rows (see ``StorageContext.attach``)."""

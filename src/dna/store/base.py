@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import abc
 import builtins
+import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import TooLarge
 from ..ids import ActorId
 
-__all__ = ["ALIVE", "DEAD", "SUSPECT", "UNKNOWN", "ActorId", "CatalogRow", "Claim",
-           "NodeRecord", "Row", "Store", "prefix_end"]
+__all__ = ["ALIVE", "DEAD", "SUSPECT", "TIMERS_MODULE", "TIMER_HEADER_BYTES", "UNKNOWN",
+           "ActorId", "CatalogRow", "Claim", "DueTimer", "NodeRecord", "Row", "Store",
+           "prefix_end", "timer_header"]
 
 # NodeRecord.state: what an observer knows of a node's liveness
 ALIVE = "alive"  # live for sure (its lock is held, or its heartbeat moved recently)
@@ -25,6 +27,38 @@ UNKNOWN = "unknown"  # first seen by this observer: not judged yet (treat as ali
 
 # One storage write: (module, key, packed value), or (module, key, None) for a delete.
 Row = tuple[str, str, "bytes | None"]
+
+# Timers (``dna.storage.Timers``) live in their actor's storage under this module. A
+# timer's value opens with a fixed header the stores read to keep their due index:
+# the due instant (unsigned big-endian microseconds since the Unix epoch, so byte
+# order is time order) and an 8-byte token naming this setting of the timer.
+TIMERS_MODULE = "dna.timers"
+_HEADER = struct.Struct(">Q8s")
+TIMER_HEADER_BYTES = _HEADER.size
+
+
+def timer_header(value: bytes) -> tuple[int, bytes]:
+    """``(due in microseconds since the epoch, token)`` of a stored timer value."""
+    due, token = _HEADER.unpack_from(value)
+    return due, token
+
+
+@dataclass(slots=True)
+class DueTimer:
+    """One entry of a store's due index (``Store.due_timers``).
+
+    ``due`` is in microseconds since the Unix epoch (an index may record a due time
+    already past when written as the time of writing); ``token`` names the setting of
+    the timer the entry was written for; ``cursor`` is store-private (where a
+    listing continues after this entry).
+    """
+
+    actor: ActorId
+    name: str
+    due: int
+    token: bytes
+    cursor: Any = None
+
 
 # One actor of the catalog: (its name, owner node id or None, epoch).
 CatalogRow = tuple[ActorId, "str | None", int]
@@ -213,6 +247,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def nodes(self) -> builtins.list[NodeRecord]:
         """Every node row the store knows, with liveness as this node judges it."""
+
+    # ------------------------------------------------------------ timers' due index
+
+    @abc.abstractmethod
+    async def due_timers(
+        self, now: int, limit: int, after: DueTimer | None = None
+    ) -> builtins.list[DueTimer]:
+        """Up to ``limit`` entries of the due index with ``due <= now`` (microseconds
+        since the epoch), in index order, continuing after ``after`` when given.
+
+        Every timer committed under ``TIMERS_MODULE`` (any actor, any owner) has an
+        entry while it is pending. An entry may be stale (its timer since removed or
+        reset: a spurious wake-up, never a lost timer); ``forget_timers`` drops those.
+        """
+
+    async def forget_timers(self, entries: builtins.list[DueTimer]) -> None:
+        """Drop index entries known stale (their timer's token is no longer stored).
+        Default: nothing (a store whose index is exact, kept in the commit)."""
+        return None
 
     # ------------------------------------------------------------ the actor catalog
 

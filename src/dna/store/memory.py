@@ -10,12 +10,25 @@ from __future__ import annotations
 import builtins
 import time
 import weakref
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from itertools import islice
 
 from ..errors import InterfaceError, NotOwner, StaleEpoch, StoreError
 from . import _cursor
-from .base import ALIVE, DEAD, ActorId, CatalogRow, Claim, NodeRecord, Row, Store
+from .base import (
+    ALIVE,
+    DEAD,
+    TIMER_HEADER_BYTES,
+    TIMERS_MODULE,
+    ActorId,
+    CatalogRow,
+    Claim,
+    DueTimer,
+    NodeRecord,
+    Row,
+    Store,
+    timer_header,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -60,6 +73,21 @@ class _MemoryDB:
         self.nodes: dict[str, NodeRecord] = {}  # registered nodes, by id
         self.open: set[str] = set()  # node ids whose client is open: the live ones
         self.next_handle = 1
+        self.by_handle: dict[int, ActorId] = {}  # claim handle -> actor
+        # timers' due index, exact: sorted (due, handle, name, token), and each timer's entry
+        self.due: list[tuple[int, int, str, bytes]] = []
+        self.due_of: dict[tuple[int, str], tuple[int, int, str, bytes]] = {}
+
+    def index_timer(self, handle: int, name: str, value: bytes | None) -> None:
+        """Keep the due index in step with one committed timer write."""
+        old = self.due_of.pop((handle, name), None)
+        if old is not None:
+            del self.due[bisect_left(self.due, old)]
+        if value is not None:
+            due, token = timer_header(value)
+            entry = (due, handle, name, token)
+            self.due_of[(handle, name)] = entry
+            insort(self.due, entry)
 
 
 class MemoryStore(Store):
@@ -133,6 +161,7 @@ class MemoryStore(Store):
         row = db.actors.get(actor)
         if row is None:
             row = db.actors[actor] = _Owner(db.next_handle)
+            db.by_handle[row.handle] = actor
             db.next_handle += 1
         owner = row.owner
         if owner is not None and owner != me and owner in db.open:
@@ -180,9 +209,13 @@ class MemoryStore(Store):
                 if not isinstance(value, (bytes, bytearray, memoryview)):
                     raise StoreError(f"commit of {claim.actor}: value must be bytes: {row!r}")
                 value = bytes(value)
+                if module == TIMERS_MODULE and len(value) < TIMER_HEADER_BYTES:
+                    raise StoreError(f"commit of {claim.actor}: malformed timer {key!r}")
             last[(module, key)] = value
         data, handle = self._db.data, claim.handle
         for (module, key), value in last.items():
+            if module == TIMERS_MODULE:
+                self._db.index_timer(handle, key, value)
             table = data.get((handle, module))
             if table is None:
                 if value is None:
@@ -227,6 +260,23 @@ class MemoryStore(Store):
             out.append((k, values[k]))
         return out
 
+    # ------------------------------------------------------------ timers
+
+    async def due_timers(
+        self, now: int, limit: int, after: DueTimer | None = None
+    ) -> builtins.list[DueTimer]:
+        """Timers due by ``now`` from the exact in-memory index (see ``Store``)."""
+        self._me()
+        db = self._db
+        due = db.due
+        i = 0 if after is None else bisect_right(due, after.cursor)
+        out: list[DueTimer] = []
+        for entry in islice(due, i, None):
+            if entry[0] > now or len(out) >= limit:
+                break
+            out.append(DueTimer(db.by_handle[entry[1]], entry[2], entry[0], entry[3], entry))
+        return out
+
     # ------------------------------------------------------------ nodes
 
     async def nodes(self) -> builtins.list[NodeRecord]:
@@ -260,7 +310,10 @@ class MemoryStore(Store):
         self._me()
         row = self._current(claim, "destroy")
         for module in [m for h, m in self._db.data if h == claim.handle]:
-            del self._db.data[(claim.handle, module)]
+            table = self._db.data.pop((claim.handle, module))
+            if module == TIMERS_MODULE:  # the due index follows the timers
+                for name in table.values:
+                    self._db.index_timer(claim.handle, name, None)
         row.owner = None
         row.claimed_at = None
 

@@ -49,6 +49,29 @@ CREATE TABLE IF NOT EXISTS {ks}.nodes (
 ) WITH comment = 'DNA: cluster membership and heartbeats'
 """
 
+# Timers' due index (see _timers): one partition per minute of due time. An entry is
+# written before the commit that stores its timer and deleted only once that
+# setting of the timer is known gone, so a crash leaves at most a stale entry.
+_TIMER_DUE = """
+CREATE TABLE IF NOT EXISTS {ks}.timer_due (
+    bucket bigint,
+    due bigint,
+    namespace text,
+    type_name text,
+    key text,
+    name text,
+    setting blob,
+    PRIMARY KEY ((bucket), due, namespace, type_name, key, name, setting)
+) WITH comment = 'DNA: timers due index, one partition per minute of due time'
+"""
+
+_TIMER_SCAN = """
+CREATE TABLE IF NOT EXISTS {ks}.timer_scan (
+    id int PRIMARY KEY,
+    low bigint
+) WITH comment = 'DNA: the oldest timer_due bucket that may hold entries'
+"""
+
 _PK = "namespace = ? AND type_name = ? AND key = ?"
 _ROW = _PK + " AND module = ? AND k = ?"
 
@@ -86,6 +109,19 @@ STATEMENTS: dict[str, str] = {
     "node_collect": "DELETE FROM {ks}.nodes WHERE node_id = ? IF heartbeat = ?",
     "node_get": "SELECT heartbeat, draining FROM {ks}.nodes WHERE node_id = ?",
     "node_all": "SELECT node_id, address, heartbeat, draining, load FROM {ks}.nodes",
+    # timers' due index
+    "timer_put": "INSERT INTO {ks}.timer_due (bucket, due, namespace, type_name, key, name, "
+    "setting) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "timer_due": "SELECT due, namespace, type_name, key, name, setting FROM {ks}.timer_due "
+    "WHERE bucket = ? AND due >= ? AND due <= ? LIMIT ?",
+    "timer_due_after": "SELECT due, namespace, type_name, key, name, setting FROM {ks}.timer_due "
+    "WHERE bucket = ? AND (due) <= (?) AND (due, namespace, type_name, key, name, setting) > "
+    "(?, ?, ?, ?, ?, ?) LIMIT ?",
+    "timer_forget": "DELETE FROM {ks}.timer_due WHERE bucket = ? AND due = ? AND namespace = ? "
+    "AND type_name = ? AND key = ? AND name = ? AND setting = ?",
+    "timer_low": "SELECT low FROM {ks}.timer_scan WHERE id = 0",
+    "timer_low_set": "UPDATE {ks}.timer_scan SET low = ? WHERE id = 0",
+    "timer_low_init": "INSERT INTO {ks}.timer_scan (id, low) VALUES (0, ?) IF NOT EXISTS",
     # the actor catalog (see _catalog): a destroy is one fenced batch of these two ...
     "destroy_fence": "UPDATE {ks}.actor_data SET owner = null, claimed_at = null, epoch = ?, "
     f"marker = ? WHERE {_PK} IF owner = ? AND epoch = ?",
@@ -120,6 +156,13 @@ class Statements:
     node_collect: Any
     node_get: Any
     node_all: Any
+    timer_put: Any
+    timer_due: Any
+    timer_due_after: Any
+    timer_forget: Any
+    timer_low: Any
+    timer_low_set: Any
+    timer_low_init: Any
     destroy_fence: Any
     destroy_rows: Any
     catalog: Any
@@ -197,6 +240,9 @@ def create_schema(session: Any, keyspace: str, replication: str, create: bool = 
         if name not in tables and not create:
             raise StoreError(f"CQL keyspace {keyspace} has no table {name}: not a DNA store")
         if name not in tables:
+            session.execute(ddl.format(ks=keyspace))
+    for name, ddl in (("timer_due", _TIMER_DUE), ("timer_scan", _TIMER_SCAN)):
+        if name not in tables:  # a DNA keyspace from before timers gets them too
             session.execute(ddl.format(ks=keyspace))
 
 

@@ -36,7 +36,19 @@ from ...errors import (
     StoreUnavailable,
 )
 from .._gil import SwitchInterval
-from ..base import ALIVE, DEAD, UNKNOWN, ActorId, Claim, NodeRecord, Row, Store, prefix_end
+from ..base import (
+    ALIVE,
+    DEAD,
+    TIMERS_MODULE,
+    UNKNOWN,
+    ActorId,
+    Claim,
+    DueTimer,
+    NodeRecord,
+    Row,
+    Store,
+    prefix_end,
+)
 from . import _catalog
 from ._bridge import (
     AMBIGUOUS,
@@ -50,6 +62,7 @@ from ._bridge import (
 )
 from ._schema import Statements, check_keyspace, replication_map
 from ._session import Peers, connect, shutdown
+from ._timers import TimerIndex
 
 __all__ = ["ScyllaStore"]
 
@@ -175,6 +188,7 @@ class ScyllaStore(Store):
         self._cluster: Any = None  # driver Cluster, while open
         self._bridge: Bridge | None = None  # requests go through it, while open
         self._st: Statements | None = None  # prepared statements
+        self._timers: TimerIndex | None = None  # timers' due index, while open
         self._peers = self._new_peers()  # what we saw of other nodes' heartbeats
         self._beat = 0  # this node's heartbeat counter
         self._beat_task: asyncio.Task[None] | None = None  # background heartbeats
@@ -212,6 +226,7 @@ class ScyllaStore(Store):
             await shutdown(cluster, loop)
             raise
         self.node_id = node_id
+        self._timers = TimerIndex(st, self._query)
         self._last_beat = sent
         if self.heartbeat_interval is not None:
             self._beat_task = loop.create_task(self._beat_forever(self.heartbeat_interval))
@@ -292,6 +307,10 @@ class ScyllaStore(Store):
             raise
         except Exception as exc:
             raise map_error(exc, doing) from exc
+
+    async def _query(self, query: Any, params: Any, doing: str) -> Any:
+        """The rows of one plain (not conditional) request."""
+        return await self._do(self._open()[0].run(query, params), doing)
 
     async def _lwt(
         self,
@@ -410,8 +429,11 @@ class ScyllaStore(Store):
     async def commit(self, claim: Claim, rows: list[Row]) -> None:
         _, st, _ = self._open()
         marker = _marker()
-        batch = self._batch(st, claim, marker, rows)
+        timers: builtins.list[tuple[str, bytes]] = []
+        batch = self._batch(st, claim, marker, rows, timers)
         doing = f"commit of {len(rows)} writes to {claim.actor} at epoch {claim.epoch}"
+        if timers and self._timers is not None:  # the due index first (see _timers)
+            await self._timers.put(claim.actor, timers)
         applied, owner, epoch = await self._lwt(batch, None, claim.actor, marker, doing, True)
         if applied:
             return
@@ -419,7 +441,10 @@ class ScyllaStore(Store):
             raise CommitFailed(f"{doing} did not apply (the server timed out); nothing written")
         raise _stale("commit", claim, owner, epoch)
 
-    def _batch(self, st: Statements, claim: Claim, marker: int, rows: list[Row]) -> Any:
+    def _batch(
+        self, st: Statements, claim: Claim, marker: int, rows: list[Row],
+        timers: builtins.list[tuple[str, bytes]],
+    ) -> Any:
         """The fenced batch of ``rows``, values serialised here (not by the driver per row).
 
         Later writes of a key replace earlier ones (a batch applies all its
@@ -449,6 +474,8 @@ class ScyllaStore(Store):
                     if type(value) is not bytes:
                         value = _as_bytes(value)
                     append((True, put, (value, ns, tn, ak, mb, kb)))
+                    if module == TIMERS_MODULE:  # indexed before the batch is sent
+                        timers.append((key, value))
                     size += len(kb) + len(value)
         except (AttributeError, TypeError, ValueError) as exc:
             raise StoreError(
@@ -502,6 +529,23 @@ class ScyllaStore(Store):
         if prefix and end is None:  # a prefix of only U+10FFFF: filter here
             return [(k, v) for k, v in rows if k.startswith(prefix)]
         return [(k, v) for k, v in rows]
+
+    # ------------------------------------------------------------ timers
+
+    async def due_timers(
+        self, now: int, limit: int, after: DueTimer | None = None
+    ) -> builtins.list[DueTimer]:
+        """Entries of the ``timer_due`` index due by ``now`` (see ``_timers``)."""
+        return await self._index().due(now, limit, after)
+
+    async def forget_timers(self, entries: builtins.list[DueTimer]) -> None:
+        """Delete stale entries of the due index."""
+        await self._index().forget(entries)
+
+    def _index(self) -> TimerIndex:
+        self._open()
+        assert self._timers is not None
+        return self._timers
 
     # ------------------------------------------------------------ nodes
 

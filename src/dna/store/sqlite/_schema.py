@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from ...errors import StoreError, StoreUnavailable
+from ..base import TIMERS_MODULE
 from . import _c as sq
 from ._c import Connection, SqliteError
 
@@ -21,6 +22,14 @@ APPLICATION_ID = 0x444E4131  # "DNA1" in the SQLite header: this file is ours
 FORMAT = "dna-sqlite"  # meta.format
 SCHEMA_VERSION = 1  # meta.schema; a newer file is refused, never downgraded
 _MAGIC = b"SQLite format 3\x00"
+
+# Timers' due index: the first 8 bytes of a timer's value are its due instant, big
+# endian, so blob order is time order. Part of the data table, hence exact: a timer
+# and its index entry commit in the same transaction.
+_TIMER_INDEX = (
+    "CREATE INDEX IF NOT EXISTS data_timer_due ON data (substr(v, 1, 8), actor, k) "
+    f"WHERE module = '{TIMERS_MODULE}'"
+)
 
 _SCHEMA = f"""
 CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
@@ -41,6 +50,7 @@ CREATE TABLE data (
     v BLOB NOT NULL,
     PRIMARY KEY (actor, module, k)
 ) WITHOUT ROWID;
+{_TIMER_INDEX};
 CREATE TABLE nodes (
     node_id TEXT PRIMARY KEY,
     address TEXT NOT NULL DEFAULT '',
@@ -153,6 +163,8 @@ def open_database(
             _inspect_or_create(conn, path, create)
         else:  # ours, committed whole (the id and the tables come in one transaction)
             _inspect(conn, path)
+            if not fetch(conn, "SELECT 1 FROM sqlite_master WHERE name = 'data_timer_due'"):
+                conn.execute(_TIMER_INDEX)  # a file from before timers
         _use_wal(conn, path, busy_timeout_ms)
         conn.execute(f"PRAGMA synchronous={synchronous}")
     except BaseException as exc:

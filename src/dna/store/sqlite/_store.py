@@ -17,7 +17,20 @@ from typing import Any
 
 from ...errors import InterfaceError
 from .._gil import SwitchInterval
-from ..base import ALIVE, DEAD, ActorId, CatalogRow, Claim, NodeRecord, Row, Store, prefix_end
+from ..base import (
+    ALIVE,
+    DEAD,
+    TIMER_HEADER_BYTES,
+    TIMERS_MODULE,
+    ActorId,
+    CatalogRow,
+    Claim,
+    DueTimer,
+    NodeRecord,
+    Row,
+    Store,
+    prefix_end,
+)
 from . import _catalog
 from . import _locks as locks
 from ._c import Connection, SqliteError
@@ -29,6 +42,14 @@ __all__ = ["SQLiteStore"]
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _READ = "SELECT v FROM data WHERE actor = ? AND module = ? AND k = ?"
 _OWNER = "SELECT owner, epoch FROM actors WHERE namespace = ? AND type_name = ? AND key = ?"
+# timers due by a bound instant, in the order of the partial index data_timer_due
+_DUE = (
+    "SELECT d.actor, d.k, d.v, a.namespace, a.type_name, a.key FROM data d "
+    f"JOIN actors a ON a.id = d.actor WHERE d.module = '{TIMERS_MODULE}' "
+    "AND substr(d.v, 1, 8) <= ? {after}ORDER BY substr(d.v, 1, 8), d.actor, d.k LIMIT ?"
+)
+_DUE_FIRST = _DUE.format(after="")
+_DUE_AFTER = _DUE.format(after="AND (substr(d.v, 1, 8), d.actor, d.k) > (?, ?, ?) ")
 _NODES = "SELECT node_id, address, heartbeat, draining, load FROM nodes ORDER BY node_id"
 
 
@@ -242,6 +263,29 @@ class SQLiteStore(Store):
         if prefix and end is None:  # a prefix of only U+10FFFF: filter here
             got = [r for r in got if r[0].startswith(prefix)]
         return got
+
+    # ------------------------------------------------------------ timers
+
+    async def due_timers(
+        self, now: int, limit: int, after: DueTimer | None = None
+    ) -> builtins.list[DueTimer]:
+        """Timers due by ``now``, from the partial index on the data table (exact:
+        a timer and its entry are one row, so no entry is ever stale)."""
+        if limit <= 0:
+            return []
+        bound = now.to_bytes(8, "big")
+        if after is None:
+            got = self._read(_DUE_FIRST, (bound, limit), "listing due timers")
+        else:
+            got = self._read(_DUE_AFTER, (bound, *after.cursor, limit), "listing due timers")
+        out = []
+        for handle, name, value, ns, tn, key in got:
+            if len(value) < TIMER_HEADER_BYTES:
+                continue  # not written by Timers: nothing to fire
+            head = value[:8]  # the header (timer_header), read in place
+            out.append(DueTimer(ActorId(ns, tn, key), name, int.from_bytes(head, "big"),
+                                value[8:TIMER_HEADER_BYTES], (head, handle, name)))
+        return out
 
     # ------------------------------------------------------------ nodes
 
