@@ -260,6 +260,8 @@ class Store(abc.ABC):
         Every timer committed under ``TIMERS_MODULE`` (any actor, any owner) has an
         entry while it is pending. An entry may be stale (its timer since removed or
         reset: a spurious wake-up, never a lost timer); ``forget_timers`` drops those.
+        A store may look only a bounded span past its own present (CQL: a day, one
+        read per minute of due time); the scanner always asks for the present.
         """
 
     async def forget_timers(self, entries: builtins.list[DueTimer]) -> None:

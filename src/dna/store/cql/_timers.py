@@ -39,6 +39,7 @@ BUCKET_US = 60_000_000  # microseconds of due time per index partition
 GRACE = 5  # buckets (minutes) an empty bucket must be old before it is passed over
 SKEW_US = 10_000_000  # how far behind its clock a scanner's floor stays
 FULL_SCAN_S = 60.0  # seconds between whole reads of every bucket
+WALK = 1440  # buckets (a day): how far past the present a listing of due entries looks
 
 
 def _now_us() -> int:
@@ -88,16 +89,21 @@ class TimerIndex:
             self._floor.clear()
             self._full_at = time.monotonic()
         last = now // BUCKET_US
-        bucket = low if after is None else after.cursor[0]
+        first = low if after is None else after.cursor[0]
+        # one read a minute of due time: a horizon is walked at most a day past the
+        # present (the scanner asks for the present; entries further out are not due)
+        last = min(last, _now_us() // BUCKET_US + WALK)
+        span = range(first, last + 1)
         out: list[DueTimer] = []
-        while bucket <= last and len(out) < limit:
+        for bucket in span:
+            if len(out) >= limit:
+                break
             if after is not None and after.cursor[0] == bucket:
                 params: tuple[Any, ...] = (bucket, now, *after.cursor[1:], limit - len(out))
                 rows = await self._run(self._st.timer_due_after, params, "listing due timers")
             else:
                 rows = await self._bucket(bucket, now, limit - len(out))
                 if rows is None:  # nothing pending there, as of the last read
-                    bucket += 1
                     continue
                 if not rows and bucket == low and bucket < last - GRACE:
                     low += 1  # whole, empty and old enough: never written again
@@ -106,7 +112,6 @@ class TimerIndex:
             for due, ns, tn, key, name, token in rows:
                 cursor = (bucket, due, ns, tn, key, name, token)
                 out.append(DueTimer(ActorId(ns, tn, key), name, due, token, cursor))
-            bucket += 1
         return out
 
     async def _bucket(self, bucket: int, now: int, limit: int) -> list[Any] | None:
