@@ -198,7 +198,7 @@ class Actor:
     type_name: ClassVar[str] = "Actor"
     _dna_handlers: ClassVar[dict[str, HandlerSpec]] = {}
     _dna_table: ClassVar[list[HandlerSpec]] = []
-    _dna_modules: ClassVar[dict[str, StorageModule]] = {}
+    _dna_modules: ClassVar[dict[str, StorageModule[Any]]] = {}
     _dna_ref_class: ClassVar[type[ActorRef]]
     _dna_dispatcher: ClassVar[Any] = None
 
@@ -217,7 +217,7 @@ class Actor:
         if not isinstance(cls.type_name, str) or not cls.type_name:
             raise InterfaceError(f"{cls.__qualname__}.type_name must be a non-empty str")
         handlers: dict[str, HandlerSpec] = {}
-        modules: dict[str, StorageModule] = {}
+        modules: dict[str, StorageModule[Any]] = {}
         for klass in reversed(cls.__mro__):
             for name, value in vars(klass).items():
                 if isinstance(value, StorageModule):

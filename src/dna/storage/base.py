@@ -22,7 +22,8 @@ per activation: ``bind(ctx)`` returns the object handlers use
 
 Rows of a module live under its ``name`` (a prefix of the clustering key on
 CQL), so several modules commit together. Adding a module is one new file
-here: subclass ``StorageModule``, implement ``bind``.
+here: subclass ``StorageModule[BoundView]``, implement ``bind`` (the base gives
+the descriptor that types ``self.<attr>`` as the bound view).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, overload
 
 from .._core import MISSING
+from ..errors import InterfaceError
 
 if TYPE_CHECKING:
     from ..store import Claim, Store
@@ -44,21 +46,37 @@ __all__ = ["DESTROY", "Attached", "StorageContext", "StorageModule"]
 DESTROY = ("\x00destroy", "")
 
 
-class StorageModule(abc.ABC):
+BoundT = TypeVar("BoundT")
+
+
+class StorageModule(abc.ABC, Generic[BoundT]):
     """Base of class-level storage declarations such as ``kv = KV()``.
 
-    Each activation gets its own bound view (``bind``) set on the instance.
+    Each activation gets its own bound view (``bind``) set on the instance, which
+    shadows this descriptor: ``self.kv`` is typed as the bound view, and reaching
+    the declaration itself from an instance (no activation) is an ``InterfaceError``.
     """
 
-    name: str = ""
+    name: str = ""  # stored module name (a prefix of the clustering key on CQL)
+    attr: str = ""  # the attribute it is declared as
 
     def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = name
         if not self.name:
             self.name = name
 
     @abc.abstractmethod
-    def bind(self, ctx: StorageContext) -> Any:
+    def bind(self, ctx: StorageContext) -> BoundT:
         """The object handlers use for this module in one activation."""
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Self: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> BoundT: ...
+    def __get__(self, obj: object, owner: type) -> Self | BoundT:
+        if obj is None:
+            return self
+        raise InterfaceError(f"{owner.__name__}.{self.attr} is usable only inside an activation")
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
         """Call handlers this module adds to the actor class that declares it

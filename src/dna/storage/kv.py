@@ -9,16 +9,16 @@ carry (checked at ``write``: ``TypeError`` otherwise).
 
 from __future__ import annotations
 
-from typing import Any, overload
+from typing import Any
 
 from .._core import KVWriter, unpack
-from ..errors import InterfaceError, TooLarge
+from ..errors import TooLarge
 from .base import StorageContext, StorageModule
 
 __all__ = ["KV", "BoundKV"]
 
 
-class KV(StorageModule):
+class KV(StorageModule["BoundKV"]):
     """Declare on an actor class: ``kv = KV()``. ``name`` pins the stored module name."""
 
     def __init__(self, name: str = "") -> None:
@@ -28,17 +28,6 @@ class KV(StorageModule):
 
     def bind(self, ctx: StorageContext) -> BoundKV:
         return BoundKV(ctx, self.name)
-
-    # Each activation's bound view sits in the instance dict and shadows this
-    # (non-data) descriptor; reaching here from an instance means no activation.
-    @overload
-    def __get__(self, obj: None, owner: type) -> KV: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> BoundKV: ...
-    def __get__(self, obj: object, owner: type) -> KV | BoundKV:
-        if obj is None:
-            return self
-        raise InterfaceError(f"{owner.__name__}.{self.name} is usable only inside an activation")
 
 
 def _check_key(key: object) -> str:

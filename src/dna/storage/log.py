@@ -18,10 +18,10 @@ truncations delete the rest), ``end`` is the next offset.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, overload
+from typing import Any
 
 from .._core import MISSING, pack, unpack
-from ..errors import InterfaceError, TooLarge
+from ..errors import TooLarge
 from .base import StorageContext, StorageModule
 
 __all__ = ["GC_CHUNK", "BoundLog", "Log"]
@@ -34,7 +34,7 @@ def _ekey(offset: int) -> str:
     return f"e{offset:016x}"
 
 
-class Log(StorageModule):
+class Log(StorageModule["BoundLog"]):
     """Declare on an actor class: ``log = Log()``. ``name`` pins the stored module name."""
 
     def __init__(self, name: str = "") -> None:
@@ -46,15 +46,6 @@ class Log(StorageModule):
         bound = BoundLog(ctx, self.name)
         ctx.attach(bound)
         return bound
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> Log: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> BoundLog: ...
-    def __get__(self, obj: object, owner: type) -> Log | BoundLog:
-        if obj is None:
-            return self
-        raise InterfaceError(f"{owner.__name__}.{self.name} is usable only inside an activation")
 
 
 class BoundLog:

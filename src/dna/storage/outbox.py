@@ -27,7 +27,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any, overload
+from typing import Any
 
 from .._core import TURN, SenderBase, copy_args, copy_packable, pack, unpack
 from ..errors import InterfaceError, TooLarge
@@ -80,7 +80,7 @@ def sender_key(aid: ActorId) -> str:
     return json.dumps([aid.namespace, aid.type_name, aid.key], ensure_ascii=False)
 
 
-class Outbox(StorageModule):
+class Outbox(StorageModule["BoundOutbox"]):
     """Declare on an actor class that sends: ``outbox = Outbox()``."""
 
     def __init__(self, name: str = "") -> None:
@@ -92,15 +92,6 @@ class Outbox(StorageModule):
         bound = BoundOutbox(ctx, self.name)
         ctx.attach(bound)
         return bound
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> Outbox: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> BoundOutbox: ...
-    def __get__(self, obj: object, owner: type) -> Outbox | BoundOutbox:
-        if obj is None:
-            return self
-        raise InterfaceError(f"{owner.__name__}.{self.name} is usable only inside an activation")
 
 
 class BoundOutbox:

@@ -37,7 +37,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple
 
 from .._core import pack, unpack
 from ..errors import InterfaceError
@@ -67,7 +67,7 @@ class Timer(NamedTuple):
     every: float | None
 
 
-class Timers(StorageModule):
+class Timers(StorageModule["BoundTimers"]):
     """Declare on an actor class: ``timers = Timers()`` (at most one per class).
 
     The class defines ``on_timer(self, name, payload)``; it runs when a timer fires.
@@ -99,15 +99,6 @@ class Timers(StorageModule):
             return await bound.fire_many(actor, names)
 
         return {FIRE_HANDLER: _dna_timer}
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> Timers: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> BoundTimers: ...
-    def __get__(self, obj: object, owner: type) -> Timers | BoundTimers:
-        if obj is None:
-            return self
-        raise InterfaceError(f"{owner.__name__}.{self.attr} is usable only inside an activation")
 
 
 # ---------------------------------------------------------------- values
