@@ -60,6 +60,12 @@ class StorageModule(abc.ABC, Generic[BoundT]):
     name: str = ""  # stored module name (a prefix of the clustering key on CQL)
     attr: str = ""  # the attribute it is declared as
 
+    def __init__(self, name: str = "") -> None:
+        """``name`` pins the stored module name (default: the attribute's name)."""
+        if name and (not isinstance(name, str) or "\x00" in name):
+            raise ValueError(f"{type(self).__name__} name must be a str without NUL")
+        self.name = name
+
     def __set_name__(self, owner: type, name: str) -> None:
         self.attr = name
         if not self.name:

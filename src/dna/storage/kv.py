@@ -21,11 +21,6 @@ __all__ = ["KV", "BoundKV"]
 class KV(StorageModule["BoundKV"]):
     """Declare on an actor class: ``kv = KV()``. ``name`` pins the stored module name."""
 
-    def __init__(self, name: str = "") -> None:
-        if name and (not isinstance(name, str) or "\x00" in name):
-            raise ValueError("KV name must be a str without NUL")
-        self.name = name
-
     def bind(self, ctx: StorageContext) -> BoundKV:
         return BoundKV(ctx, self.name)
 

@@ -37,11 +37,6 @@ def _ekey(offset: int) -> str:
 class Log(StorageModule["BoundLog"]):
     """Declare on an actor class: ``log = Log()``. ``name`` pins the stored module name."""
 
-    def __init__(self, name: str = "") -> None:
-        if name and (not isinstance(name, str) or "\x00" in name):
-            raise ValueError("Log name must be a str without NUL")
-        self.name = name
-
     def bind(self, ctx: StorageContext) -> BoundLog:
         bound = BoundLog(ctx, self.name)
         ctx.attach(bound)

@@ -83,11 +83,6 @@ def sender_key(aid: ActorId) -> str:
 class Outbox(StorageModule["BoundOutbox"]):
     """Declare on an actor class that sends: ``outbox = Outbox()``."""
 
-    def __init__(self, name: str = "") -> None:
-        if name and (not isinstance(name, str) or "\x00" in name):
-            raise ValueError("Outbox name must be a str without NUL")
-        self.name = name
-
     def bind(self, ctx: StorageContext) -> BoundOutbox:
         bound = BoundOutbox(ctx, self.name)
         ctx.attach(bound)
