@@ -109,7 +109,7 @@ class Node:
         self._moving: dict[ActorId, NodeRecord] = {}  # hand-overs under way: their peer
         self.rebalancer = (Rebalancer(self, rebalance_rate, rebalance_interval)
                            if rebalance_rate > 0 and host_actors and listen is not None
-                           else None)
+                           and store.per_actor_claims else None)
         self.stats = Stats()
         self._routes: dict[ActorId, Activation | RemoteRoute] = {}
         self._dispatchers: dict[type[Actor], Any] = {}

@@ -13,7 +13,8 @@ Forms (``?name=value&...`` sets constructor options; keyword arguments to
   keyspace ``dna`` when none is named; ``[v6 address]:port`` works. Options:
   ``lease``, ``heartbeat_interval`` (a number or ``none``), ``dead_node_grace``,
   ``connect_timeout``, ``request_timeout``, ``resolve_timeout``, ``local_dc``,
-  ``max_commit_bytes``. Needs the ``[cql]`` extra (scylla-driver).
+  ``max_commit_bytes``, ``activation`` (``actor`` or ``slots``), ``slots``.
+  Needs the ``[cql]`` extra (scylla-driver).
 - ``memory://NAME``: the in-process store; every store opened with the same
   NAME shares one database while any of them exists. ``memory://``: a private one.
 """
@@ -47,6 +48,8 @@ _OPTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
         "resolve_timeout": float,
         "local_dc": str,
         "max_commit_bytes": int,
+        "activation": str,
+        "slots": int,
     },
     "memory": {},
 }

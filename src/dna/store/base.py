@@ -127,6 +127,11 @@ class Store(abc.ABC):
     #: runs none (lock stores; a lease store whose heartbeats the node drives).
     heartbeat_interval: float | None = None
 
+    #: True: ownership is per name (``release`` lets a peer claim that one name at
+    #: once), so names may be moved one by one (rebalancing). False: a name follows
+    #: a lease on a group of names (CQL ``activation=slots``).
+    per_actor_claims: bool = True
+
     #: Largest key (UTF-8 bytes) and value (bytes) one write may carry, and the
     #: largest commit (estimated bytes of every write): a node checks writes
     #: against them (``check_row``) before a commit. None: no limit.

@@ -98,6 +98,22 @@ async def destroy(store: ScyllaStore, claim: Claim) -> None:
     from ._store import _marker, _pk, _stale
 
     actor = claim.actor
+    slots = store._slots
+    if slots is not None:  # the slot path's fence: IF epoch <= S (or = null)
+        hold = slots.hold_of(claim)
+
+        def make(new: bool, marker: int) -> Any:
+            b = BatchStatement(BatchType.UNLOGGED)
+            if new:
+                b.add(st.slot_destroy_new, (claim.epoch, marker, *_pk(actor)))
+            else:
+                b.add(st.slot_destroy, (claim.epoch, marker, *_pk(actor), claim.epoch))
+            b.add(st.destroy_rows, _pk(actor))
+            return b, []
+
+        await store._slot_fenced(claim, hold, make, f"destroy of {actor} at slot epoch "
+                                 f"{claim.epoch}")
+        return
     marker = _marker()
     batch = BatchStatement(BatchType.UNLOGGED)
     batch.add(st.destroy_fence, (claim.epoch, marker, *_pk(actor), claim.node_id, claim.epoch))

@@ -72,6 +72,30 @@ CREATE TABLE IF NOT EXISTS {ks}.timer_scan (
 ) WITH comment = 'DNA: the oldest timer_due bucket that may hold entries'
 """
 
+# Slot leases (activation=slots, see _slots): one row per slot of the name space.
+# ``clean``: the last holder released it with every commit answered, so a new
+# holder needs no per-actor fence. Never read on the per-actor path.
+_SLOTS = """
+CREATE TABLE IF NOT EXISTS {ks}.slots (
+    slot int PRIMARY KEY,
+    holder text,
+    epoch bigint,
+    clean boolean,
+    marker bigint
+) WITH comment = 'DNA: leases of slots of the actor name space (activation=slots)'
+"""
+
+# Keyspace-wide settings fixed by the first node that opened it: ``activation`` (how
+# ownership is taken: "actor", or "slots/<count>"). Mixing the two in one keyspace
+# would compare per-actor epochs with slot epochs, so a node of the other kind is
+# refused at open.
+_SETTINGS = """
+CREATE TABLE IF NOT EXISTS {ks}.settings (
+    name text PRIMARY KEY,
+    value text
+) WITH comment = 'DNA: keyspace-wide settings, fixed at first open'
+"""
+
 _PK = "namespace = ? AND type_name = ? AND key = ?"
 _ROW = _PK + " AND module = ? AND k = ?"
 
@@ -96,6 +120,22 @@ STATEMENTS: dict[str, str] = {
     "AND k >= ? AND k < ? LIMIT ?",
     "list_gt_lt": f"SELECT k, v FROM {{ks}}.actor_data WHERE {_PK} AND module = ? "
     "AND k > ? AND k < ? LIMIT ?",
+    # activation=slots (see _slots): the slot leases, and the per-actor fence that
+    # opens every commit (and the first read after an unclean takeover) of that path
+    "slot_take": "UPDATE {ks}.slots SET holder = ?, epoch = ?, clean = false, marker = ? "
+    "WHERE slot = ? IF holder = ? AND epoch = ? AND clean = ?",
+    "slot_free": "UPDATE {ks}.slots SET holder = null, clean = ?, marker = ? WHERE slot = ? "
+    "IF holder = ? AND epoch = ?",
+    "slot_get": "SELECT holder, epoch, clean, marker FROM {ks}.slots WHERE slot = ?",
+    "slot_fence": "UPDATE {ks}.actor_data SET epoch = ?, owner = ?, claimed_at = ?, marker = ? "
+    f"WHERE {_PK} IF epoch <= ?",
+    "slot_fence_new": "UPDATE {ks}.actor_data SET epoch = ?, owner = ?, claimed_at = ?, "
+    f"marker = ? WHERE {_PK} IF epoch = null",
+    "slot_destroy": "UPDATE {ks}.actor_data SET owner = null, claimed_at = null, epoch = ?, "
+    f"marker = ? WHERE {_PK} IF epoch <= ?",
+    "slot_destroy_new": "UPDATE {ks}.actor_data SET owner = null, claimed_at = null, "
+    f"epoch = ?, marker = ? WHERE {_PK} IF epoch = null",
+    "setting_init": "INSERT INTO {ks}.settings (name, value) VALUES (?, ?) IF NOT EXISTS",
     # membership
     "node_up": "INSERT INTO {ks}.nodes (node_id, address, heartbeat, draining, load, started_at) "
     "VALUES (?, ?, ?, false, 0, toTimestamp(now()))",
@@ -148,6 +188,14 @@ class Statements:
     list_gt: Any
     list_ge_lt: Any
     list_gt_lt: Any
+    slot_take: Any
+    slot_free: Any
+    slot_get: Any
+    slot_fence: Any
+    slot_fence_new: Any
+    slot_destroy: Any
+    slot_destroy_new: Any
+    setting_init: Any
     node_up: Any
     node_beat: Any
     node_beat_load: Any
@@ -241,8 +289,9 @@ def create_schema(session: Any, keyspace: str, replication: str, create: bool = 
             raise StoreError(f"CQL keyspace {keyspace} has no table {name}: not a DNA store")
         if name not in tables:
             session.execute(ddl.format(ks=keyspace))
-    for name, ddl in (("timer_due", _TIMER_DUE), ("timer_scan", _TIMER_SCAN)):
-        if name not in tables:  # a DNA keyspace from before timers gets them too
+    for name, ddl in (("timer_due", _TIMER_DUE), ("timer_scan", _TIMER_SCAN),
+                      ("slots", _SLOTS), ("settings", _SETTINGS)):
+        if name not in tables:  # a DNA keyspace from before timers (or slots) gets them too
             session.execute(ddl.format(ks=keyspace))
 
 

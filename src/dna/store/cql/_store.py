@@ -29,6 +29,7 @@ except ImportError as _exc:  # the driver is the [cql] extra
 
 from ...errors import (
     CommitFailed,
+    CommitUnknown,
     InterfaceError,
     NotOwner,
     StaleEpoch,
@@ -39,6 +40,7 @@ from .._gil import SwitchInterval
 from ..base import (
     ALIVE,
     DEAD,
+    SUSPECT,
     TIMERS_MODULE,
     UNKNOWN,
     ActorId,
@@ -62,6 +64,7 @@ from ._bridge import (
 )
 from ._schema import Statements, check_keyspace, replication_map
 from ._session import Peers, connect, shutdown
+from ._slots import DEFAULT_SLOTS, Hold, Slots, parse_setting
 from ._timers import TimerIndex
 
 __all__ = ["ScyllaStore"]
@@ -123,6 +126,15 @@ class ScyllaStore(Store):
     Size limits: a key up to 65,535 bytes (CQL's clustering key limit), a
     value up to ``max_commit_bytes`` less a key and overhead.
 
+    ``activation``: how a node comes to own an actor. ``"actor"`` (the
+    default): one LWT per activation on the actor's own partition (a claim).
+    ``"slots"``: the name space is cut into ``slots`` slots (1024 by default);
+    a node takes a whole slot by one LWT and then activates its actors with no
+    store round trip; commits stay fenced batches (``_slots``, and
+    docs/cluster-protocol.md for the safety argument). The first node to open a
+    keyspace fixes its mode and slot count; a node of the other mode is refused
+    (``StoreError``), one asking another slot count adopts the keyspace's.
+
     ``create``: False refuses a missing keyspace (``StoreError``) instead of
     creating it. ``cluster_options``: extra keyword arguments for the driver's ``Cluster``
     (``auth_provider``, ``ssl_context``, ``compression``, ...). A cancelled
@@ -149,7 +161,16 @@ class ScyllaStore(Store):
         cluster_options: Mapping[str, Any] | None = None,
         switch_interval: float | None = 0.001,
         create: bool = True,
+        activation: str = "actor",
+        slots: int = DEFAULT_SLOTS,
     ) -> None:
+        if activation not in ("actor", "slots"):
+            raise ValueError(f"activation must be 'actor' or 'slots', not {activation!r}")
+        if not 0 < slots < 2**31:
+            raise ValueError("slots must be a positive int")
+        self.activation = activation  # "actor": an LWT per claim; "slots": a lease per slot
+        self.slot_count = slots  # wanted; the keyspace's own setting wins (see open)
+        self._slots: Slots | None = None  # the slot leases, while open with activation=slots
         if switch_interval is not None and not switch_interval > 0:
             raise ValueError("switch_interval must be > 0 or None")
         # the driver's reactor thread and the event loop share the GIL: while open,
@@ -195,6 +216,13 @@ class ScyllaStore(Store):
         self._last_beat: float | None = None  # loop time the last good heartbeat was SENT
         self._term = 0  # grows when our lease lapsed and a heartbeat took it up again
         self.address = ""  # ours, as registered (heartbeats rewrite it)
+        self._states: dict[str, tuple[str, bool]] = {}  # peer -> (state, draining), last listing
+
+    @property
+    def per_actor_claims(self) -> bool:  # type: ignore[override]
+        """False with activation=slots: a name follows its slot's lease, so releasing one
+        name does not let a peer claim it (rebalancing by name is off)."""
+        return self.activation == "actor"
 
     def __repr__(self) -> str:
         state = f"open as {self.node_id}" if self._bridge else "closed"
@@ -220,16 +248,39 @@ class ScyllaStore(Store):
         self.address = address
         sent = loop.time()
         try:
+            count = await self._settle_activation(bridge, st)
             await self._do(bridge.run(st.node_up, (node_id, address, 0)), f"registering {node_id}")
         except BaseException:
             self._cluster = self._bridge = self._st = None
             await shutdown(cluster, loop)
             raise
         self.node_id = node_id
+        self._states = {}
+        self._slots = Slots(self, count) if count else None
         self._timers = TimerIndex(st, self._query)
         self._last_beat = sent
         if self.heartbeat_interval is not None:
             self._beat_task = loop.create_task(self._beat_forever(self.heartbeat_interval))
+
+    async def _settle_activation(self, bridge: Bridge, st: Statements) -> int:
+        """Fix (first open) or check the keyspace's activation mode; the slot count to
+        use, 0 for per-actor claims."""
+        want = "actor" if self.activation == "actor" else f"slots/{self.slot_count}"
+        rows = await self._do(bridge.run(st.setting_init, ("activation", want), LWT),
+                              "reading the keyspace's activation setting")
+        row = rows[0]
+        have = want if row["[applied]"] else row.get("value") or want
+        kind, count = parse_setting(have)
+        if kind != self.activation:
+            raise StoreError(
+                f"keyspace {self.keyspace} uses activation={kind} and this store was opened "
+                f"with activation={self.activation}: one keyspace never mixes the two (their "
+                f"epochs do not compare); open it with ?activation={kind}"
+            )
+        if count and count != self.slot_count:
+            log.info("keyspace %s has %d slots (not %d): using its count", self.keyspace,
+                     count, self.slot_count)
+        return count
 
     async def close(self) -> None:
         """Stop heartbeats, delete this node's row (its claims become reclaimable),
@@ -243,6 +294,10 @@ class ScyllaStore(Store):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         bridge, st, me = self._bridge, self._st, self.node_id
+        slots, self._slots = self._slots, None
+        if slots is not None and me is not None:
+            with contextlib.suppress(Exception):  # before our row goes: peers take them clean
+                await slots.release_all(me)
         self._bridge = self._st = None
         self.node_id = None
         if bridge is not None and st is not None and me is not None:
@@ -290,6 +345,8 @@ class ScyllaStore(Store):
         # us dead in between; `answered` bounds the landing from above.
         if last is not None and answered - last > self.lease:
             self._term += 1
+            if self._slots is not None:
+                self._slots.drop_all()
             log.warning(
                 "node %s: no heartbeat landed within %.1f s (lease %.1f s): its lease "
                 "may have lapsed and peers may have reclaimed its actors", self.node_id,
@@ -375,6 +432,8 @@ class ScyllaStore(Store):
 
     async def claim(self, actor: ActorId) -> Claim:
         _, st, me = self._open()
+        if self._slots is not None:
+            return await self._slots.claim(actor, me)
         expect: tuple[str | None, int | None] = (None, None)  # first guess: a new actor
         pk = (actor.namespace, actor.type_name, actor.key)
         for _ in range(_CLAIM_ROUNDS):
@@ -391,6 +450,13 @@ class ScyllaStore(Store):
             expect = (owner, now)
         raise StoreUnavailable(f"claim of {actor}: its ownership kept changing; try again")
 
+    def peer_state(self, node_id: str) -> str | None:
+        """How the last listing of nodes judged ``node_id`` (DEAD when draining), or None."""
+        seen = self._states.get(node_id)
+        if seen is None:
+            return None
+        return DEAD if seen[1] else seen[0]
+
     async def _reclaimable(self, node_id: str) -> bool:
         """Whether ``node_id`` is dead (lease out, or no row) or draining."""
         bridge, st, _ = self._open()
@@ -405,6 +471,9 @@ class ScyllaStore(Store):
     async def release(self, claim: Claim) -> None:
         """Give up ``claim`` (the epoch stays); ``StaleEpoch`` if it is no longer current."""
         _, st, _ = self._open()
+        if self._slots is not None:  # the name stays with its slot's lease
+            self._slots.hold_of(claim)
+            return
         actor = claim.actor
         marker = _marker()
         params = (marker, actor.namespace, actor.type_name, actor.key, claim.node_id, claim.epoch)
@@ -417,6 +486,8 @@ class ScyllaStore(Store):
     async def owner_of(self, actor: ActorId) -> tuple[str | None, int]:
         """``(owner, epoch)`` as committed (a SERIAL read); ``(None, 0)`` if never claimed."""
         bridge, st, _ = self._open()
+        if self._slots is not None:
+            return await self._slots.holder_of(actor)
         pk = (actor.namespace, actor.type_name, actor.key)
         rows = await self._do(bridge.run(st.state, pk, SERIAL), f"reading the owner of {actor}")
         if not rows:
@@ -428,6 +499,9 @@ class ScyllaStore(Store):
 
     async def commit(self, claim: Claim, rows: list[Row]) -> None:
         _, st, _ = self._open()
+        if self._slots is not None:
+            await self._commit_slots(st, claim, rows)
+            return
         marker = _marker()
         timers: builtins.list[tuple[str, bytes]] = []
         batch = self._batch(st, claim, marker, rows, timers)
@@ -441,9 +515,64 @@ class ScyllaStore(Store):
             raise CommitFailed(f"{doing} did not apply (the server timed out); nothing written")
         raise _stale("commit", claim, owner, epoch)
 
+    async def _commit_slots(self, st: Statements, claim: Claim, rows: list[Row]) -> None:
+        """A commit on the slot path: the same batch, opened by the slot fence."""
+        slots = self._slots
+        assert slots is not None
+        hold = slots.hold_of(claim)
+        first = True
+
+        def batch(new: bool, marker: int) -> Any:
+            nonlocal first
+            timers: builtins.list[tuple[str, bytes]] = []
+            fence = slots.commit_fence(claim, hold, marker, new)
+            b = self._batch(st, claim, marker, rows, timers, fence)
+            pending = timers if first else []
+            first = False
+            return b, pending
+
+        doing = f"commit of {len(rows)} writes to {claim.actor} at slot epoch {claim.epoch}"
+        await self._slot_fenced(claim, hold, batch, doing)
+
+    async def _slot_fenced(self, claim: Claim, hold: Hold, make: Any, doing: str) -> None:
+        """Send the batch ``make(new, marker)`` builds (``new``: fenced ``IF epoch =
+        null``, else ``IF epoch <= S``), guessing again when the actor's stored epoch
+        says the other form applies. ``StaleEpoch`` when a later holder wrote it."""
+        slots = self._slots
+        assert slots is not None
+        actor = claim.actor
+        pk = _pk(actor)
+        new = hold.fresh and pk not in hold.fenced
+        for _ in range(3):
+            marker = _marker()
+            batch, timers = make(new, marker)
+            if timers and self._timers is not None:  # the due index first (see _timers)
+                await self._timers.put(actor, timers)
+            hold.inflight += 1
+            try:
+                applied, owner, epoch = await self._lwt(batch, None, actor, marker, doing, True)
+            except BaseException as exc:  # unknown outcome, or cancelled once sent
+                if not isinstance(exc, StoreError) or isinstance(exc, CommitUnknown):
+                    hold.dirty = True
+                raise
+            finally:
+                hold.inflight -= 1
+            if applied:
+                if slots.held.get(hold.slot) is hold:
+                    hold.fenced.add(pk)
+                return
+            if epoch is not None and epoch > hold.epoch:
+                slots.lost(hold)
+                raise _stale(doing.split(" ", 1)[0], claim, owner, epoch)
+            if new == (epoch is None):  # resolved after a timeout: it did not apply
+                raise CommitFailed(f"{doing} did not apply (the server timed out); "
+                                   "nothing written")
+            new = epoch is None  # the other form of the fence applies: try it
+        raise StoreUnavailable(f"{doing}: the actor's epoch kept changing; try again")
+
     def _batch(
         self, st: Statements, claim: Claim, marker: int, rows: list[Row],
-        timers: builtins.list[tuple[str, bytes]],
+        timers: builtins.list[tuple[str, bytes]], fence: tuple[Any, Any] | None = None,
     ) -> Any:
         """The fenced batch of ``rows``, values serialised here (not by the driver per row).
 
@@ -452,7 +581,10 @@ class ScyllaStore(Store):
         """
         actor = claim.actor
         batch = BatchStatement(BatchType.UNLOGGED)
-        batch.add(st.fence, (claim.epoch, marker, *_pk(actor), claim.node_id, claim.epoch))
+        if fence is None:
+            batch.add(st.fence, (claim.epoch, marker, *_pk(actor), claim.node_id, claim.epoch))
+        else:
+            batch.add(*fence)
         ns, tn, ak = _handle(actor) if not isinstance(claim.handle, tuple) else claim.handle
         put, delete = st.put.query_id, st.delete.query_id
         append = batch._statements_and_parameters.append
@@ -498,6 +630,8 @@ class ScyllaStore(Store):
 
     async def read(self, claim: Claim, module: str, key: str) -> bytes | None:
         bridge, st, _ = self._open()
+        if self._slots is not None:
+            await self._slots.touch(claim)
         params = (*_pk(claim.actor), module, key)
         rows = await self._do(bridge.run(st.read, params), f"reading {claim.actor}")
         return rows[0][0] if rows else None
@@ -511,6 +645,8 @@ class ScyllaStore(Store):
         start_after: str | None = None,
     ) -> builtins.list[tuple[str, bytes]]:
         bridge, st, _ = self._open()
+        if self._slots is not None:
+            await self._slots.touch(claim)
         if limit <= 0:
             return []
         end = prefix_end(prefix)
@@ -567,6 +703,7 @@ class ScyllaStore(Store):
                 if state == DEAD and age is not None and age >= self.lease + self.dead_node_grace:
                     collect.append((node_id, heartbeat))
             alive = None if state == UNKNOWN else state != DEAD
+            self._states[node_id] = (state, bool(draining))
             out.append(
                 NodeRecord(
                     node_id, address or "", heartbeat or 0, bool(draining), load or 0, alive,

@@ -1,0 +1,352 @@
+"""Slot leases: the CQL store's activation path without a per-actor LWT.
+
+``ScyllaStore(activation="slots")`` (``cql://.../ks?activation=slots``). The
+name space is cut into ``count`` slots (a CRC-32 of the name, modulo the count,
+which the keyspace's ``settings`` table fixes at first open). A node takes a
+slot by one LWT on the ``slots`` table, which raises the slot's epoch; while it
+holds the slot, activating any actor of it costs no store round trip: the claim
+is the slot's epoch. Every commit stays one fenced single-partition batch; its
+fence is ``SET epoch = S, owner = me IF epoch <= S`` (``IF epoch = null`` for an
+actor never written): a later holder of the slot has a higher ``S``, and once
+it has touched the actor, commits of earlier holders are refused.
+
+Safety (docs/cluster-protocol.md has the whole argument):
+
+- A slot passes on only as an actor did: from a holder whose lease ran out on
+  the taker's clock, from a draining holder, or released. A holder serves only
+  under its node lease (``Node`` fences itself at ``fence_fraction * lease``)
+  and drops every slot when a heartbeat shows the lease may have lapsed.
+- A slot taken from a holder that did not release it cleanly (dead, paused,
+  draining) is *dirty*: that holder may have a commit in flight, even one the
+  server accepted but did not finish (a later Paxos round on the partition will
+  finish it), or one it sends after waking. So the first store access of each
+  actor in a dirty slot is a Paxos-level write, the fence above: it finishes any
+  such proposal before the new holder reads, and raises the actor's epoch so
+  that anything the old holder sends later is refused. Reads after it are plain.
+- A slot never held, or released by a holder none of whose commits in that slot
+  was in flight or of unknown outcome, is *clean*: nothing can land behind the
+  new holder's back, so its actors are read without a fence.
+
+An actor that never touches its storage (no reads, no writes) costs nothing
+at all, even after an unclean takeover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from ...errors import NotOwner, StaleEpoch, StoreError, StoreUnavailable
+from ..base import ALIVE, SUSPECT, ActorId, Claim
+from ._bridge import AMBIGUOUS, LWT, SERIAL, UNREACHABLE, map_error
+
+if TYPE_CHECKING:
+    from ._store import ScyllaStore
+
+__all__ = ["DEFAULT_SLOTS", "Hold", "Slots", "slot_of"]
+
+log = logging.getLogger("dna.store.cql")
+
+DEFAULT_SLOTS = 1024  # slots of a keyspace's name space unless its first node said otherwise
+_ROUNDS = 6  # LWT attempts of one acquisition (or fence) before giving up under contention
+
+PK = tuple[str, str, str]
+
+
+def slot_of(actor: ActorId, count: int) -> int:
+    """The slot of ``actor`` among ``count`` (stable across processes and versions)."""
+    name = f"{actor.namespace}\0{actor.type_name}\0{actor.key}".encode()
+    return zlib.crc32(name) % count
+
+
+class Hold:
+    """One slot this node holds: its epoch and what is known of its actors."""
+
+    __slots__ = ("dirty", "epoch", "fence", "fenced", "fresh", "inflight", "slot", "term")
+
+    def __init__(self, slot: int, epoch: int, term: int, fence: bool, fresh: bool) -> None:
+        self.slot = slot  # which slot
+        self.epoch = epoch  # the slot epoch S: every claim of its actors carries it
+        self.term = term  # our lease term when it was taken: a newer term voids it
+        self.fence = fence  # taken uncleanly: an actor's first store access is a fence LWT
+        self.fresh = fresh  # never held before: an actor's first commit guesses `epoch = null`
+        self.fenced: set[PK] = set()  # actors whose stored epoch is S (fenced or committed)
+        self.inflight = 0  # commits sent and not answered
+        self.dirty = False  # a commit of unknown outcome: the release will not be clean
+
+    def __repr__(self) -> str:
+        return f"Hold(slot={self.slot}, epoch={self.epoch}, fence={self.fence})"
+
+
+class Slots:
+    """The slot leases of one open ``ScyllaStore`` (activation=slots)."""
+
+    def __init__(self, store: ScyllaStore, count: int) -> None:
+        self.store = store  # the open store we run requests through
+        self.count = count  # slots of the name space (as the keyspace's settings fix it)
+        self.held: dict[int, Hold] = {}  # slots we hold, by number
+        self.seen: dict[int, tuple[str | None, int | None, bool | None]] = {}  # others' rows
+        self.taking: dict[int, asyncio.Future[Hold]] = {}  # acquisitions under way
+        self.fencing: dict[PK, asyncio.Future[None]] = {}  # per-actor fences under way
+
+    # ------------------------------------------------------------ claims
+
+    async def claim(self, actor: ActorId, me: str) -> Claim:
+        """The claim of ``actor``: the epoch of its slot, taken first if we lack it.
+
+        ``NotOwner`` when a live peer holds the slot (no request if we saw it so)."""
+        self._check_lease()
+        slot = slot_of(actor, self.count)
+        hold = self.held.get(slot)
+        if hold is None or hold.term != self.store.lease_term:
+            hold = await self._take(slot, me)
+        return Claim(actor, me, hold.epoch, (actor.namespace.encode(),
+                                             actor.type_name.encode(), actor.key.encode()))
+
+    def _check_lease(self) -> None:
+        store = self.store
+        last = store.last_heartbeat
+        bridge = store._open()[0]
+        if last is None or bridge.loop.time() - last > store.lease:
+            raise StoreUnavailable(
+                f"node {store.node_id}: no heartbeat landed for over the lease "
+                f"({store.lease} s): it takes no claims until one does"
+            )
+
+    def hold_of(self, claim: Claim) -> Hold:
+        """The slot ``claim`` was made under, still held in this lease term; else
+        ``StaleEpoch`` (nothing is sent: the slot may have passed on)."""
+        hold = self.held.get(slot_of(claim.actor, self.count))
+        if hold is None or hold.epoch != claim.epoch or hold.term != self.store.lease_term:
+            raise StaleEpoch(
+                f"{claim.actor} at epoch {claim.epoch}: this node no longer holds its slot "
+                "(lease lapsed, or taken by a peer)"
+            )
+        return hold
+
+    async def _take(self, slot: int, me: str) -> Hold:
+        fut = self.taking.get(slot)
+        if fut is not None:  # one acquisition per slot; every claim of it waits for it
+            return await asyncio.shield(fut)
+        loop = self.store._open()[0].loop
+        fut = self.taking[slot] = loop.create_future()
+        try:
+            hold = await self._acquire(slot, me)
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: waiters may be none
+            raise
+        else:
+            fut.set_result(hold)
+            return hold
+        finally:
+            self.taking.pop(slot, None)
+
+    async def _acquire(self, slot: int, me: str) -> Hold:
+        store = self.store
+        st = store._open()[1]
+        expect = self.seen.get(slot, (None, None, None))
+        old = self.held.pop(slot, None)
+        if old is not None:  # ours in an older term: it may have passed on meanwhile
+            expect = (me, old.epoch, False)
+        for _ in range(_ROUNDS):
+            holder, epoch, clean = expect
+            if holder is not None and holder != me and (
+                store.peer_state(holder) in (ALIVE, SUSPECT)  # seen alive: ask nothing
+                or not await store._reclaimable(holder)
+            ):
+                raise NotOwner(f"slot {slot} is held by live node {holder}", owner=holder)
+            new = (epoch or 0) + 1
+            term = store.lease_term
+            marker = _marker()
+            params = (me, new, marker, slot, holder, epoch, clean)
+            applied, row = await self._lwt(st.slot_take, params, slot, marker,
+                                           f"taking slot {slot}")
+            if applied:
+                # clean: never held, or released with every commit answered
+                fence = not (epoch is None or (holder is None and clean is True))
+                hold = Hold(slot, new, term, fence, fresh=epoch is None)
+                self.seen.pop(slot, None)
+                if term == store.lease_term:
+                    self.held[slot] = hold
+                log.debug("took slot %d at epoch %d (from %s, %s)", slot, new, holder,
+                          "fenced" if fence else "clean")
+                return hold
+            expect = self.seen[slot] = row
+        raise StoreUnavailable(f"slot {slot}: its holder kept changing; try again")
+
+    async def _lwt(
+        self, query: Any, params: Any, slot: int, marker: int, doing: str
+    ) -> tuple[bool, tuple[str | None, int | None, bool | None]]:
+        """A conditional write on the slot row: ``(applied, (holder, epoch, clean))``;
+        an unknown outcome is read back (SERIAL) by its marker."""
+        store = self.store
+        bridge, st, _ = store._open()
+        try:
+            rows = await bridge.run(query, params, LWT)
+        except AMBIGUOUS as exc:
+            log.info("%s: outcome unknown (%r); reading it back", doing, exc)
+            row = await self._read_back(st.slot_get, (slot,), doing)
+            holder, epoch, clean, got = row or (None, None, None, None)
+            return got == marker, (holder, epoch, clean)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise map_error(exc, doing) from exc
+        r = rows[0]
+        return bool(r["[applied]"]), (r.get("holder"), r.get("epoch"), r.get("clean"))
+
+    async def _read_back(self, query: Any, params: Any, doing: str) -> Any:
+        store = self.store
+        bridge = store._open()[0]
+        loop = bridge.loop
+        deadline = loop.time() + store.resolve_timeout
+        delay = 0.05
+        while True:
+            try:
+                rows = await bridge.run(query, params, SERIAL)
+                return rows[0] if rows else None
+            except UNREACHABLE as again:
+                if loop.time() + delay > deadline:
+                    raise StoreUnavailable(
+                        f"{doing}: outcome unknown and not readable within "
+                        f"{store.resolve_timeout}s: {again!r}") from again
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except Exception as other:
+                raise map_error(other, f"{doing}: reading back its outcome") from other
+
+    # ------------------------------------------------------------ the per-actor fence
+
+    async def touch(self, claim: Claim) -> None:
+        """Before a read under ``claim``: in a slot taken uncleanly, fence the actor
+        (once per holding) so no commit of an earlier holder can land after it."""
+        hold = self.hold_of(claim)
+        if not hold.fence:
+            return
+        pk = (claim.actor.namespace, claim.actor.type_name, claim.actor.key)
+        if pk in hold.fenced:
+            return
+        fut = self.fencing.get(pk)
+        if fut is None:
+            loop = self.store._open()[0].loop
+            fut = self.fencing[pk] = loop.create_future()
+            try:
+                await self._fence(claim, hold, pk)
+            except BaseException as exc:
+                fut.set_exception(exc)
+                fut.exception()
+                raise
+            else:
+                fut.set_result(None)
+            finally:
+                self.fencing.pop(pk, None)
+        else:
+            await asyncio.shield(fut)
+
+    async def _fence(self, claim: Claim, hold: Hold, pk: PK) -> None:
+        store = self.store
+        st = store._open()[1]
+        now = int(time.time() * 1000)
+        doing = f"fencing {claim.actor} at slot epoch {hold.epoch}"
+        new = False  # first guess: the actor has been written (an unclean slot is used)
+        for _ in range(_ROUNDS):
+            marker = _marker()
+            if new:
+                q, params = st.slot_fence_new, (hold.epoch, claim.node_id, now, marker, *pk)
+            else:
+                q, params = st.slot_fence, (hold.epoch, claim.node_id, now, marker, *pk,
+                                            hold.epoch)
+            applied, _, epoch = await store._lwt(q, params, claim.actor, marker, doing)
+            if applied:
+                if self.held.get(hold.slot) is hold:
+                    hold.fenced.add(pk)
+                return
+            if epoch is not None and epoch > hold.epoch:
+                self.lost(hold)
+                raise StaleEpoch(f"{doing}: a later holder of the slot wrote it (epoch {epoch})")
+            new = epoch is None
+        raise StoreUnavailable(f"{doing}: its epoch kept changing; try again")
+
+    def commit_fence(self, claim: Claim, hold: Hold, marker: int, new: bool) -> tuple[Any, Any]:
+        """The statement and parameters that open a commit batch of ``claim``."""
+        st = self.store._open()[1]
+        actor = claim.actor
+        pk = (actor.namespace, actor.type_name, actor.key)
+        now = int(time.time() * 1000)
+        if new:
+            return st.slot_fence_new, (hold.epoch, claim.node_id, now, marker, *pk)
+        return st.slot_fence, (hold.epoch, claim.node_id, now, marker, *pk, hold.epoch)
+
+    def lost(self, hold: Hold) -> None:
+        """A later holder wrote in this slot: forget it (the next claim asks the store)."""
+        if self.held.get(hold.slot) is hold:
+            del self.held[hold.slot]
+            log.warning("slot %d at epoch %d passed to a later holder", hold.slot, hold.epoch)
+
+    def drop_all(self) -> None:
+        """Our lease may have lapsed: every slot may have passed on."""
+        if self.held:
+            log.warning("dropping %d slot leases: the node lease may have lapsed",
+                        len(self.held))
+        self.held.clear()
+
+    # ------------------------------------------------------------ release
+
+    async def release_all(self, me: str) -> None:
+        """Give every held slot back: clean when none of its commits is in flight or
+        of unknown outcome (the next holder then needs no per-actor fence)."""
+        holds, self.held = list(self.held.values()), {}
+        if not holds:
+            return
+        st = self.store._open()[1]
+        term = self.store.lease_term
+
+        async def free(h: Hold) -> None:
+            clean = h.inflight == 0 and not h.dirty and h.term == term
+            marker = _marker()
+            try:
+                await self._lwt(st.slot_free, (clean, marker, h.slot, me, h.epoch), h.slot,
+                                marker, f"releasing slot {h.slot}")
+            except StoreError as exc:  # peers take it when our lease runs out
+                log.info("release of slot %d failed: %r", h.slot, exc)
+
+        sem = asyncio.Semaphore(256)
+
+        async def bounded(h: Hold) -> None:
+            async with sem:
+                await free(h)
+
+        await asyncio.gather(*(bounded(h) for h in holds))
+
+    async def holder_of(self, actor: ActorId) -> tuple[str | None, int]:
+        """``(holder, epoch)`` of ``actor``'s slot as committed (SERIAL)."""
+        store = self.store
+        bridge, st, _ = store._open()
+        slot = slot_of(actor, self.count)
+        rows = await store._do(bridge.run(st.slot_get, (slot,), SERIAL),
+                               f"reading the holder of slot {slot}")
+        if not rows:
+            return None, 0
+        holder, epoch, _, _ = rows[0]
+        return holder, epoch or 0
+
+
+def _marker() -> int:
+    from ._store import _marker as marker
+
+    return marker()
+
+
+def parse_setting(value: str) -> tuple[str, int]:
+    """``("actor", 0)`` or ``("slots", count)`` from a ``settings`` value."""
+    kind, _, count = value.partition("/")
+    if kind == "actor" and not count:
+        return kind, 0
+    if kind == "slots" and count.isdigit() and int(count) > 0:
+        return kind, int(count)
+    raise StoreError(f"unknown activation setting {value!r} in this keyspace")
