@@ -55,6 +55,9 @@ _ROUNDS = 6  # LWT attempts of one acquisition (or fence) before giving up under
 
 PK = tuple[str, str, str]
 
+SUB_BITS = 20  # a claim's epoch is slot epoch << SUB_BITS | the actor's claim count in it
+_SUB_MAX = (1 << SUB_BITS) - 1
+
 
 def slot_of(actor: ActorId, count: int) -> int:
     """The slot of ``actor`` among ``count`` (stable across processes and versions)."""
@@ -65,7 +68,8 @@ def slot_of(actor: ActorId, count: int) -> int:
 class Hold:
     """One slot this node holds: its epoch and what is known of its actors."""
 
-    __slots__ = ("dirty", "epoch", "fence", "fenced", "fresh", "inflight", "slot", "term")
+    __slots__ = ("dirty", "epoch", "fence", "fenced", "fresh", "inflight", "pending", "slot",
+                 "sub", "suspect", "term", "written")
 
     def __init__(self, slot: int, epoch: int, term: int, fence: bool, fresh: bool) -> None:
         self.slot = slot  # which slot
@@ -73,9 +77,23 @@ class Hold:
         self.term = term  # our lease term when it was taken: a newer term voids it
         self.fence = fence  # taken uncleanly: an actor's first store access is a fence LWT
         self.fresh = fresh  # never held before: an actor's first commit guesses `epoch = null`
-        self.fenced: set[PK] = set()  # actors whose stored epoch is S (fenced or committed)
-        self.inflight = 0  # commits sent and not answered
+        self.fenced: set[PK] = set()  # actors fenced or committed in this holding
+        self.written: set[PK] = set()  # actors whose stored epoch is known not null
+        self.sub: dict[PK, int] = {}  # actor -> its latest claim's count in this holding
+        self.pending: dict[PK, int] = {}  # actor -> its commits in flight
+        self.suspect: set[PK] = set()  # a commit of an older claim may still land: fence first
+        self.inflight = 0  # commits sent and not answered, all actors
         self.dirty = False  # a commit of unknown outcome: the release will not be clean
+
+    def needs_fence(self, pk: PK) -> bool:
+        """Whether ``pk``'s next store access must be a Paxos-level fence."""
+        return pk in self.suspect or (self.fence and pk not in self.fenced)
+
+    def settled(self, pk: PK) -> None:
+        """A fence or commit of ``pk`` at its latest claim applied."""
+        self.fenced.add(pk)
+        self.written.add(pk)
+        self.suspect.discard(pk)
 
     def __repr__(self) -> str:
         return f"Hold(slot={self.slot}, epoch={self.epoch}, fence={self.fence})"
@@ -101,10 +119,17 @@ class Slots:
         self._check_lease()
         slot = slot_of(actor, self.count)
         hold = self.held.get(slot)
+        pk = (actor.namespace, actor.type_name, actor.key)
+        if hold is not None and hold.sub.get(pk, 0) >= _SUB_MAX:
+            self.held.pop(slot, None)  # a million claims of one actor: take the slot anew
+            hold = None
         if hold is None or hold.term != self.store.lease_term:
             hold = await self._take(slot, me)
-        return Claim(actor, me, hold.epoch, (actor.namespace.encode(),
-                                             actor.type_name.encode(), actor.key.encode()))
+        n = hold.sub[pk] = hold.sub.get(pk, -1) + 1
+        if hold.pending.get(pk):  # an older claim's commit is in flight: it may land late
+            hold.suspect.add(pk)
+        return Claim(actor, me, hold.epoch << SUB_BITS | n,
+                     (actor.namespace.encode(), actor.type_name.encode(), actor.key.encode()))
 
     def _check_lease(self) -> None:
         store = self.store
@@ -119,11 +144,17 @@ class Slots:
     def hold_of(self, claim: Claim) -> Hold:
         """The slot ``claim`` was made under, still held in this lease term; else
         ``StaleEpoch`` (nothing is sent: the slot may have passed on)."""
-        hold = self.held.get(slot_of(claim.actor, self.count))
-        if hold is None or hold.epoch != claim.epoch or hold.term != self.store.lease_term:
+        actor = claim.actor
+        hold = self.held.get(slot_of(actor, self.count))
+        if (
+            hold is None
+            or hold.epoch != claim.epoch >> SUB_BITS
+            or hold.term != self.store.lease_term
+            or hold.sub.get((actor.namespace, actor.type_name, actor.key)) != claim.epoch & _SUB_MAX
+        ):
             raise StaleEpoch(
-                f"{claim.actor} at epoch {claim.epoch}: this node no longer holds its slot "
-                "(lease lapsed, or taken by a peer)"
+                f"{claim.actor} at epoch {claim.epoch}: released or claimed again, or this "
+                "node no longer holds its slot (lease lapsed, or taken by a peer)"
             )
         return hold
 
@@ -226,10 +257,8 @@ class Slots:
         """Before a read under ``claim``: in a slot taken uncleanly, fence the actor
         (once per holding) so no commit of an earlier holder can land after it."""
         hold = self.hold_of(claim)
-        if not hold.fence:
-            return
         pk = (claim.actor.namespace, claim.actor.type_name, claim.actor.key)
-        if pk in hold.fenced:
+        if not hold.needs_fence(pk):
             return
         fut = self.fencing.get(pk)
         if fut is None:
@@ -252,35 +281,51 @@ class Slots:
         store = self.store
         st = store._open()[1]
         now = int(time.time() * 1000)
-        doing = f"fencing {claim.actor} at slot epoch {hold.epoch}"
+        e = claim.epoch
+        doing = f"fencing {claim.actor} at epoch {e}"
         new = False  # first guess: the actor has been written (an unclean slot is used)
         for _ in range(_ROUNDS):
             marker = _marker()
             if new:
-                q, params = st.slot_fence_new, (hold.epoch, claim.node_id, now, marker, *pk)
+                q, params = st.slot_fence_new, (e, claim.node_id, now, marker, *pk)
             else:
-                q, params = st.slot_fence, (hold.epoch, claim.node_id, now, marker, *pk,
-                                            hold.epoch)
+                q, params = st.slot_fence, (e, claim.node_id, now, marker, *pk, e)
             applied, _, epoch = await store._lwt(q, params, claim.actor, marker, doing)
             if applied:
                 if self.held.get(hold.slot) is hold:
-                    hold.fenced.add(pk)
+                    hold.settled(pk)
                 return
-            if epoch is not None and epoch > hold.epoch:
-                self.lost(hold)
-                raise StaleEpoch(f"{doing}: a later holder of the slot wrote it (epoch {epoch})")
+            if epoch is not None and epoch > e:
+                self.overtaken(hold, epoch)
+                raise StaleEpoch(f"{doing}: a later claim wrote it (epoch {epoch})")
             new = epoch is None
         raise StoreUnavailable(f"{doing}: its epoch kept changing; try again")
 
-    def commit_fence(self, claim: Claim, hold: Hold, marker: int, new: bool) -> tuple[Any, Any]:
+    def commit_fence(self, claim: Claim, marker: int, new: bool) -> tuple[Any, Any]:
         """The statement and parameters that open a commit batch of ``claim``."""
         st = self.store._open()[1]
         actor = claim.actor
         pk = (actor.namespace, actor.type_name, actor.key)
         now = int(time.time() * 1000)
+        e = claim.epoch
         if new:
-            return st.slot_fence_new, (hold.epoch, claim.node_id, now, marker, *pk)
-        return st.slot_fence, (hold.epoch, claim.node_id, now, marker, *pk, hold.epoch)
+            return st.slot_fence_new, (e, claim.node_id, now, marker, *pk)
+        return st.slot_fence, (e, claim.node_id, now, marker, *pk, e)
+
+    def release(self, claim: Claim) -> None:
+        """The activation of ``claim`` ended: its claim becomes stale here (the slot,
+        and so the name, stays with this node)."""
+        hold = self.hold_of(claim)
+        pk = (claim.actor.namespace, claim.actor.type_name, claim.actor.key)
+        hold.sub[pk] = (claim.epoch & _SUB_MAX) + 1 if claim.epoch & _SUB_MAX < _SUB_MAX else 0
+        if hold.sub[pk] == 0:  # out of claim counts: take the slot anew on the next claim
+            self.held.pop(hold.slot, None)
+
+    def overtaken(self, hold: Hold, epoch: int) -> None:
+        """A stored epoch above our claim's: a later holder of the slot (forget the slot),
+        or a later claim of ours (only that claim is stale)."""
+        if epoch >> SUB_BITS > hold.epoch:
+            self.lost(hold)
 
     def lost(self, hold: Hold) -> None:
         """A later holder wrote in this slot: forget it (the next claim asks the store)."""
@@ -333,7 +378,7 @@ class Slots:
         if not rows:
             return None, 0
         holder, epoch, _, _ = rows[0]
-        return holder, epoch or 0
+        return holder, (epoch or 0) << SUB_BITS
 
 
 def _marker() -> int:

@@ -472,7 +472,7 @@ class ScyllaStore(Store):
         """Give up ``claim`` (the epoch stays); ``StaleEpoch`` if it is no longer current."""
         _, st, _ = self._open()
         if self._slots is not None:  # the name stays with its slot's lease
-            self._slots.hold_of(claim)
+            self._slots.release(claim)
             return
         actor = claim.actor
         marker = _marker()
@@ -525,7 +525,7 @@ class ScyllaStore(Store):
         def batch(new: bool, marker: int) -> Any:
             nonlocal first
             timers: builtins.list[tuple[str, bytes]] = []
-            fence = slots.commit_fence(claim, hold, marker, new)
+            fence = slots.commit_fence(claim, marker, new)
             b = self._batch(st, claim, marker, rows, timers, fence)
             pending = timers if first else []
             first = False
@@ -542,27 +542,34 @@ class ScyllaStore(Store):
         assert slots is not None
         actor = claim.actor
         pk = _pk(actor)
-        new = hold.fresh and pk not in hold.fenced
+        new = hold.fresh and pk not in hold.written
         for _ in range(3):
             marker = _marker()
             batch, timers = make(new, marker)
             if timers and self._timers is not None:  # the due index first (see _timers)
                 await self._timers.put(actor, timers)
             hold.inflight += 1
+            hold.pending[pk] = hold.pending.get(pk, 0) + 1
             try:
                 applied, owner, epoch = await self._lwt(batch, None, actor, marker, doing, True)
             except BaseException as exc:  # unknown outcome, or cancelled once sent
                 if not isinstance(exc, StoreError) or isinstance(exc, CommitUnknown):
-                    hold.dirty = True
+                    hold.dirty = True  # the slot's release will not be clean,
+                    hold.suspect.add(pk)  # and the actor's next access is a fence
                 raise
             finally:
                 hold.inflight -= 1
+                left = hold.pending[pk] - 1
+                if left:
+                    hold.pending[pk] = left
+                else:
+                    del hold.pending[pk]
             if applied:
                 if slots.held.get(hold.slot) is hold:
-                    hold.fenced.add(pk)
+                    hold.settled(pk)
                 return
-            if epoch is not None and epoch > hold.epoch:
-                slots.lost(hold)
+            if epoch is not None and epoch > claim.epoch:
+                slots.overtaken(hold, epoch)
                 raise _stale(doing.split(" ", 1)[0], claim, owner, epoch)
             if new == (epoch is None):  # resolved after a timeout: it did not apply
                 raise CommitFailed(f"{doing} did not apply (the server timed out); "
