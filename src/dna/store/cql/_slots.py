@@ -76,7 +76,8 @@ class Hold:
         self.epoch = epoch  # the slot epoch S: every claim of its actors carries it
         self.term = term  # our lease term when it was taken: a newer term voids it
         self.fence = fence  # taken uncleanly: an actor's first store access is a fence LWT
-        self.fresh = fresh  # never held before: an actor's first commit guesses `epoch = null`
+        self.fresh = fresh  # an actor's first commit guesses `IF epoch = null` (else `<=`):
+        # first for a slot never held, then as the last first commit of the slot found
         self.fenced: set[PK] = set()  # actors fenced or committed in this holding
         self.written: set[PK] = set()  # actors whose stored epoch is known not null
         self.sub: dict[PK, int] = {}  # actor -> its latest claim's count in this holding
@@ -180,10 +181,14 @@ class Slots:
     async def _acquire(self, slot: int, me: str) -> Hold:
         store = self.store
         st = store._open()[1]
-        expect = self.seen.get(slot, (None, None, None))
+        expect = self.seen.get(slot)
         old = self.held.pop(slot, None)
         if old is not None:  # ours in an older term: it may have passed on meanwhile
             expect = (me, old.epoch, False)
+        if expect is None:  # a plain read guesses the row; the LWT checks the guess
+            bridge = store._open()[0]
+            rows = await store._do(bridge.run(st.slot_get, (slot,)), f"reading slot {slot}")
+            expect = tuple(rows[0][:3]) if rows else (None, None, None)
         for _ in range(_ROUNDS):
             holder, epoch, clean = expect
             if holder is not None and holder != me and (

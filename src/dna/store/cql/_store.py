@@ -565,6 +565,8 @@ class ScyllaStore(Store):
                 else:
                     del hold.pending[pk]
             if applied:
+                if pk not in hold.written:  # how the next new actor's commit will guess
+                    hold.fresh = new
                 if slots.held.get(hold.slot) is hold:
                     hold.settled(pk)
                 return
