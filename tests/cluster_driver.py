@@ -54,7 +54,8 @@ def make_store(spec: dict[str, Any]) -> Any:
         return dna.SQLiteStore(spec["path"])
     return dna.ScyllaStore(hosts=spec["hosts"], keyspace=spec["keyspace"],
                            lease=spec.get("lease", 10.0),
-                           heartbeat_interval=spec.get("heartbeat", 1.0))
+                           heartbeat_interval=spec.get("heartbeat", 1.0),
+                           activation=spec.get("activation", "actor"))
 
 
 async def stream(node: dna.Node, cmd: dict[str, Any], say: Any) -> dict[str, Any]:
