@@ -1,6 +1,17 @@
 """Failover time: kill -9 of an actor's owner to the first successful call on its new owner.
 
     python bench/failover.py [--store sqlite|cql://H:P/KEYSPACE] [--rounds 5]
+    python bench/failover.py --store "cql://127.0.0.1:9042/KS?lease=3&heartbeat_interval=0.3" \
+        --actors 100000 --activation both [--actor kv]
+
+With ``--actors N`` (N > 1) one node holds N actors when it is killed: a victim
+node starts alone and a client node activates N actors on it (one call each),
+then a survivor starts, the victim is killed, and the client calls all N again
+until each answers. Printed: time to the first answer and to the last one,
+from the kill. ``--activation both`` (CQL) runs the per-actor path and the slot
+path (``?activation=slots``, in keyspace ``<KS>_slots``) one after the other in
+this run. ``--actor kv``: each actor holds one stored value, checked on every
+answer (on the slot path its first read after the takeover is a fence LWT).
 
 Two `dna node` processes share a store; this process is a client node
 (host_actors=False) that calls the actor, kills its owner, and calls until a
@@ -68,6 +79,88 @@ async def one_round(store_args: list[str], make_store: object, secret_file: Path
                 p.stdout.close()
 
 
+async def many_round(url: str, n: int, actor: str, window: int, secret_file: Path) -> dict[str, float]:
+    """Kill -9 of a node holding ``n`` actors: seconds to the first and the last answer."""
+    from dna.examples import Noop
+
+    secret = secret_file.read_bytes()  # noqa: ASYNC240
+    victim, _ = start_node(["--store", url], secret_file)
+    survivor = None
+    try:
+        node = dna.Node(store=open_store(url), listen="127.0.0.1:0", secret=secret,
+                        host_actors=False, call_timeout=5.0)
+        async with node:
+            run = f"fo-{time.time_ns():x}"
+            cls = KVActor if actor == "kv" else Noop
+
+            async def call(i: int) -> None:
+                ref = node.ref(cls, f"{run}-{i}")
+                if actor == "kv":
+                    assert await ref.get.with_timeout(2.0)("k") == i
+                else:
+                    await ref.ping.with_timeout(2.0)()
+
+            async def fill(i: int) -> None:
+                ref = node.ref(cls, f"{run}-{i}")
+                while True:
+                    try:
+                        await (ref.put("k", i) if actor == "kv" else ref.ping())
+                        return
+                    except dna.errors.DNAError:
+                        await asyncio.sleep(0.05)
+
+            t0 = time.perf_counter()
+            await windowed(fill, n, window)
+            setup = time.perf_counter() - t0
+            survivor, sid = start_node(["--store", url], secret_file)
+            while True:  # the client sees the survivor alive before the kill
+                recs = {r.node_id: r for r in await node.store.nodes()}
+                if sid in recs and recs[sid].alive:
+                    break
+                await asyncio.sleep(0.1)
+            await node.cluster.refresh_peers()
+            first: list[float] = []
+
+            async def again(i: int) -> None:
+                while True:
+                    try:
+                        await call(i)
+                        if not first:
+                            first.append(time.perf_counter())
+                        return
+                    except dna.errors.DNAError:
+                        await asyncio.sleep(0.05)
+
+            t0 = time.perf_counter()
+            victim.send_signal(signal.SIGKILL)
+            await windowed(again, n, window)
+            last = time.perf_counter() - t0
+            return {"setup_s": setup, "first_answer_s": first[0] - t0, "all_answered_s": last}
+    finally:
+        for p in (victim, survivor):
+            if p is not None:
+                p.kill()
+                p.wait()
+                if p.stdout is not None:
+                    p.stdout.close()
+
+
+async def windowed(fn: object, n: int, window: int) -> None:
+    """``fn(i)`` for every i < n, ``window`` at a time."""
+    it = iter(range(n))
+
+    async def worker() -> None:
+        for i in it:
+            await fn(i)  # type: ignore[operator]
+
+    await asyncio.gather(*(worker() for _ in range(min(n, window))))
+
+
+def slots_url(url: str) -> str:
+    base, _, query = url.partition("?")
+    return f"{base}_slots?activation=slots" + (f"&{query}" if query else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default="sqlite",
@@ -75,11 +168,28 @@ def main() -> None:
     ap.add_argument("--hosts", default="127.0.0.1:9042", help="with --store cql (older form)")
     ap.add_argument("--keyspace", default="dna_failover", help="with --store cql (older form)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--actors", type=int, default=1, help="actors on the killed node")
+    ap.add_argument("--activation", choices=["actor", "slots", "both"], default="actor",
+                    help="with --actors > 1 on CQL: the activation path(s) to run")
+    ap.add_argument("--actor", choices=["noop", "kv"], default="noop",
+                    help="with --actors > 1: stateless actors, or one stored value each")
+    ap.add_argument("--window", type=int, default=2_000, help="calls in flight at most")
     ap.add_argument("--json", action="store_true")
     ns = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dna-failover-"))
     secret_file = work / "secret"
     secret_file.write_bytes(secrets.token_hex(16).encode())
+    if ns.actors > 1:
+        paths = ["actor", "slots"] if ns.activation == "both" else [ns.activation]
+        out: dict[str, object] = {"store": ns.store, "actors": ns.actors, "actor": ns.actor}
+        for path in paths:
+            url = ns.store if path == "actor" else slots_url(ns.store)
+            got = asyncio.run(many_round(url, ns.actors, ns.actor, ns.window, secret_file))
+            out[path] = got
+            print(f"{path}: " + ", ".join(f"{k} {v:.1f}" for k, v in got.items()), flush=True)
+        print(json.dumps(out))
+        os.system(f"rm -rf {work}")
+        return
     times = []
     for r in range(ns.rounds):
         url = ns.store
