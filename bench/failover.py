@@ -79,7 +79,9 @@ async def one_round(store_args: list[str], make_store: object, secret_file: Path
                 p.stdout.close()
 
 
-async def many_round(url: str, n: int, actor: str, window: int, secret_file: Path) -> dict[str, float]:
+async def many_round(
+    url: str, n: int, actor: str, window: int, secret_file: Path
+) -> dict[str, float]:
     """Kill -9 of a node holding ``n`` actors: seconds to the first and the last answer."""
     from dna.examples import Noop
 

@@ -34,6 +34,7 @@ at all, even after an unclean takeover.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -90,11 +91,14 @@ class Hold:
         """Whether ``pk``'s next store access must be a Paxos-level fence."""
         return pk in self.suspect or (self.fence and pk not in self.fenced)
 
-    def settled(self, pk: PK) -> None:
-        """A fence or commit of ``pk`` at its latest claim applied."""
+    def settled(self, pk: PK, epoch: int) -> None:
+        """A fence or commit of ``pk`` at claim epoch ``epoch`` applied: whatever was in
+        flight for older claims can no longer land (suspicion cleared only if that is
+        the actor's latest claim: a newer one may have come while an older commit flew)."""
         self.fenced.add(pk)
         self.written.add(pk)
-        self.suspect.discard(pk)
+        if self.sub.get(pk) == epoch & _SUB_MAX:
+            self.suspect.discard(pk)
 
     def __repr__(self) -> str:
         return f"Hold(slot={self.slot}, epoch={self.epoch}, fence={self.fence})"
@@ -261,44 +265,41 @@ class Slots:
     async def touch(self, claim: Claim) -> None:
         """Before a read under ``claim``: in a slot taken uncleanly, fence the actor
         (once per holding) so no commit of an earlier holder can land after it."""
-        hold = self.hold_of(claim)
         pk = (claim.actor.namespace, claim.actor.type_name, claim.actor.key)
-        if not hold.needs_fence(pk):
-            return
-        fut = self.fencing.get(pk)
-        if fut is None:
-            loop = self.store._open()[0].loop
-            fut = self.fencing[pk] = loop.create_future()
-            try:
-                await self._fence(claim, hold, pk)
-            except BaseException as exc:
-                fut.set_exception(exc)
-                fut.exception()
-                raise
-            else:
-                fut.set_result(None)
-            finally:
-                self.fencing.pop(pk, None)
+        while True:
+            hold = self.hold_of(claim)
+            if not hold.needs_fence(pk):
+                return
+            fut = self.fencing.get(pk)
+            if fut is None:
+                break
+            with contextlib.suppress(Exception):  # another claim's fence: then look again
+                await asyncio.shield(fut)
+        loop = self.store._open()[0].loop
+        fut = self.fencing[pk] = loop.create_future()
+        try:
+            await self._fence(claim, hold, pk)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()
+            raise
         else:
-            await asyncio.shield(fut)
+            fut.set_result(None)
+        finally:
+            self.fencing.pop(pk, None)
 
     async def _fence(self, claim: Claim, hold: Hold, pk: PK) -> None:
         store = self.store
-        st = store._open()[1]
-        now = int(time.time() * 1000)
         e = claim.epoch
         doing = f"fencing {claim.actor} at epoch {e}"
         new = False  # first guess: the actor has been written (an unclean slot is used)
         for _ in range(_ROUNDS):
             marker = _marker()
-            if new:
-                q, params = st.slot_fence_new, (e, claim.node_id, now, marker, *pk)
-            else:
-                q, params = st.slot_fence, (e, claim.node_id, now, marker, *pk, e)
+            q, params = self.commit_fence(claim, marker, new)
             applied, _, epoch = await store._lwt(q, params, claim.actor, marker, doing)
             if applied:
                 if self.held.get(hold.slot) is hold:
-                    hold.settled(pk)
+                    hold.settled(pk, e)
                 return
             if epoch is not None and epoch > e:
                 self.overtaken(hold, epoch)

@@ -40,7 +40,6 @@ from .._gil import SwitchInterval
 from ..base import (
     ALIVE,
     DEAD,
-    SUSPECT,
     TIMERS_MODULE,
     UNKNOWN,
     ActorId,
@@ -568,7 +567,7 @@ class ScyllaStore(Store):
                 if pk not in hold.written:  # how the next new actor's commit will guess
                     hold.fresh = new
                 if slots.held.get(hold.slot) is hold:
-                    hold.settled(pk)
+                    hold.settled(pk, claim.epoch)
                 return
             if epoch is not None and epoch > claim.epoch:
                 slots.overtaken(hold, epoch)

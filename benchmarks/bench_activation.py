@@ -1,0 +1,79 @@
+"""asv benchmarks of activation: the runtime's own cost (memory store), and the two
+CQL activation paths (per-actor LWT claims vs slot leases) when ``DNA_CQL_HOSTS``
+names a server (skipped otherwise). Keyspaces: ``$DNA_ASV_KEYSPACE`` (default
+``dna_asv``) and the same name with ``_slots`` for the slot path."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from typing import Any
+
+import dna
+from dna.examples import Noop
+from dna.store import open_store
+from dna.store.memory import MemoryStore
+
+_RUN = itertools.count()
+
+
+def _activate(loop: asyncio.AbstractEventLoop, node: dna.Node, n: int, window: int) -> None:
+    tag = f"{os.getpid()}-{next(_RUN)}-{id(node)}"
+    names = iter(range(n))
+
+    async def worker() -> None:
+        for i in names:
+            await node.ref(Noop, f"asv-{tag}-{i}").ping()
+
+    async def go() -> None:
+        await asyncio.gather(*(worker() for _ in range(window)))
+
+    loop.run_until_complete(go())
+
+
+class MemoryActivations:
+    """5,000 fresh activations (one call each) on the in-process store: the runtime's
+    own cost, which bounds the CQL slot path."""
+
+    def setup(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.node = dna.Node(store=MemoryStore())
+        self.loop.run_until_complete(self.node.start())
+
+    def teardown(self) -> None:
+        self.loop.run_until_complete(self.node.stop())
+        self.loop.close()
+
+    def time_activations(self) -> None:
+        _activate(self.loop, self.node, 5_000, 1_000)
+
+
+class CQLActivations:
+    """2,000 fresh activations on Cassandra/ScyllaDB, per activation path; on the slot
+    path every slot is held already (the steady state of a running node)."""
+
+    params = ["actor", "slots"]
+    param_names = ["activation"]
+    timeout = 300.0
+
+    def setup(self, activation: str) -> None:
+        hosts = os.environ.get("DNA_CQL_HOSTS")
+        if not hosts:
+            raise NotImplementedError("no CQL server: set DNA_CQL_HOSTS")
+        ks = os.environ.get("DNA_ASV_KEYSPACE", "dna_asv")
+        url = f"cql://{hosts}/{ks}"
+        if activation == "slots":
+            url = f"cql://{hosts}/{ks}_slots?activation=slots"
+        self.loop = asyncio.new_event_loop()
+        self.node = dna.Node(store=open_store(url))
+        self.loop.run_until_complete(self.node.start())
+        if activation == "slots":  # take every slot before timing
+            _activate(self.loop, self.node, 8_000, 1_000)
+
+    def teardown(self, activation: str) -> None:
+        self.loop.run_until_complete(self.node.stop())
+        self.loop.close()
+
+    def time_activations(self, activation: str) -> Any:
+        _activate(self.loop, self.node, 2_000, 500)
