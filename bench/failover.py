@@ -181,6 +181,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dna-failover-"))
     secret_file = work / "secret"
     secret_file.write_bytes(secrets.token_hex(16).encode())
+    secret_file.chmod(0o600)  # `dna node` refuses a secret others may read
     if ns.actors > 1:
         paths = ["actor", "slots"] if ns.activation == "both" else [ns.activation]
         out: dict[str, object] = {"store": ns.store, "actors": ns.actors, "actor": ns.actor}
