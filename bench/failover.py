@@ -80,7 +80,7 @@ async def one_round(store_args: list[str], make_store: object, secret_file: Path
 
 
 async def many_round(
-    url: str, n: int, actor: str, window: int, secret_file: Path
+    url: str, n: int, actor: str, window: int, secret_file: Path, try_timeout: float = 2.0
 ) -> dict[str, float]:
     """Kill -9 of a node holding ``n`` actors: seconds to the first and the last answer."""
     from dna.examples import Noop
@@ -98,9 +98,9 @@ async def many_round(
             async def call(i: int) -> None:
                 ref = node.ref(cls, f"{run}-{i}")
                 if actor == "kv":
-                    assert await ref.get.with_timeout(2.0)("k") == i
+                    assert await ref.get.with_timeout(try_timeout)("k") == i
                 else:
-                    await ref.ping.with_timeout(2.0)()
+                    await ref.ping.with_timeout(try_timeout)()
 
             async def fill(i: int) -> None:
                 ref = node.ref(cls, f"{run}-{i}")
@@ -176,6 +176,10 @@ def main() -> None:
     ap.add_argument("--actor", choices=["noop", "kv"], default="noop",
                     help="with --actors > 1: stateless actors, or one stored value each")
     ap.add_argument("--window", type=int, default=2_000, help="calls in flight at most")
+    ap.add_argument("--try-timeout", type=float, default=2.0,
+                    help="with --actors > 1: seconds one call may take before it is retried "
+                    "(a call to the killed node waits this long: with a small window these "
+                    "waits, not the store, bound the time to the last answer)")
     ap.add_argument("--json", action="store_true")
     ns = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dna-failover-"))
@@ -187,7 +191,8 @@ def main() -> None:
         out: dict[str, object] = {"store": ns.store, "actors": ns.actors, "actor": ns.actor}
         for path in paths:
             url = ns.store if path == "actor" else slots_url(ns.store)
-            got = asyncio.run(many_round(url, ns.actors, ns.actor, ns.window, secret_file))
+            got = asyncio.run(many_round(url, ns.actors, ns.actor, ns.window, secret_file,
+                                         ns.try_timeout))
             out[path] = got
             print(f"{path}: " + ", ".join(f"{k} {v:.1f}" for k, v in got.items()), flush=True)
         print(json.dumps(out))
