@@ -111,8 +111,7 @@ async def destroy(store: ScyllaStore, claim: Claim) -> None:
             b.add(st.destroy_rows, _pk(actor))
             return b, []
 
-        await store._slot_fenced(claim, hold, make, f"destroy of {actor} at slot epoch "
-                                 f"{claim.epoch}")
+        await slots.fenced(claim, hold, make, f"destroy of {actor} at epoch {claim.epoch}")
         return
     marker = _marker()
     batch = BatchStatement(BatchType.UNLOGGED)

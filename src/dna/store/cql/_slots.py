@@ -36,12 +36,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from ...errors import NotOwner, StaleEpoch, StoreError, StoreUnavailable
-from ..base import ALIVE, SUSPECT, ActorId, Claim
+from ...errors import (
+    CommitFailed,
+    CommitUnknown,
+    NotOwner,
+    StaleEpoch,
+    StoreError,
+    StoreUnavailable,
+)
+from ..base import ALIVE, SUSPECT, ActorId, Claim, Row
 from ._bridge import AMBIGUOUS, LWT, SERIAL, UNREACHABLE, map_error
 
 if TYPE_CHECKING:
@@ -58,6 +66,11 @@ PK = tuple[str, str, str]
 
 SUB_BITS = 20  # a claim's epoch is slot epoch << SUB_BITS | the actor's claim count in it
 _SUB_MAX = (1 << SUB_BITS) - 1
+
+
+def _marker() -> int:
+    """A fresh commit marker (see ``_schema``): which write last touched a row."""
+    return random.getrandbits(63)
 
 
 def slot_of(actor: ActorId, count: int) -> int:
@@ -307,6 +320,70 @@ class Slots:
             new = epoch is None
         raise StoreUnavailable(f"{doing}: its epoch kept changing; try again")
 
+    async def commit(self, st: Any, claim: Claim, rows: list[Row]) -> None:
+        """A commit on the slot path: the store's batch, opened by the slot fence."""
+        store = self.store
+        hold = self.hold_of(claim)
+        first = True
+
+        def batch(new: bool, marker: int) -> Any:
+            nonlocal first
+            timers: list[tuple[str, bytes]] = []
+            fence = self.commit_fence(claim, marker, new)
+            b = store._batch(st, claim, marker, rows, timers, fence)
+            pending = timers if first else []
+            first = False
+            return b, pending
+
+        doing = f"commit of {len(rows)} writes to {claim.actor} at slot epoch {claim.epoch}"
+        await self.fenced(claim, hold, batch, doing)
+
+    async def fenced(self, claim: Claim, hold: Hold, make: Any, doing: str) -> None:
+        """Send the batch ``make(new, marker)`` builds (``new``: fenced ``IF epoch =
+        null``, else ``IF epoch <= S``), guessing again when the actor's stored epoch
+        says the other form applies. ``StaleEpoch`` when a later holder wrote it."""
+        from ._store import _stale
+
+        store = self.store
+        actor = claim.actor
+        pk = (actor.namespace, actor.type_name, actor.key)
+        new = hold.fresh and pk not in hold.written
+        for _ in range(3):
+            marker = _marker()
+            batch, timers = make(new, marker)
+            if timers and store._timers is not None:  # the due index first (see _timers)
+                await store._timers.put(actor, timers)
+            hold.inflight += 1
+            hold.pending[pk] = hold.pending.get(pk, 0) + 1
+            try:
+                applied, owner, epoch = await store._lwt(batch, None, actor, marker, doing, True)
+            except BaseException as exc:  # unknown outcome, or cancelled once sent
+                if not isinstance(exc, StoreError) or isinstance(exc, CommitUnknown):
+                    hold.dirty = True  # the slot's release will not be clean,
+                    hold.suspect.add(pk)  # and the actor's next access is a fence
+                raise
+            finally:
+                hold.inflight -= 1
+                left = hold.pending[pk] - 1
+                if left:
+                    hold.pending[pk] = left
+                else:
+                    del hold.pending[pk]
+            if applied:
+                if pk not in hold.written:  # how the next new actor's commit will guess
+                    hold.fresh = new
+                if self.held.get(hold.slot) is hold:
+                    hold.settled(pk, claim.epoch)
+                return
+            if epoch is not None and epoch > claim.epoch:
+                self.overtaken(hold, epoch)
+                raise _stale(doing.split(" ", 1)[0], claim, owner, epoch)
+            if new == (epoch is None):  # resolved after a timeout: it did not apply
+                raise CommitFailed(f"{doing} did not apply (the server timed out); "
+                                   "nothing written")
+            new = epoch is None  # the other form of the fence applies: try it
+        raise StoreUnavailable(f"{doing}: the actor's epoch kept changing; try again")
+
     def commit_fence(self, claim: Claim, marker: int, new: bool) -> tuple[Any, Any]:
         """The statement and parameters that open a commit batch of ``claim``."""
         st = self.store._open()[1]
@@ -385,12 +462,6 @@ class Slots:
             return None, 0
         holder, epoch, _, _ = rows[0]
         return holder, (epoch or 0) << SUB_BITS
-
-
-def _marker() -> int:
-    from ._store import _marker as marker
-
-    return marker()
 
 
 def parse_setting(value: str) -> tuple[str, int]:

@@ -29,7 +29,6 @@ except ImportError as _exc:  # the driver is the [cql] extra
 
 from ...errors import (
     CommitFailed,
-    CommitUnknown,
     InterfaceError,
     NotOwner,
     StaleEpoch,
@@ -63,7 +62,7 @@ from ._bridge import (
 )
 from ._schema import Statements, check_keyspace, replication_map
 from ._session import Peers, connect, shutdown
-from ._slots import DEFAULT_SLOTS, Hold, Slots, parse_setting
+from ._slots import DEFAULT_SLOTS, Slots, parse_setting
 from ._timers import TimerIndex
 
 __all__ = ["ScyllaStore"]
@@ -499,7 +498,7 @@ class ScyllaStore(Store):
     async def commit(self, claim: Claim, rows: list[Row]) -> None:
         _, st, _ = self._open()
         if self._slots is not None:
-            await self._commit_slots(st, claim, rows)
+            await self._slots.commit(st, claim, rows)
             return
         marker = _marker()
         timers: builtins.list[tuple[str, bytes]] = []
@@ -513,70 +512,6 @@ class ScyllaStore(Store):
         if owner == claim.node_id and epoch == claim.epoch:  # resolved: it did not apply
             raise CommitFailed(f"{doing} did not apply (the server timed out); nothing written")
         raise _stale("commit", claim, owner, epoch)
-
-    async def _commit_slots(self, st: Statements, claim: Claim, rows: list[Row]) -> None:
-        """A commit on the slot path: the same batch, opened by the slot fence."""
-        slots = self._slots
-        assert slots is not None
-        hold = slots.hold_of(claim)
-        first = True
-
-        def batch(new: bool, marker: int) -> Any:
-            nonlocal first
-            timers: builtins.list[tuple[str, bytes]] = []
-            fence = slots.commit_fence(claim, marker, new)
-            b = self._batch(st, claim, marker, rows, timers, fence)
-            pending = timers if first else []
-            first = False
-            return b, pending
-
-        doing = f"commit of {len(rows)} writes to {claim.actor} at slot epoch {claim.epoch}"
-        await self._slot_fenced(claim, hold, batch, doing)
-
-    async def _slot_fenced(self, claim: Claim, hold: Hold, make: Any, doing: str) -> None:
-        """Send the batch ``make(new, marker)`` builds (``new``: fenced ``IF epoch =
-        null``, else ``IF epoch <= S``), guessing again when the actor's stored epoch
-        says the other form applies. ``StaleEpoch`` when a later holder wrote it."""
-        slots = self._slots
-        assert slots is not None
-        actor = claim.actor
-        pk = _pk(actor)
-        new = hold.fresh and pk not in hold.written
-        for _ in range(3):
-            marker = _marker()
-            batch, timers = make(new, marker)
-            if timers and self._timers is not None:  # the due index first (see _timers)
-                await self._timers.put(actor, timers)
-            hold.inflight += 1
-            hold.pending[pk] = hold.pending.get(pk, 0) + 1
-            try:
-                applied, owner, epoch = await self._lwt(batch, None, actor, marker, doing, True)
-            except BaseException as exc:  # unknown outcome, or cancelled once sent
-                if not isinstance(exc, StoreError) or isinstance(exc, CommitUnknown):
-                    hold.dirty = True  # the slot's release will not be clean,
-                    hold.suspect.add(pk)  # and the actor's next access is a fence
-                raise
-            finally:
-                hold.inflight -= 1
-                left = hold.pending[pk] - 1
-                if left:
-                    hold.pending[pk] = left
-                else:
-                    del hold.pending[pk]
-            if applied:
-                if pk not in hold.written:  # how the next new actor's commit will guess
-                    hold.fresh = new
-                if slots.held.get(hold.slot) is hold:
-                    hold.settled(pk, claim.epoch)
-                return
-            if epoch is not None and epoch > claim.epoch:
-                slots.overtaken(hold, epoch)
-                raise _stale(doing.split(" ", 1)[0], claim, owner, epoch)
-            if new == (epoch is None):  # resolved after a timeout: it did not apply
-                raise CommitFailed(f"{doing} did not apply (the server timed out); "
-                                   "nothing written")
-            new = epoch is None  # the other form of the fence applies: try it
-        raise StoreUnavailable(f"{doing}: the actor's epoch kept changing; try again")
 
     def _batch(
         self, st: Statements, claim: Claim, marker: int, rows: list[Row],
