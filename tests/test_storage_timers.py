@@ -113,6 +113,10 @@ class Alarm(dna.Actor):
             t.set("x", after=1, payload=object())
         elif how == "name":
             t.set(1, after=1)  # type: ignore[arg-type]
+        elif how == "reserved":
+            t.set("\x00dna.outbox", after=1)
+        elif how == "reserved cancel":
+            t.cancel("\x00dna.outbox")
         elif how == "naive":
             t.set("x", at=dt.datetime(2030, 1, 1))
         elif how == "negative after":
@@ -183,7 +187,8 @@ async def test_set_get_list_cancel_are_durable_writes(store_kind: str, tmp_path:
 @pytest.mark.parametrize("how,exc", [
     ("no due", "TypeError"), ("both", "TypeError"), ("negative every", "ValueError"),
     ("zero every", "ValueError"), ("payload", "TypeError"), ("name", "TypeError"),
-    ("naive", "ValueError"), ("negative after", "ValueError"),
+    ("naive", "ValueError"), ("negative after", "ValueError"), ("reserved", "ValueError"),
+    ("reserved cancel", "ValueError"),
 ])
 async def test_bad_input_is_refused_at_the_call(tmp_path: Any, how: str, exc: str) -> None:
     async with node_on(make_store("sqlite", tmp_path)) as node:
@@ -483,6 +488,10 @@ class Notifier(dna.Actor):
     def cancel(self, name: str) -> None:
         self.timers.cancel(name)
 
+    @dna.call
+    async def names(self) -> list[str]:
+        return [t.name for t in await self.timers.list()]
+
     def on_timer(self, name: str, payload: Any) -> None:
         self.send(self.node.ref(Inbox, self.key).take, payload)
         if name.startswith("bad"):
@@ -516,6 +525,7 @@ async def test_sends_of_a_raising_hook_are_dropped_the_others_delivered_once(
         assert sorted(await node.ref(Inbox, unique).values()) == ["a", "c"]
         assert [t for t in await node.store.due_timers(2**62, 100)
                 if t.actor.key == unique and t.name == "bad"] != []  # still pending
+        assert await n.names() == ["bad"]  # the outbox's own wake-up timer is not listed
         await n.cancel("bad")  # leave nothing due behind in a shared keyspace
 
 
