@@ -42,7 +42,7 @@ from ..errors import InterfaceError, TooLarge
 from ..ids import ActorId
 from ..store.base import TIMERS_MODULE
 from .base import StorageContext, StorageModule
-from .timers import FIRE_HANDLER, OUTBOX_WAKE, Timers, encode_timer, fire_handler, now_us
+from .timers import FIRE_HANDLER, OUTBOX_WAKE, encode_timer, fire_handler, now_us
 
 __all__ = ["SEEN", "BoundOutbox", "Entry", "OutOfOrder", "Outbox", "receive", "sender_key"]
 
@@ -94,10 +94,6 @@ def sender_key(aid: ActorId) -> str:
 
 class Outbox(StorageModule["BoundOutbox"]):
     """Declare on an actor class that sends: ``outbox = Outbox()``."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        super().__set_name__(owner, name)
-        Timers.declared += 1  # the timer scanner wakes senders too
 
     def bind(self, ctx: StorageContext) -> BoundOutbox:
         bound = BoundOutbox(ctx, self.name)

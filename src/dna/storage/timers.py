@@ -38,7 +38,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, NamedTuple
 
 from .._core import pack, unpack
@@ -79,8 +79,6 @@ class Timers(StorageModule["BoundTimers"]):
     The class defines ``on_timer(self, name, payload)``; it runs when a timer fires.
     """
 
-    declared = 0  # classes of this process with Timers or an Outbox (0: nothing to scan)
-
     def __init__(self) -> None:
         self.name = TIMERS_MODULE  # stored module name, whatever the attribute is called
         self.attr = ""  # the attribute it is declared as
@@ -92,7 +90,6 @@ class Timers(StorageModule["BoundTimers"]):
                     f"{owner.__qualname__} declares Timers twice ({other_name}, {name})"
                 )
         self.attr = name
-        Timers.declared += 1
 
     def bind(self, ctx: StorageContext) -> BoundTimers:
         return BoundTimers(ctx)
@@ -310,11 +307,13 @@ class TimerScanner:
     once while the index has more due entries than a round reads.
     """
 
-    def __init__(self, store: Store, fire: Fire, poll: float = 0.1) -> None:
+    def __init__(self, store: Store, fire: Fire, poll: float = 0.1,
+                 types: Callable[[], Collection[str]] = frozenset) -> None:
         if not poll > 0:
             raise ValueError("timer poll interval must be > 0")
         self.store = store
         self.fire = fire  # sends the firing message through the node's routing
+        self.types = types  # the actor types this node fires timers of (it loads them)
         self.poll = poll  # seconds between rounds when nothing more is due
         self.batch = 2_000  # index entries read per round
         self.max_inflight = 10_000  # timers whose firing awaits its reply
@@ -353,10 +352,11 @@ class TimerScanner:
 
     async def round(self) -> bool:
         """One round; True when the index had more due entries than it read."""
-        if not Timers.declared:  # no actor class here can have timers: no store reads
+        types = self.types()
+        if not types:  # no actor class here can have timers: no store reads
             return False
         whole = self._cursor is None  # this round may read every due entry
-        entries = await self.store.due_timers(now_us(), self.batch, self._cursor)
+        entries = await self.store.due_timers(now_us(), self.batch, self._cursor, types)
         more = len(entries) == self.batch
         if whole and not more and self._retry:  # forget retries of timers gone meanwhile
             seen = {_key(e) for e in entries}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
+from collections.abc import Collection
 from typing import Any
 
 from ...errors import InterfaceError
@@ -46,10 +47,15 @@ _OWNER = "SELECT owner, epoch FROM actors WHERE namespace = ? AND type_name = ? 
 _DUE = (
     "SELECT d.actor, d.k, d.v, a.namespace, a.type_name, a.key FROM data d "
     f"JOIN actors a ON a.id = d.actor WHERE d.module = '{TIMERS_MODULE}' "
-    "AND substr(d.v, 1, 8) <= ? {after}ORDER BY substr(d.v, 1, 8), d.actor, d.k LIMIT ?"
+    "AND substr(d.v, 1, 8) <= ? {after}{types}ORDER BY substr(d.v, 1, 8), d.actor, d.k LIMIT ?"
 )
-_DUE_FIRST = _DUE.format(after="")
-_DUE_AFTER = _DUE.format(after="AND (substr(d.v, 1, 8), d.actor, d.k) > (?, ?, ?) ")
+_AFTER = "AND (substr(d.v, 1, 8), d.actor, d.k) > (?, ?, ?) "
+
+
+def _due_sql(after: bool, ntypes: int | None) -> str:
+    """The listing of due timers, after a cursor or not, of ``ntypes`` types or all."""
+    types = "" if ntypes is None else f"AND a.type_name IN ({', '.join('?' * ntypes)}) "
+    return _DUE.format(after=_AFTER if after else "", types=types)
 _NODES = "SELECT node_id, address, heartbeat, draining, load FROM nodes ORDER BY node_id"
 
 
@@ -267,17 +273,18 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ timers
 
     async def due_timers(
-        self, now: int, limit: int, after: DueTimer | None = None
+        self, now: int, limit: int, after: DueTimer | None = None,
+        types: Collection[str] | None = None,
     ) -> builtins.list[DueTimer]:
         """Timers due by ``now``, from the partial index on the data table (exact:
         a timer and its entry are one row, so no entry is ever stale)."""
-        if limit <= 0:
+        if limit <= 0 or (types is not None and not types):
             return []
         bound = now.to_bytes(8, "big")
-        if after is None:
-            got = self._read(_DUE_FIRST, (bound, limit), "listing due timers")
-        else:
-            got = self._read(_DUE_AFTER, (bound, *after.cursor, limit), "listing due timers")
+        sql = _due_sql(after is not None, None if types is None else len(types))
+        params = (bound, *(after.cursor if after is not None else ()),
+                  *(sorted(types) if types is not None else ()), limit)
+        got = self._read(sql, params, "listing due timers")
         out = []
         for handle, name, value, ns, tn, key in got:
             if len(value) < TIMER_HEADER_BYTES:
