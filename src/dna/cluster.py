@@ -149,7 +149,9 @@ class RemoteRoute:
                 self.waiting_room = True
                 self.cluster.node.spawn(self._when_writable())
             return
-        msgs = inbox.take(MAX_FRAME_CASTS)
+        # no bigger a frame than the peer's credit: one beyond it would wait in the
+        # peer's inbox behind a full mailbox (at least one, held here until credit comes)
+        msgs = inbox.take(max(1, min(MAX_FRAME_CASTS, transport.credit(self.address))))
         i, n = 0, len(msgs)
         while i < n:  # casts before a call stay ahead of it; one frame per run of casts
             if msgs[i][3] is not None:
@@ -549,10 +551,9 @@ class Cluster:
         if not msgs:
             source.release(1)
             return
-        # behind a full mailbox, credit comes back as the mailbox takes them
-        admitted = inbox.push_all(msgs, source)
-        if admitted:
-            source.release(admitted)
+        # credit comes back as the consumer takes them (Inbox.push_all): the peer is
+        # paced by the actor's progress, and its casts fit the mailbox (window <= size)
+        inbox.push_all(msgs, source)
 
 
 def split_casts(wire: Any, weight: int) -> list[tuple[Any, int]] | None:

@@ -459,6 +459,14 @@ class Transport:
         conn = self._conns.get(address)
         return conn is not None and conn.congested(key)
 
+    def credit(self, address: str) -> int:
+        """Items the peer at ``address`` lets us send now without holding them: 0 while
+        frames to it wait for credit (before it is dialled, the initial credit)."""
+        conn = self._conns.get(address)
+        if conn is None:
+            return INITIAL_CREDIT
+        return 0 if conn.held else max(0, conn.credit)
+
     async def writable(self, address: str, key: Any = None) -> None:
         """Return once frames to ``address`` may be queued again (the socket drained,
         or the connection is gone: sending then fails or drops as usual). Always
