@@ -293,7 +293,7 @@ def cast_entries(list msgs, Py_ssize_t start, list names):
             hops = h
         elif h != hops:
             break
-        entries.append([names[<object>PyTuple_GET_ITEM(msg, 0)],
-                        <object>PyTuple_GET_ITEM(msg, 1), <object>PyTuple_GET_ITEM(msg, 2)])
+        entries.append((names[<object>PyTuple_GET_ITEM(msg, 0)],  # msgpack's array too
+                        <object>PyTuple_GET_ITEM(msg, 1), <object>PyTuple_GET_ITEM(msg, 2)))
         i += 1
     return entries, (0 if hops is None else hops), i

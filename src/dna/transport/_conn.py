@@ -68,6 +68,7 @@ class Owner(Protocol):
     _nonces: set[bytes]
     _on_call: Any
     _on_message: Any
+    _on_received: Any
     _on_request: Any
     _secret: bytes | None
     _split: Any
@@ -238,6 +239,8 @@ class Connection(asyncio.Protocol):
             self.receiving = False
             if collecting:
                 gc.enable()
+        if self.owner._on_received is not None:
+            self.owner._on_received()
         if self.out:
             self.flush()
 
