@@ -162,6 +162,13 @@ class SQLiteStore(Store):
         self._reader: Connection | None = None  # reads, on the loop thread
         self._reader_gen = 0  # the writer's file generation the reader is on
 
+    async def apply_log(self) -> int:
+        """Apply the whole commit log to the data table now (``commit="log"``; a no-op
+        on the apply path) and return the rows applied; commits wait meanwhile."""
+        writer = self._w()
+        applied: int = await writer.submit(writer.do_drain, (), solo=True)
+        return applied
+
     def log_stats(self) -> dict[str, int]:
         """The commit log's figures (``commit="log"``): rows in the log (backlog), rows
         applied by this store, transactions committed. Zero on the apply path."""

@@ -250,6 +250,19 @@ class Writer:
         journal.apply_error = None
         journal.publish(effects)
 
+    def do_drain(self) -> int:
+        """Apply the whole log now (one transaction per ``apply_rows``); the rows applied."""
+        journal = self.journal
+        if journal is None:
+            return 0
+        before = journal.applied
+        journal.backlog = max(journal.backlog, 1)  # records of other processes count too
+        while journal.backlog:
+            self._apply_log()
+            if journal.apply_error is not None:
+                raise journal.apply_error
+        return journal.applied - before
+
     def _checkpoint(self) -> bool:
         """After SQLITE_FULL: copy the WAL into the database so that the next transaction
         writes over the WAL's start instead of growing it. A claim (one row updated in

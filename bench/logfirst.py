@@ -1,0 +1,180 @@
+"""The SQLite store's two commit paths side by side: apply (rows into the data table
+before the ack) and log (one record per commit, applied later; ``commit=log``).
+
+    python bench/logfirst.py side [--rounds 3] [-n 1000000]   # seed bench, alternating
+    python bench/logfirst.py applier [-n 1000000]             # log ingest, then the applier's ceiling
+    python bench/logfirst.py sustained [-n 10000000]          # one long seed bench on the log path
+    python bench/logfirst.py recovery [-n 1000000]            # kill -9 with a backlog, then claim
+
+Every figure comes from a fresh child process (peak RSS is the child's own).
+Rounds alternate the paths so a noisy machine hurts each alike; ``side``
+prints medians and the log/apply ratio. Prints one JSON object per mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+STORES = {"apply": "sqlite", "log": "sqlite?commit=log", "memory": "memory://"}
+
+
+def child(args: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run([sys.executable, __file__, *args], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+# ---------------------------------------------------------------- child modes
+
+async def one_bench(store: str, n: int, ceiling: bool) -> dict[str, Any]:
+    from dna.bench import BenchConfig, run_bench
+
+    return await run_bench(BenchConfig(n=n, store=store, ceiling=ceiling))
+
+
+async def one_applier(n: int, batch: int) -> dict[str, Any]:
+    """Append n rows (one actor, batches of ``batch``) with the applier held back,
+    then apply the whole log: the append rate and the applier's own ceiling."""
+    from dna._core import pack
+    from dna.bench import peak_rss_mib
+    from dna.store import ActorId
+    from dna.store.sqlite import SQLiteStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="dna-logfirst-"))
+    store = SQLiteStore(tmp / "a.db", commit="log", log_max_rows=n + batch, apply_idle_ms=None)
+    value = pack(b"test")
+    await store.open("applier")
+    try:
+        claim = await store.claim(ActorId("bench", "applier", "a"))
+        t0 = time.perf_counter()
+        for start in range(0, n, batch):
+            await store.commit(claim, [("kv", str(i), value) for i in range(start, start + batch)])
+        append = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        applied = await store.apply_log()
+        apply = time.perf_counter() - t0
+    finally:
+        await store.close()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"n": n, "append_rows_per_s": n / append, "applied": applied,
+            "applier_rows_per_s": applied / apply, "peak_rss_mib": peak_rss_mib()}
+
+
+async def one_writer(path: str, n: int, batch: int) -> None:
+    """Commit n rows on the log path with the applier held back, say so, then wait
+    to be killed (recovery's victim)."""
+    from dna._core import pack
+    from dna.store import ActorId
+    from dna.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(path, commit="log", log_max_rows=n + batch, apply_idle_ms=None)
+    await store.open("victim")
+    claim = await store.claim(ActorId("bench", "recovery", "a"))
+    value = pack(b"test")
+    for start in range(0, n, batch):
+        await store.commit(claim, [("kv", str(i), value) for i in range(start, start + batch)])
+    print(json.dumps({"acked": n, "backlog": store.log_stats()["backlog"]}), flush=True)
+    await asyncio.Event().wait()
+
+
+async def recover(path: str, n: int) -> dict[str, Any]:
+    from dna.store import ActorId
+    from dna.store.sqlite import SQLiteStore
+
+    t0 = time.perf_counter()
+    store = SQLiteStore(path, commit="log", apply_idle_ms=None)
+    await store.open("heir")
+    opened = time.perf_counter() - t0
+    try:
+        backlog = store.log_stats()["backlog"]
+        t1 = time.perf_counter()
+        claim = await store.claim(ActorId("bench", "recovery", "a"))  # replays the backlog
+        claimed = time.perf_counter() - t1
+        last = await store.read(claim, "kv", str(n - 1))
+        rows = len(await store.list(claim, "kv", "", limit=n + 10))
+    finally:
+        await store.close()
+    return {"backlog_rows": backlog, "open_s": opened, "claim_s": claimed,
+            "replay_rows_per_s": backlog / claimed, "last_row_found": last is not None,
+            "rows_after_claim": rows}
+
+
+# ---------------------------------------------------------------- parent modes
+
+def side(rounds: int, n: int) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in STORES}
+    for _ in range(rounds):
+        for name in STORES:  # alternating: apply, log, memory, apply, ...
+            runs[name].append(child(["_bench", STORES[name], str(n)]))
+    med = {name: {key: statistics.median(r[key] for r in rs)
+                  for key in ("puts_per_s", "ceiling_rows_per_s", "peak_rss_mib")}
+           for name, rs in runs.items()}
+    return {"n": n, "rounds": rounds, "median": med,
+            "log_over_apply": med["log"]["puts_per_s"] / med["apply"]["puts_per_s"],
+            "log_over_memory": med["log"]["puts_per_s"] / med["memory"]["puts_per_s"],
+            "puts_per_s": {k: [round(r["puts_per_s"]) for r in rs] for k, rs in runs.items()}}
+
+
+def recovery(n: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="dna-recovery-"))
+    path = str(tmp / "r.db")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, __file__, "_victim", path, str(n)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the victim has every commit acked
+        acked = json.loads(line)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    result = child(["_recover", path, str(n)])
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {**acked, **result}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("mode", choices=["side", "applier", "sustained", "recovery",
+                                    "_bench", "_victim", "_recover"])
+    p.add_argument("args", nargs="*")
+    p.add_argument("-n", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=3)
+    ns = p.parse_args()
+    if ns.mode == "_bench":
+        print(json.dumps(asyncio.run(one_bench(ns.args[0], int(ns.args[1]), ceiling=True))))
+    elif ns.mode == "_victim":
+        asyncio.run(one_writer(ns.args[0], int(ns.args[1]), 5000))
+    elif ns.mode == "_recover":
+        print(json.dumps(asyncio.run(recover(ns.args[0], int(ns.args[1])))))
+    elif ns.mode == "side":
+        print(json.dumps(side(ns.rounds, ns.n or 1_000_000), indent=1))
+    elif ns.mode == "applier":
+        print(json.dumps(asyncio.run(one_applier(ns.n or 1_000_000, 5000))))
+    elif ns.mode == "sustained":
+        n = ns.n or 10_000_000
+        print(json.dumps(asyncio.run(one_bench(STORES["log"], n, ceiling=False)), indent=1))
+    else:
+        print(json.dumps(recovery(ns.n or 1_000_000), indent=1))
+
+
+if __name__ == "__main__":
+    main()
