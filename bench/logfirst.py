@@ -3,7 +3,8 @@ before the ack) and log (one record per commit, applied later; ``commit=log``).
 
     python bench/logfirst.py side [--rounds 3] [-n 1000000]   # seed bench, alternating
     python bench/logfirst.py applier [-n 1000000]             # log ingest, then the applier's ceiling
-    python bench/logfirst.py sustained [-n 10000000]          # one long seed bench on the log path
+    python bench/logfirst.py sustained [-n 10000000]          # a long seed bench on the log path,
+                                                              # bracketed by the applier's ceiling
     python bench/logfirst.py recovery [-n 1000000]            # kill -9 with a backlog, then claim
 
 Every figure comes from a fresh child process (peak RSS is the child's own).
@@ -131,6 +132,20 @@ def side(rounds: int, n: int) -> dict[str, Any]:
             "puts_per_s": {k: [round(r["puts_per_s"]) for r in rs] for k, rs in runs.items()}}
 
 
+def sustained(n: int) -> dict[str, Any]:
+    """The applier's ceiling, a long seed bench on the log path, the ceiling again:
+    the long run's rate over the mean ceiling (the machine drifts; both bracket it)."""
+    before = child(["_applier", "1000000"])
+    run = child(["_sustained", str(n)])
+    after = child(["_applier", "1000000"])
+    ceiling = (before["applier_rows_per_s"] + after["applier_rows_per_s"]) / 2
+    return {"n": n, "puts_per_s": run["puts_per_s"], "peak_rss_mib": run["peak_rss_mib"],
+            "applier_ceiling_rows_per_s": [before["applier_rows_per_s"],
+                                           after["applier_rows_per_s"]],
+            "over_ceiling": run["puts_per_s"] / ceiling, "seconds": run["seconds"],
+            "commit_p99_ms": run["commit_p99_ms"]}
+
+
 def recovery(n: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="dna-recovery-"))
     path = str(tmp / "r.db")
@@ -153,8 +168,8 @@ def recovery(n: int) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("mode", choices=["side", "applier", "sustained", "recovery",
-                                    "_bench", "_victim", "_recover"])
+    p.add_argument("mode", choices=["side", "applier", "sustained", "recovery", "_bench",
+                                    "_victim", "_recover", "_sustained", "_applier"])
     p.add_argument("args", nargs="*")
     p.add_argument("-n", type=int, default=None)
     p.add_argument("--rounds", type=int, default=3)
@@ -169,9 +184,12 @@ def main() -> None:
         print(json.dumps(side(ns.rounds, ns.n or 1_000_000), indent=1))
     elif ns.mode == "applier":
         print(json.dumps(asyncio.run(one_applier(ns.n or 1_000_000, 5000))))
+    elif ns.mode == "_sustained":
+        print(json.dumps(asyncio.run(one_bench(STORES["log"], int(ns.args[0]), ceiling=False))))
+    elif ns.mode == "_applier":
+        print(json.dumps(asyncio.run(one_applier(int(ns.args[0]), 5000))))
     elif ns.mode == "sustained":
-        n = ns.n or 10_000_000
-        print(json.dumps(asyncio.run(one_bench(STORES["log"], n, ceiling=False)), indent=1))
+        print(json.dumps(sustained(ns.n or 10_000_000), indent=1))
     else:
         print(json.dumps(recovery(ns.n or 1_000_000), indent=1))
 

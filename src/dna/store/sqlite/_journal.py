@@ -95,7 +95,12 @@ class Journal:
         return bool(self.pending.get(actor))
 
     def over(self) -> bool:
+        """Past the bound: apply before taking any more commits."""
         return self.backlog >= self.max_rows
+
+    def eager(self) -> bool:
+        """Past half the bound: apply whenever the writer has nothing else to do."""
+        return self.backlog > self.max_rows // 2
 
     def append(
         self, conn: Connection, actor: int, rows: list[Row], upsert: str, delete: str,
@@ -113,7 +118,8 @@ class Journal:
             logged = [r for r in rows if r[0] != TIMERS_MODULE]
             if not logged:
                 return
-        conn.execute(_APPEND, (actor, len(logged), encode(logged)))
+        # the blob's pages are copied and written without the GIL (the loop runs on)
+        conn.execute(_APPEND, (actor, len(logged), encode(logged)), release_gil=True)
         effects.append(("add", actor, conn.last_insert_rowid(), len(logged)))
 
     def apply_some(self, conn: Connection, upsert: str, delete: str, effects: list[Effect]) -> int:

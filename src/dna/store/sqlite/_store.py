@@ -104,10 +104,11 @@ class SQLiteStore(Store):
     before a commit returns. ``"log"`` appends the commit's rows as one record
     to a commit log in the same file and returns once that is durable (as
     ``synchronous`` says); the writer thread applies the log to the data table
-    in transactions of about ``apply_rows`` rows when it has had no work for
-    ``apply_idle_ms`` (None: never while idle), and before anything else while
-    the log holds more than ``log_max_rows`` rows (commits wait: the log is
-    bounded). Reads of an actor apply its records first; a claim, by any
+    in transactions of about ``apply_rows`` rows: when it has had no work for
+    ``apply_idle_ms`` (None: not for idleness); whenever no commit waits once
+    the log holds more than half of ``log_max_rows`` rows; and before any
+    further commit while it holds more than ``log_max_rows`` (commits wait:
+    the log is bounded). Reads of an actor apply its records first; a claim, by any
     process on either path, applies the actor's records before it is granted,
     so a node killed with unapplied records loses none of them. Timer rows are
     applied at once (the due index stays exact). See ``_journal``.
@@ -129,7 +130,7 @@ class SQLiteStore(Store):
         create: bool = True,
         commit: str = "apply",
         log_max_rows: int = 2_000_000,
-        apply_rows: int = 50_000,
+        apply_rows: int = 10_000,
         apply_idle_ms: float | None = 50.0,
     ) -> None:
         if commit not in _COMMIT:

@@ -131,7 +131,13 @@ class Writer:
         idle = self.apply_idle_s  # how long to wait for work before applying
         while not self._stopped:
             if not pending:
-                if journal is None or not journal.backlog or idle is None:
+                if journal is not None and journal.eager() and journal.apply_error is None:
+                    try:  # past half the bound: apply whenever no work waits
+                        pending.append(get_nowait())
+                    except queue.Empty:
+                        self._apply_log()
+                        continue
+                elif journal is None or not journal.backlog or idle is None:
                     pending.append(get())
                 else:
                     try:  # idle with a backlog: apply some of it
