@@ -1,11 +1,11 @@
 """The SQLite store's two commit paths side by side: apply (rows into the data table
 before the ack) and log (one record per commit, applied later; ``commit=log``).
 
-    python bench/logfirst.py side [--rounds 3] [-n 1000000]   # seed bench, alternating
-    python bench/logfirst.py applier [-n 1000000]             # log ingest, then the applier's ceiling
-    python bench/logfirst.py sustained [-n 10000000]          # a long seed bench on the log path,
-                                                              # bracketed by the applier's ceiling
-    python bench/logfirst.py recovery [-n 1000000]            # kill -9 with a backlog, then claim
+    python bench/logfirst.py side [--rounds 3] [-n 1000000]  # seed bench, alternating
+    python bench/logfirst.py applier [-n 1000000]    # log ingest, then the applier's ceiling
+    python bench/logfirst.py sustained [-n 10000000] # a long seed bench on the log path,
+                                                     # bracketed by the applier's ceiling
+    python bench/logfirst.py recovery [-n 1000000]   # kill -9 with a backlog, then claim
 
 Every figure comes from a fresh child process (peak RSS is the child's own).
 Rounds alternate the paths so a noisy machine hurts each alike; ``side``

@@ -66,6 +66,19 @@ async def test_list_and_dump_see_unapplied_records(tmp_path: Path) -> None:
         assert counts(path)[0] == 0
 
 
+async def test_a_dump_by_a_store_on_the_apply_path_sees_a_live_owners_records(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dna.db"
+    async with opened(held(path), "owner") as a, opened(SQLiteStore(path), "admin") as b:
+        ca = await a.claim(A)
+        await a.commit(ca, [("kv", "k", b"v")])
+        assert counts(path) == (1, 0)
+        assert await b.dump(A, 10) == [("kv", "k", b"v")]
+        await a.commit(ca, [("kv", "k", b"w")])  # the owner goes on after the dump applied
+        assert await a.read(ca, "kv", "k") == b"w"
+
+
 @pytest.mark.parametrize("heir_commit", ["apply", "log"])
 async def test_a_claim_by_another_store_replays_every_acknowledged_record(
     tmp_path: Path, heir_commit: str

@@ -14,8 +14,8 @@ from typing import Any
 from ...errors import StoreError, StoreUnavailable
 from ..base import TIMERS_MODULE
 from . import _c as sq
-from ._journal import LOG_SCHEMA
 from ._c import Connection, SqliteError
+from ._journal import LOG_SCHEMA
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "map_error", "open_database"]
 

@@ -52,6 +52,10 @@ _DUE = (
 )
 _DUE_FIRST = _DUE.format(after="")
 _DUE_AFTER = _DUE.format(after="AND (substr(d.v, 1, 8), d.actor, d.k) > (?, ?, ?) ")
+_HAS_LOG = (
+    "SELECT 1 FROM log WHERE actor = "
+    "(SELECT id FROM actors WHERE namespace = ? AND type_name = ? AND key = ?) LIMIT 1"
+)
 _NODES = "SELECT node_id, address, heartbeat, draining, load FROM nodes ORDER BY node_id"
 
 
@@ -392,7 +396,8 @@ class SQLiteStore(Store):
 
     async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
         writer = self._w()
-        if writer.journal is not None and writer.journal.backlog:
+        # unapplied records of the actor (ours, or of a live node on the log-first path)
+        if self._read(_HAS_LOG, (actor.namespace, actor.type_name, actor.key), "dump"):
             await writer.submit(writer.sync_named, (actor,))
         sql, params = _catalog.dump_query(actor, max(limit, 1))  # a row tells it exists
         rows = _catalog.as_rows(self._read(sql, params, f"reading {actor}"))

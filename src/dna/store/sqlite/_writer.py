@@ -32,9 +32,9 @@ from typing import Any
 from ...errors import DNAError, InterfaceError, NotOwner, StaleEpoch, StoreError, StoreUnavailable
 from ..base import ActorId, Claim, Row
 from . import _c as sq
+from . import _catalog
 from . import _locks as locks
 from ._c import Connection, SqliteError
-from . import _catalog
 from ._catalog import INDEX as CATALOG_INDEX
 from ._journal import Effect, Journal, replay_actor
 from ._schema import map_error, open_database
