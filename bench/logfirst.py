@@ -44,7 +44,19 @@ def child(args: list[str]) -> dict[str, Any]:
 async def one_bench(store: str, n: int, ceiling: bool) -> dict[str, Any]:
     from dna.bench import BenchConfig, run_bench
 
-    return await run_bench(BenchConfig(n=n, store=store, ceiling=ceiling))
+    cfg = BenchConfig(n=n, store=store, ceiling=ceiling)
+    if ceiling:  # measured apart, so that the CPU share below is the seed bench's own
+        cfg.ceiling = False
+        from dna.bench import raw_ingest
+
+        ceiling_rate = await raw_ingest(cfg, f"{time.monotonic_ns():x}")
+    cpu0, wall0 = time.thread_time(), time.perf_counter()
+    result = await run_bench(cfg)
+    # CPU seconds of the event-loop thread per wall second: near 1.0, the loop is the bound
+    result["loop_cpu_share"] = (time.thread_time() - cpu0) / (time.perf_counter() - wall0)
+    if ceiling:
+        result["ceiling_rows_per_s"] = ceiling_rate
+    return result
 
 
 async def one_applier(n: int, batch: int) -> dict[str, Any]:
@@ -124,7 +136,8 @@ def side(rounds: int, n: int) -> dict[str, Any]:
         for name in STORES:  # alternating: apply, log, memory, apply, ...
             runs[name].append(child(["_bench", STORES[name], str(n)]))
     med = {name: {key: statistics.median(r[key] for r in rs)
-                  for key in ("puts_per_s", "ceiling_rows_per_s", "peak_rss_mib")}
+                  for key in ("puts_per_s", "ceiling_rows_per_s", "peak_rss_mib",
+                              "loop_cpu_share", "commit_p50_ms")}
            for name, rs in runs.items()}
     return {"n": n, "rounds": rounds, "median": med,
             "log_over_apply": med["log"]["puts_per_s"] / med["apply"]["puts_per_s"],
