@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STORES = {"apply": "sqlite", "log": "sqlite?commit=log", "memory": "memory://"}
+# "null": the memory store with commits that store nothing: the runtime's own ceiling
+STORES = {"apply": "sqlite", "log": "sqlite?commit=log", "memory": "memory://",
+          "null": "null"}
 
 
 def child(args: list[str]) -> dict[str, Any]:
@@ -44,6 +46,14 @@ def child(args: list[str]) -> dict[str, Any]:
 async def one_bench(store: str, n: int, ceiling: bool) -> dict[str, Any]:
     from dna.bench import BenchConfig, run_bench
 
+    if store == "null":  # no storage cost at all: what the runtime alone reaches
+        from dna.store.memory import MemoryStore
+
+        async def commit(self: Any, claim: Any, rows: Any) -> None:
+            return None
+
+        MemoryStore.commit = commit  # type: ignore[method-assign]
+        store = "memory://"
     cfg = BenchConfig(n=n, store=store, ceiling=ceiling)
     if ceiling:  # measured apart, so that the CPU share below is the seed bench's own
         cfg.ceiling = False
@@ -142,6 +152,7 @@ def side(rounds: int, n: int) -> dict[str, Any]:
     return {"n": n, "rounds": rounds, "median": med,
             "log_over_apply": med["log"]["puts_per_s"] / med["apply"]["puts_per_s"],
             "log_over_memory": med["log"]["puts_per_s"] / med["memory"]["puts_per_s"],
+            "log_over_null": med["log"]["puts_per_s"] / med["null"]["puts_per_s"],
             "puts_per_s": {k: [round(r["puts_per_s"]) for r in rs] for k, rs in runs.items()}}
 
 
