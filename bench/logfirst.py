@@ -153,7 +153,12 @@ def side(rounds: int, n: int) -> dict[str, Any]:
             "log_over_apply": med["log"]["puts_per_s"] / med["apply"]["puts_per_s"],
             "log_over_memory": med["log"]["puts_per_s"] / med["memory"]["puts_per_s"],
             "log_over_null": med["log"]["puts_per_s"] / med["null"]["puts_per_s"],
-            "puts_per_s": {k: [round(r["puts_per_s"]) for r in rs] for k, rs in runs.items()}}
+            "puts_per_s": {k: [round(r["puts_per_s"]) for r in rs] for k, rs in runs.items()},
+            "log_over_apply_per_round": [round(lg["puts_per_s"] / ap["puts_per_s"], 2)
+                                         for lg, ap in zip(runs["log"], runs["apply"],
+                                                           strict=True)],
+            "log_over_null_per_round": [round(lg["puts_per_s"] / nu["puts_per_s"], 2)
+                                        for lg, nu in zip(runs["log"], runs["null"], strict=True)]}
 
 
 def sustained(n: int) -> dict[str, Any]:
@@ -167,6 +172,9 @@ def sustained(n: int) -> dict[str, Any]:
             "applier_ceiling_rows_per_s": [before["applier_rows_per_s"],
                                            after["applier_rows_per_s"]],
             "over_ceiling": run["puts_per_s"] / ceiling, "seconds": run["seconds"],
+            "applier_rows_per_s_in_run": run["applier_rows_per_s_in_run"],
+            "over_applier_in_run": run["puts_per_s"] / run["applier_rows_per_s_in_run"],
+            "log": run["log"],
             "commit_p99_ms": run["commit_p99_ms"]}
 
 
@@ -209,7 +217,26 @@ def main() -> None:
     elif ns.mode == "applier":
         print(json.dumps(asyncio.run(one_applier(ns.n or 1_000_000, 5000))))
     elif ns.mode == "_sustained":
-        print(json.dumps(asyncio.run(one_bench(STORES["log"], int(ns.args[0]), ceiling=False))))
+        import dna.bench
+
+        made: list[Any] = []
+        make = dna.bench.make_store
+
+        def keep(*a: Any, **kw: Any) -> Any:
+            made.append(make(*a, **kw)[0])
+            return made[-1], None
+
+        dna.bench.make_store = keep  # type: ignore[assignment]
+        tmp = tempfile.mkdtemp(prefix="dna-sustained-")
+        result = asyncio.run(one_bench(f"sqlite://{tmp}/s.db?commit=log", int(ns.args[0]),
+                                       ceiling=False))
+        stats = made[-1].log_stats()
+        result["log"] = stats  # the applier's own rate during the run, and what it left
+        result["applier_rows_per_s_in_run"] = stats["applied"] / max(stats["apply_seconds"], 1e-9)
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(json.dumps(result))
     elif ns.mode == "_applier":
         print(json.dumps(asyncio.run(one_applier(int(ns.args[0]), 5000))))
     elif ns.mode == "sustained":

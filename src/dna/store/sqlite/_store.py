@@ -166,6 +166,7 @@ class SQLiteStore(Store):
         self._writer: Writer | None = None  # the writer thread, while open
         self._reader: Connection | None = None  # reads, on the loop thread
         self._reader_gen = 0  # the writer's file generation the reader is on
+        self._journal: Journal | None = None  # the log-first state of the last open
 
     async def apply_log(self) -> int:
         """Apply the whole commit log to the data table now (``commit="log"``; a no-op
@@ -174,13 +175,13 @@ class SQLiteStore(Store):
         applied: int = await writer.submit(writer.do_drain, (), solo=True)
         return applied
 
-    def log_stats(self) -> dict[str, int]:
-        """The commit log's figures (``commit="log"``): rows in the log (backlog), rows
-        applied by this store, transactions committed. Zero on the apply path."""
-        writer = self._w()
-        j = writer.journal
+    def log_stats(self) -> dict[str, float]:
+        """The commit log's figures (``commit="log"``; also after close): rows in the
+        log (backlog), rows applied by this store and the seconds its applier
+        transactions took. Zero on the apply path."""
+        j = self._journal
         return {"backlog": j.backlog if j else 0, "applied": j.applied if j else 0,
-                "transactions": writer.transactions}
+                "apply_seconds": j.apply_seconds if j else 0.0}
 
     def __repr__(self) -> str:
         state = f"open as {self.node_id}" if self._writer else "closed"
@@ -195,6 +196,7 @@ class SQLiteStore(Store):
         if self.commit_path == "log":
             journal = Journal(self.log_max_rows, self.apply_rows)
         idle = None if self.apply_idle_ms is None else self.apply_idle_ms / 1000
+        self._journal = journal
         writer = Writer(self.path, node_id, self.synchronous, self.busy_timeout_ms, self.create,
                         journal, idle)
         writer.start()

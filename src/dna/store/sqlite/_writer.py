@@ -236,6 +236,7 @@ class Writer:
         journal = self.journal
         assert journal is not None
         effects: list[Effect] = []
+        t0 = time.perf_counter()
         try:
             conn = self._begin()
         except Exception as exc:
@@ -255,6 +256,7 @@ class Writer:
             return
         journal.apply_error = None
         journal.publish(effects)
+        journal.apply_seconds += time.perf_counter() - t0
 
     def do_drain(self) -> int:
         """Apply the whole log now (one transaction per ``apply_rows``); the rows applied."""
