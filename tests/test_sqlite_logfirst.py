@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.conftest import opened
@@ -214,3 +215,77 @@ def test_url_options_select_the_path() -> None:
         SQLiteStore("/tmp/x.db", commit="later")
     with pytest.raises(ValueError):
         SQLiteStore("/tmp/x.db", commit="log", log_max_rows=0)
+
+
+# ---------------------------------------------------------------- the record format
+
+_UPSERT = ("INSERT INTO data (actor, module, k, v) VALUES (?, ?, ?, ?) "
+           "ON CONFLICT DO UPDATE SET v = excluded.v")
+_DELETE = "DELETE FROM data WHERE actor = ? AND module = ? AND k = ?"
+ROWS = [("kv", "a", b"1"), ("kv", "é\u2603", b""), ("m", "", b"\x00" * 300),
+        ("kv", "a", None), ("kv", "b", b"2"), ("kv", "b", b"3"), ("kv", "zz", None)]
+
+
+def _conn(path: Path) -> Any:
+    from dna.store.sqlite._schema import open_database
+
+    return open_database(str(path), 1000, "NORMAL")
+
+
+def _data(conn: Any, actor: int) -> list[Any]:
+    return conn.execute("SELECT module, k, v FROM data WHERE actor = ? ORDER BY module, k",
+                        (actor,))
+
+
+def test_a_record_applies_exactly_as_its_rows(tmp_path: Path) -> None:
+    from dna.store.sqlite._c import encode_rows
+
+    conn = _conn(tmp_path / "dna.db")
+    try:
+        conn.commit_rows(_UPSERT, _DELETE, 1, ROWS)
+        assert conn.commit_record(_UPSERT, _DELETE, 2, encode_rows(ROWS)) == len(ROWS)
+        assert _data(conn, 1) == _data(conn, 2) == [
+            ("kv", "b", b"3"), ("kv", "é\u2603", b""), ("m", "", b"\x00" * 300)]
+        assert conn.commit_record(_UPSERT, _DELETE, 3, encode_rows([])) == 0
+    finally:
+        conn.close()
+
+
+def test_a_damaged_record_is_refused_whole(tmp_path: Path) -> None:
+    from dna.store.sqlite._c import SqliteError, encode_rows
+
+    conn = _conn(tmp_path / "dna.db")
+    body = encode_rows(ROWS)
+    try:
+        for cut in range(len(body)):  # every truncation, and a byte too many
+            for bad in (body[:cut], body + b"x"):
+                with pytest.raises(SqliteError) as info:
+                    conn.commit_record(_UPSERT, _DELETE, 1, bad)
+                assert info.value.primary == 11  # SQLITE_CORRUPT
+        assert _data(conn, 1) == []
+        with pytest.raises(TypeError):
+            encode_rows([("kv", b"not str", b"v")])
+    finally:
+        conn.close()
+
+
+async def test_a_claim_over_a_damaged_record_is_refused_and_applies_nothing(
+    tmp_path: Path,
+) -> None:
+    from dna.errors import StoreError
+
+    path = tmp_path / "dna.db"
+    a = held(path)
+    await a.open("a")
+    ca = await a.claim(A)
+    await a.commit(ca, [("kv", "k", b"v")])
+    await a.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE log SET body = substr(body, 1, length(body) - 1)")
+    db.commit()
+    db.close()
+    async with opened(SQLiteStore(path), "b") as b:
+        with pytest.raises(StoreError):
+            await b.claim(A)
+        assert (await b.owner_of(A))[1] == ca.epoch  # not granted
+    assert counts(path) == (1, 0)

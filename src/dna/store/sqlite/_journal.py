@@ -18,18 +18,19 @@ Invariants that keep every acknowledged write visible:
 - timer rows skip the log and go to ``data`` in the append's transaction:
   the due index (``due_timers``) never misses a timer and needs no merge.
 
-Records are ``marshal`` dumps of the rows list, read back only by this
-module from a file that is a DNA database (refused otherwise at open).
+A record is ``_c.encode_rows`` of the rows (lengths and bytes, no Python
+objects): the applier binds and steps it in place without the GIL
+(``Connection.commit_record``), so applying takes the GIL only per record,
+never per row, and the event loop runs on beside it.
 """
 
 from __future__ import annotations
 
-import marshal
 from typing import Any
 
 from ...errors import StoreUnavailable
 from ..base import TIMERS_MODULE, Row
-from ._c import Connection
+from ._c import Connection, encode_rows
 
 __all__ = ["LOG_SCHEMA", "Journal", "replay_actor"]
 
@@ -52,15 +53,6 @@ _DROP_UPTO = "DELETE FROM log WHERE seq <= ?"
 Effect = tuple[str, int, int, int]
 
 
-def encode(rows: list[Row]) -> bytes:
-    return marshal.dumps(rows)
-
-
-def decode(body: bytes) -> list[Row]:
-    rows: list[Row] = marshal.loads(body)
-    return rows
-
-
 def replay_actor(
     conn: Connection, actor: int, upsert: str, delete: str, effects: list[Effect]
 ) -> None:
@@ -72,7 +64,7 @@ def replay_actor(
         return
     n = 0
     for seq, count in found:
-        conn.commit_rows(upsert, delete, actor, decode(conn.execute(_BODY, (seq,))[0][0]))
+        conn.commit_record(upsert, delete, actor, conn.execute(_BODY, (seq,))[0][0])
         n += count
     conn.execute(_DROP_ACTOR, (actor,))
     effects.append(("clear", actor, 0, n))
@@ -124,7 +116,7 @@ class Journal:
         # with the GIL: handing it back and forth around one short insert cost the
         # event loop more than the insert (seed bench, alternating runs: 0.46-0.90M
         # puts/s without the GIL here, 0.83-0.97M with it)
-        conn.execute(_APPEND, (actor, len(logged), encode(logged)))
+        conn.execute(_APPEND, (actor, len(logged), encode_rows(logged)))
         effects.append(("add", actor, conn.last_insert_rowid(), len(logged)))
 
     def apply_some(self, conn: Connection, upsert: str, delete: str, effects: list[Effect]) -> int:
@@ -137,7 +129,7 @@ class Journal:
             if not found:
                 break
             for seq, actor, count in found:
-                conn.commit_rows(upsert, delete, actor, decode(conn.execute(_BODY, (seq,))[0][0]))
+                conn.commit_record(upsert, delete, actor, conn.execute(_BODY, (seq,))[0][0])
                 effects.append(("done", actor, seq, count))
                 last = seq
                 n += count
