@@ -174,7 +174,7 @@ def sustained(n: int) -> dict[str, Any]:
             "over_ceiling": run["puts_per_s"] / ceiling, "seconds": run["seconds"],
             "applier_rows_per_s_in_run": run["applier_rows_per_s_in_run"],
             "over_applier_in_run": run["puts_per_s"] / run["applier_rows_per_s_in_run"],
-            "log": run["log"],
+            "log": run["log"], "loop_cpu_share": run["loop_cpu_share"],
             "commit_p99_ms": run["commit_p99_ms"]}
 
 
