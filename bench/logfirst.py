@@ -70,7 +70,8 @@ async def one_bench(store: str, n: int, ceiling: bool) -> dict[str, Any]:
 
 
 async def one_applier(n: int, batch: int) -> dict[str, Any]:
-    """Append n rows (one actor, batches of ``batch``) with the applier held back,
+    """Append n rows (one actor, batches of ``batch``) with the applier held back
+    (the bound twice n: below half of it nothing is applied eagerly),
     then apply the whole log: the append rate and the applier's own ceiling."""
     from dna._core import pack
     from dna.bench import peak_rss_mib
@@ -78,7 +79,8 @@ async def one_applier(n: int, batch: int) -> dict[str, Any]:
     from dna.store.sqlite import SQLiteStore
 
     tmp = Path(tempfile.mkdtemp(prefix="dna-logfirst-"))
-    store = SQLiteStore(tmp / "a.db", commit="log", log_max_rows=n + batch, apply_idle_ms=None)
+    store = SQLiteStore(tmp / "a.db", commit="log", log_max_rows=2 * (n + batch),
+                        apply_idle_ms=None)
     value = pack(b"test")
     await store.open("applier")
     try:
@@ -106,7 +108,7 @@ async def one_writer(path: str, n: int, batch: int) -> None:
     from dna.store import ActorId
     from dna.store.sqlite import SQLiteStore
 
-    store = SQLiteStore(path, commit="log", log_max_rows=n + batch, apply_idle_ms=None)
+    store = SQLiteStore(path, commit="log", log_max_rows=2 * (n + batch), apply_idle_ms=None)
     await store.open("victim")
     claim = await store.claim(ActorId("bench", "recovery", "a"))
     value = pack(b"test")

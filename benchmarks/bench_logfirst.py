@@ -41,7 +41,7 @@ class SeedBenchPaths:
 
 async def _backlog(path: str, n: int) -> SQLiteStore:
     """An open log-first store holding n unapplied rows of one actor."""
-    store = SQLiteStore(path, commit="log", log_max_rows=n + 5000, apply_idle_ms=None)
+    store = SQLiteStore(path, commit="log", log_max_rows=2 * (n + 5000), apply_idle_ms=None)
     await store.open("asv")
     claim = await store.claim(ActorId("asv", "log", "a"))
     value = pack(b"test")
