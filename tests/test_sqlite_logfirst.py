@@ -243,10 +243,13 @@ def test_a_record_applies_exactly_as_its_rows(tmp_path: Path) -> None:
     conn = _conn(tmp_path / "dna.db")
     try:
         conn.commit_rows(_UPSERT, _DELETE, 1, ROWS)
-        assert conn.commit_record(_UPSERT, _DELETE, 2, encode_rows(ROWS)) == len(ROWS)
+        assert conn.commit_record(_UPSERT, _DELETE, 2, encode_rows(ROWS)[0]) == len(ROWS)
         assert _data(conn, 1) == _data(conn, 2) == [
             ("kv", "b", b"3"), ("kv", "é\u2603", b""), ("m", "", b"\x00" * 300)]
-        assert conn.commit_record(_UPSERT, _DELETE, 3, encode_rows([])) == 0
+        assert conn.commit_record(_UPSERT, _DELETE, 3, encode_rows([])[0]) == 0
+        body, n = encode_rows(ROWS, "kv")  # left out: every kv row
+        assert n == 1 and conn.commit_record(_UPSERT, _DELETE, 4, body) == 1
+        assert _data(conn, 4) == [("m", "", b"\x00" * 300)]
     finally:
         conn.close()
 
@@ -255,7 +258,7 @@ def test_a_damaged_record_is_refused_whole(tmp_path: Path) -> None:
     from dna.store.sqlite._c import SqliteError, encode_rows
 
     conn = _conn(tmp_path / "dna.db")
-    body = encode_rows(ROWS)
+    body = encode_rows(ROWS)[0]
     try:
         for cut in range(len(body)):  # every truncation, and a byte too many
             for bad in (body[:cut], body + b"x"):

@@ -29,7 +29,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy, strlen
+from libc.string cimport memcmp, memcpy, strlen
 
 
 cdef extern from "Python.h":
@@ -599,13 +599,18 @@ cdef bint _parse(const unsigned char* p, Py_ssize_t size, _Row* buf, Py_ssize_t 
     return at == size
 
 
-def encode_rows(rows) -> bytes:
+def encode_rows(rows, str skip_module=None) -> tuple:
     """One log record of ``rows`` ((module, key, value-or-None), in order), for
     ``Connection.commit_record``: b"DNR1", the row count, then per row a kind byte
     (0 upsert, 1 delete) and the module, key and (upsert) value, each after its
-    length; integers are 4 bytes little endian."""
+    length; integers are 4 bytes little endian. Rows of module ``skip_module``
+    are left out. Returns (record, rows in it)."""
     cdef tuple keep = tuple(rows)
-    cdef Py_ssize_t n = len(keep), i, total = 8
+    cdef Py_ssize_t n = len(keep), i, total = 8, kept = 0
+    cdef const char* skip = NULL
+    cdef Py_ssize_t skip_len = 0
+    if skip_module is not None:
+        skip = PyUnicode_AsUTF8AndSize(skip_module, &skip_len)
     if n > 0xFFFFFFFF:
         raise ValueError("more than 2**32 rows in one record")
     cdef _Row* buf = <_Row*>PyMem_Malloc(max(n, 1) * sizeof(_Row))
@@ -617,6 +622,11 @@ def encode_rows(rows) -> bytes:
     try:
         _collect(keep, buf, fixed)
         for i in range(n):
+            if skip is not NULL and buf[i].module_len == skip_len \
+                    and memcmp(buf[i].module, skip, skip_len) == 0:
+                buf[i].module = NULL  # left out
+                continue
+            kept += 1
             total += 9 + buf[i].module_len + buf[i].key_len
             if buf[i].value is not NULL:
                 total += 4 + buf[i].value_len
@@ -624,8 +634,10 @@ def encode_rows(rows) -> bytes:
         q = <unsigned char*>PyBytes_AS_STRING(out)
         with nogil:
             memcpy(q, b"DNR1", 4)
-            q = _put32(q + 4, n)
+            q = _put32(q + 4, kept)
             for i in range(n):
+                if buf[i].module is NULL:
+                    continue
                 q[0] = 1 if buf[i].value is NULL else 0
                 q = _put32(q + 1, buf[i].module_len)
                 memcpy(q, buf[i].module, buf[i].module_len)
@@ -636,7 +648,7 @@ def encode_rows(rows) -> bytes:
                     q = _put32(q, buf[i].value_len)
                     memcpy(q, buf[i].value, buf[i].value_len)
                     q += buf[i].value_len
-        return out
+        return out, kept
     finally:
         PyMem_Free(buf)
 
