@@ -155,19 +155,6 @@ async def test_the_log_is_bounded_commits_wait_for_the_applier(tmp_path: Path) -
         assert len(await s.list(c, "kv", limit=10_000)) == 4500
 
 
-async def test_past_half_the_bound_a_commit_applies_the_oldest_record_with_it(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "dna.db"
-    async with opened(held(path, log_max_rows=1000, apply_rows=100)) as s:
-        c = await s.claim(A)
-        await s.commit(c, [("kv", f"a{i:03d}", b"x") for i in range(600)])
-        assert counts(path) == (1, 0)
-        await s.commit(c, [("kv", "b", b"y")])  # one transaction: apply 600, append 1
-        assert counts(path) == (1, 600)
-        assert s.log_stats()["backlog"] == 1
-
-
 async def test_an_idle_writer_drains_the_log(tmp_path: Path) -> None:
     path = tmp_path / "dna.db"
     async with opened(SQLiteStore(path, commit="log", apply_idle_ms=1, apply_rows=100)) as s:
