@@ -44,7 +44,9 @@ class BenchConfig:
 def bench_url(cfg: BenchConfig, suffix: str = "") -> tuple[str, Path | None]:
     """The store URL of one bench run (``suffix`` keeps SQLite files apart), and a
     temporary directory to remove afterwards (or None)."""
-    url = cfg.store
+    url, _, options = cfg.store.partition("?")  # "sqlite?commit=log": a temporary file too
+    if url != "sqlite":
+        url = cfg.store
     tmp: Path | None = None
     if url == "sqlite":
         if cfg.path:
@@ -52,7 +54,7 @@ def bench_url(cfg: BenchConfig, suffix: str = "") -> tuple[str, Path | None]:
         else:
             tmp = Path(tempfile.mkdtemp(prefix="dna-bench-"))
             path = str(tmp / "bench.db")
-        url = "sqlite://" + quote(path, safe="/")
+        url = "sqlite://" + quote(path, safe="/") + ("?" + options if options else "")
     if url.startswith("sqlite://") and suffix:
         url, _, query = url.partition("?")
         url += quote(suffix, safe="/") + ("?" + query if query else "")
