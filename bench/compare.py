@@ -25,7 +25,8 @@ from typing import Any
 KEYS = {
     "runtime": ["casts_per_s_compiled", "casts_per_s_pure", "casts_ratio", "call_p50_us"],
     "ceiling": ["puts_per_s", "ratio", "ceiling_rows_per_s"],
-    "remote": ["puts_per_s", "inprocess_puts_per_s", "ratio", "remote_call_p50_us"],
+    "remote": ["puts_per_s", "inprocess_puts_per_s", "ratio", "remote_call_p50_us",
+               "echo_p50_us", "call_vs_echo", "client_cpu_us_per_put", "server_cpu_us_per_put"],
 }
 
 

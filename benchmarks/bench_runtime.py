@@ -73,3 +73,60 @@ class SeedBench:
 
     def peakmem_seed_bench_50k(self) -> None:
         self._run()
+
+
+class RemoteRuntime:
+    """Two nodes on one loop over loopback TCP (the actor on one, the sender on the
+    other): casts and calls to a remote actor, and the same in process, for the
+    remote/in-process ratios (the cross-process figures are ``dna bench --remote``
+    and ``bench/remote_cost.py``)."""
+
+    timeout = 120.0
+    n = 20_000
+
+    def setup(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.host = dna.Node(store=MemoryStore(name="asv-remote"), listen="127.0.0.1:0",
+                             secret=b"asv")
+        self.client = dna.Node(store=MemoryStore(name="asv-remote"), listen="127.0.0.1:0",
+                               secret=b"asv", host_actors=False)
+        self.loop.run_until_complete(self.host.start())
+        self.loop.run_until_complete(self.client.start())
+        self.remote = self.client.ref(Noop, "asv-remote")
+        self.local = self.host.ref(Noop, "asv-local")
+        self.loop.run_until_complete(self.remote.ping())
+        self.loop.run_until_complete(self.local.ping())
+
+    def teardown(self) -> None:
+        self.loop.run_until_complete(self.client.stop())
+        self.loop.run_until_complete(self.host.stop())
+        self.loop.close()
+
+    def _casts(self, ref: Any) -> None:
+        async def go() -> None:
+            tick = ref.tick
+            for _ in range(self.n):
+                await tick()
+            await ref.ping()
+
+        self.loop.run_until_complete(go())
+
+    def _calls(self, ref: Any) -> None:
+        async def go() -> None:
+            ping = ref.ping
+            for _ in range(1000):
+                await ping()
+
+        self.loop.run_until_complete(go())
+
+    def time_remote_casts(self) -> None:
+        self._casts(self.remote)
+
+    def time_inprocess_casts(self) -> None:
+        self._casts(self.local)
+
+    def time_remote_call_round_trips(self) -> None:
+        self._calls(self.remote)
+
+    def time_inprocess_call_round_trips(self) -> None:
+        self._calls(self.local)

@@ -69,6 +69,8 @@ def store_url(kind: str, tmp_path: Any) -> str:
         return "memory://" + quote(str(tmp_path), safe="")
     if kind == "sqlite":
         return "sqlite://" + quote(str(tmp_path / "dna.db"))
+    if kind == "sqlite-log":  # the log-first commit path (commit=log)
+        return "sqlite://" + quote(str(tmp_path / "dna.db")) + "?commit=log"
     if kind == "cql":
         if not CQL_HOSTS:
             pytest.skip(NO_CQL_REASON)
@@ -83,7 +85,9 @@ def make_store(kind: str, tmp_path: Any, **options: Any) -> Any:
     return open_store(store_url(kind, tmp_path), **options)
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("cql", marks=pytest.mark.cql)])
+@pytest.fixture(
+    params=["memory", "sqlite", "sqlite-log", pytest.param("cql", marks=pytest.mark.cql)]
+)
 def store_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     if kind == "cql" and not CQL_HOSTS:

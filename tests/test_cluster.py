@@ -85,12 +85,13 @@ class Proc:
 LEASE = 3.0  # CQL lease in these tests: short, so failover tests stay quick
 
 
-@pytest.fixture(params=["sqlite", pytest.param("cql", marks=pytest.mark.cql)])
+@pytest.fixture(params=["sqlite", "sqlite-log", pytest.param("cql", marks=pytest.mark.cql)])
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     procs: list[Proc] = []
     spec: dict[str, Any]
-    if request.param == "sqlite":
-        spec = {"kind": "sqlite", "path": str(tmp_path / "cluster.db")}
+    if request.param.startswith("sqlite"):  # sqlite-log: the log-first commit path
+        spec = {"kind": "sqlite", "path": str(tmp_path / "cluster.db"),
+                "commit": "log" if request.param == "sqlite-log" else "apply"}
     else:
         if not CQL_HOSTS:
             pytest.skip(NO_CQL_REASON)

@@ -326,7 +326,7 @@ def test_cast_entries_agree(msgs: list[Any], start: int) -> None:
     assert got_c == dispatch_p.cast_entries(msgs, start, names)
     entries, hops, stop = got_c
     run = msgs[start:stop]
-    assert [[names[m[0]], m[1], m[2]] for m in run] == entries
+    assert [(names[m[0]], m[1], m[2]) for m in run] == entries
     assert all(m[3] is None and (m[4] if len(m) > 4 else 0) == hops for m in run)
     if stop < len(msgs):  # it stops only at a call, or at a cast of another hop count
         nxt = msgs[stop]

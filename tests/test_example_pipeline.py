@@ -41,6 +41,8 @@ KILLS = 3
 def store_url(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite://{tmp_path / 'pipeline.db'}"
+    if kind == "sqlite-log":  # the log-first commit path
+        return f"sqlite://{tmp_path / 'pipeline.db'}?commit=log"
     if not CQL_HOSTS:
         pytest.skip(NO_CQL_REASON)
     host = CQL_HOSTS.split(",")[0]
@@ -96,7 +98,9 @@ async def retry(what: Callable[[], Awaitable[Any]], seconds: float = 60.0) -> An
         await asyncio.sleep(0.1)  # backoff before asking again (a kill is being recovered)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("cql", marks=pytest.mark.cql)])
+@pytest.mark.parametrize(
+    "kind", ["sqlite", "sqlite-log", pytest.param("cql", marks=pytest.mark.cql)]
+)
 async def test_counts_are_exact_while_nodes_are_killed(
     kind: str, tmp_path: Path, unique: str
 ) -> None:

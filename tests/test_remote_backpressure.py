@@ -104,6 +104,54 @@ async def test_a_receiver_bounds_what_it_queues_for_a_peer(unique: str) -> None:
         assert call_s < 5.0
 
 
+class Paced(dna.Actor):
+    gate: asyncio.Event  # set by the test: the first cast waits on it
+
+    def __init__(self) -> None:
+        self.got: list[int] = []
+
+    @dna.cast
+    async def see(self, i: int) -> None:
+        await Paced.gate.wait()
+        self.got.append(i)
+
+    @dna.call
+    def report(self) -> list[int]:
+        return self.got
+
+
+async def test_a_peer_is_paced_by_what_the_actor_takes(unique: str) -> None:
+    """A peer's casts give their credit back when the activation takes them, not when
+    they enter its mailbox: so a peer can never fill the mailbox and then queue more
+    behind it (each such message took the slow waiting path on the receiver); what
+    the node holds for it is its mailbox, the rest waits at the sender."""
+    mailbox = 500
+    Paced.gate = asyncio.Event()
+    host = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                    mailbox_size=mailbox)
+    client = dna.Node(store=dna.MemoryStore(name=unique), listen="127.0.0.1:0", secret=b"s",
+                      host_actors=False)
+    async with host, client:
+        ref = client.ref(Paced, "g")
+        assert await ref.report() == []  # activated on host
+        await ref.see(-1)  # its handler will wait on the gate
+        route = client._routes[ref.actor_id]
+        transport = client.cluster.transport
+        n = 3 * mailbox
+        for i in range(n):
+            await ref.see(i)
+        inbox = host._routes[ref.actor_id].inbox
+        deadline = time.monotonic() + 10
+        # until the sender holds frames for want of credit (or, unpaced, all arrived)
+        while not transport.congested(route.address, route) and len(inbox) < n:
+            assert time.monotonic() < deadline, "the casts neither arrived nor wait"
+            await asyncio.sleep(0)
+        assert inbox.waiting == 0  # nothing queued behind the full mailbox
+        assert len(inbox) <= mailbox + 1  # a frame may overdraw the credit by one
+        Paced.gate.set()
+        assert await ref.report() == [-1, *range(n)]  # all of them, in order
+
+
 class Sink(dna.Actor):
     def __init__(self) -> None:
         self.got = 0

@@ -105,6 +105,44 @@ class Relay(dna.Actor):
         return [k for k, _ in await self.kv.list()]
 
 
+class Gated(dna.Actor):
+    """A receiver whose ``take`` waits on ``gate[key]`` (when set) before it commits."""
+
+    type_name = "tests.send.Gated"
+    log = Log()
+    gate: dict[str, asyncio.Future[None]] = {}
+    entered: dict[str, asyncio.Event] = {}
+
+    @dna.cast
+    async def take(self, value: Any) -> None:
+        ev = Gated.entered.get(self.key)
+        if ev is not None:
+            ev.set()
+        fut = Gated.gate.get(self.key)
+        if fut is not None:
+            await fut
+        self.log.append(value)
+
+    @dna.call
+    async def values(self) -> list[Any]:
+        return [v for _, v in await self.log.read(0, 100_000)]
+
+
+class GatedSender(dna.Actor):
+    type_name = "tests.send.GatedSender"
+    outbox = Outbox()
+
+    @dna.call
+    def emit(self, to: str, values: list[Any]) -> None:
+        for v in values:
+            self.send(self.node.ref(Gated, to).take, v)
+
+    @dna.call
+    async def flushed(self) -> int:
+        await self.outbox.flushed()
+        return self.outbox.backlog
+
+
 class Plain(dna.Actor):
     type_name = "tests.send.Plain"
 
@@ -288,3 +326,50 @@ async def test_a_delivery_whose_predecessor_was_lost_is_refused(
         assert await r._dna_deliver(sender, first[0], [second]) == 1
         assert await r._dna_deliver(sender, "", [first, second]) == 0  # redelivered: dropped
         assert await r.values() == ["first", "second"]
+
+
+async def until(check: Callable[[], Any], what: str, deadline: float = 20.0) -> Any:
+    """Poll the coroutine function ``check`` until it returns a true value."""
+    end = asyncio.get_running_loop().time() + deadline
+    while True:
+        got = await check()
+        if got:
+            return got
+        if asyncio.get_running_loop().time() > end:
+            raise AssertionError(f"{what}: not within {deadline} s (last: {got!r})")
+        await asyncio.sleep(0.05)
+
+
+async def test_sends_of_a_sender_whose_node_died_are_delivered_without_it_being_called(
+    store_factory: Factory, unique: str, monkeypatch: Any
+) -> None:
+    """The sender commits a send; its node dies before the receiver committed it. No
+    one ever messages the sender again: a live node still wakes it (its outbox keeps a
+    wake-up timer while sends are unacknowledged) and the send arrives, once; once all
+    is acknowledged the wake-up timer is gone."""
+    from dna.storage import outbox
+
+    monkeypatch.setattr(outbox, "WAKE_AFTER", 0.3, raising=False)
+    loop = asyncio.get_running_loop()
+    Gated.gate[unique] = loop.create_future()  # never resolved: the first node dies first
+    Gated.entered[unique] = asyncio.Event()
+    try:
+        first = dna.Node(store=store_factory(), stop_timeout=0.3)
+        async with first:
+            await first.ref(GatedSender, unique).emit(unique, ["late", "later"])
+            await Gated.entered[unique].wait()  # delivered, held before the receiver commits
+        del Gated.gate[unique]
+        async with dna.Node(store=store_factory(), timer_poll=0.05) as node:
+            gated = node.ref(Gated, unique)
+            assert await until(gated.values, "the sends delivered") == ["late", "later"]
+            sender = node.ref(GatedSender, unique)
+
+            async def no_wake() -> bool:
+                rows = await node.inspect(sender)
+                return not rows.get("dna.timers") and not rows.get("outbox")
+
+            await until(no_wake, "the outbox emptied and its wake-up timer removed")
+            assert await gated.values() == ["late", "later"]  # once each
+    finally:
+        Gated.gate.pop(unique, None)
+        Gated.entered.pop(unique, None)

@@ -113,6 +113,10 @@ class Alarm(dna.Actor):
             t.set("x", after=1, payload=object())
         elif how == "name":
             t.set(1, after=1)  # type: ignore[arg-type]
+        elif how == "reserved":
+            t.set("\x00dna.outbox", after=1)
+        elif how == "reserved cancel":
+            t.cancel("\x00dna.outbox")
         elif how == "naive":
             t.set("x", at=dt.datetime(2030, 1, 1))
         elif how == "negative after":
@@ -183,7 +187,8 @@ async def test_set_get_list_cancel_are_durable_writes(store_kind: str, tmp_path:
 @pytest.mark.parametrize("how,exc", [
     ("no due", "TypeError"), ("both", "TypeError"), ("negative every", "ValueError"),
     ("zero every", "ValueError"), ("payload", "TypeError"), ("name", "TypeError"),
-    ("naive", "ValueError"), ("negative after", "ValueError"),
+    ("naive", "ValueError"), ("negative after", "ValueError"), ("reserved", "ValueError"),
+    ("reserved cancel", "ValueError"),
 ])
 async def test_bad_input_is_refused_at_the_call(tmp_path: Any, how: str, exc: str) -> None:
     async with node_on(make_store("sqlite", tmp_path)) as node:
@@ -462,6 +467,45 @@ async def test_a_stale_cql_index_entry_is_a_spurious_wakeup_then_cleaned(
             assert HUB.activations[unique] == 1
 
 
+@pytest.mark.cql
+async def test_cql_timers_of_a_type_no_node_loads_cost_the_scan_nothing(
+        tmp_path: Any, unique: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index entry of a type this process never loaded, written 1,000 minutes ago
+    (a keyspace in use that long): it once held the one scan mark of every type back,
+    and every whole read of the index walked the thousand minute buckets since. Now
+    each type has its own partitions and mark; a node reads the types it serves."""
+    from tests.conftest import CQL_HOSTS, NO_CQL_REASON, opened
+
+    from dna.store import ActorId, open_store
+    from dna.store.cql import _timers
+
+    if not CQL_HOSTS:
+        pytest.skip(NO_CQL_REASON)
+    url = f"cql://{CQL_HOSTS}/dna_scan_{unique}"
+    ghost = ActorId("default", "tests.never.Loaded", unique)
+    past = time.time_ns() // 1000 - 1000 * 60_000_000
+    async with opened(open_store(url)) as s:
+        monkeypatch.setattr(_timers, "_now_us", lambda: past)  # the index as it was then
+        assert await s.due_timers(past, 10) == []
+        await s._timers.put(ghost, [("t", _timer_value(past, b"T" * 8))])
+        assert [d.actor for d in await s.due_timers(past, 10)] == [ghost]
+        monkeypatch.undo()
+    async with node_on(open_store(url), timer_poll=3600.0) as node:
+        index = node.store._timers
+        run, reads = index._run, [0]
+
+        async def counting(*args: Any) -> Any:
+            reads[0] += 1
+            return await run(*args)
+
+        index._run = counting
+        for _ in range(2):
+            index._full_at = 0.0  # a whole read of every bucket (every FULL_SCAN_S)
+            assert not await node.timers.round()
+        assert reads[0] < 300, f"{reads[0]} reads for two scans of an index with one entry"
+        assert [d.actor for d in await node.store.due_timers(2**62, 10)] == [ghost]  # kept
+
+
 class Notifier(dna.Actor):
     """Timers whose hooks send (``self.send``): a hook that raises takes its sends along."""
 
@@ -482,6 +526,10 @@ class Notifier(dna.Actor):
     @dna.call
     def cancel(self, name: str) -> None:
         self.timers.cancel(name)
+
+    @dna.call
+    async def names(self) -> list[str]:
+        return [t.name for t in await self.timers.list()]
 
     def on_timer(self, name: str, payload: Any) -> None:
         self.send(self.node.ref(Inbox, self.key).take, payload)
@@ -516,6 +564,7 @@ async def test_sends_of_a_raising_hook_are_dropped_the_others_delivered_once(
         assert sorted(await node.ref(Inbox, unique).values()) == ["a", "c"]
         assert [t for t in await node.store.due_timers(2**62, 100)
                 if t.actor.key == unique and t.name == "bad"] != []  # still pending
+        assert await n.names() == ["bad"]  # the outbox's own wake-up timer is not listed
         await n.cancel("bad")  # leave nothing due behind in a shared keyspace
 
 

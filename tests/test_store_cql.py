@@ -302,3 +302,36 @@ async def test_server_killed_and_restarted_under_commits(
         got = dict(await s.list(c, "kv", limit=10**6))
         missing = [k for k, v in acked.items() if got.get(k) != v]
         assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+
+
+async def test_the_first_releases_timer_index_is_carried_over_then_dropped(unique: str) -> None:
+    """A keyspace written by the release whose due index was one partition per minute
+    for every type: its entries move to the per-type index when a store opens, and
+    the old tables go."""
+    from cassandra.cluster import Cluster
+
+    ks = f"dna_old_{unique}"
+    host, _, port = CQL_HOSTS.split(",")[0].partition(":")
+    async with opened(ScyllaStore(CQL_HOSTS.split(","), ks)):
+        pass  # the keyspace and today's tables
+    cluster = Cluster([host], port=int(port or 9042))
+    try:
+        session = cluster.connect()
+        session.execute(f"CREATE TABLE {ks}.timer_due (bucket bigint, due bigint, namespace "
+                        "text, type_name text, key text, name text, setting blob, PRIMARY KEY "
+                        "((bucket), due, namespace, type_name, key, name, setting))")
+        session.execute(f"CREATE TABLE {ks}.timer_scan (id int PRIMARY KEY, low bigint)")
+        due = time.time_ns() // 1000 - 3_600_000_000  # an hour ago
+        session.execute(f"INSERT INTO {ks}.timer_due (bucket, due, namespace, type_name, key, "
+                        "name, setting) VALUES (%s, %s, 'ns', 'Old', %s, 't', %s)",
+                        (due // 60_000_000, due, unique, b"T" * 8))
+        async with opened(ScyllaStore(CQL_HOSTS.split(","), ks)) as s:
+            got = await s.due_timers(time.time_ns() // 1000, 10)
+            assert [(d.actor, d.name, d.due, d.token) for d in got] == [
+                (ActorId("ns", "Old", unique), "t", due, b"T" * 8)]
+        tables = {r[0] for r in session.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (ks,))}
+        assert not tables & {"timer_due", "timer_scan"}
+        session.execute(f"DROP KEYSPACE {ks}")
+    finally:
+        cluster.shutdown()

@@ -173,8 +173,8 @@ import asyncio, sys
 from dna.store import ActorId
 from dna.store.sqlite import SQLiteStore
 
-async def main(path):
-    s = SQLiteStore(path)
+async def main(path, commit):
+    s = SQLiteStore(path, commit=commit, apply_idle_ms=None)  # log: nothing applied before the kill
     await s.open("child", "127.0.0.1:1")
     c = await s.claim(ActorId("ns", "Thing", "a"))
     for b in range(10):
@@ -182,24 +182,27 @@ async def main(path):
     print(c.epoch, flush=True)
     await asyncio.sleep(3600)
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-async def test_kill_9_owner_is_reclaimed_at_once_with_every_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("commit", ["apply", "log"])
+async def test_kill_9_owner_is_reclaimed_at_once_with_every_row(
+    tmp_path: Path, commit: str
+) -> None:
     path = tmp_path / "dna.db"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [SRC, env.get("PYTHONPATH", "")]
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, str(path), stdout=asyncio.subprocess.PIPE, env=env
+        sys.executable, "-c", CHILD, str(path), commit, stdout=asyncio.subprocess.PIPE, env=env
     )
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert line.strip() == b"1", line
-        async with opened(SQLiteStore(path), "parent") as s:
+        async with opened(SQLiteStore(path, commit=commit), "parent") as s:
             with pytest.raises(NotOwner) as info:
                 await s.claim(A)
             assert info.value.owner == "child"

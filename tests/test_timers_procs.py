@@ -40,11 +40,12 @@ class TimerProc(Proc):
         self.address = hello["address"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("cql", marks=pytest.mark.cql)])
+@pytest.fixture(params=["sqlite", "sqlite-log", pytest.param("cql", marks=pytest.mark.cql)])
 def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     procs: list[TimerProc] = []
-    if request.param == "sqlite":
-        spec: dict[str, Any] = {"kind": "sqlite", "path": str(tmp_path / "timers.db")}
+    if request.param.startswith("sqlite"):  # sqlite-log: the log-first commit path
+        spec: dict[str, Any] = {"kind": "sqlite", "path": str(tmp_path / "timers.db"),
+                                "commit": "log" if request.param == "sqlite-log" else "apply"}
     else:
         if not CQL_HOSTS:
             pytest.skip(NO_CQL_REASON)

@@ -49,7 +49,7 @@ class Alarm(dna.Actor):
 
 def make_store(spec: dict[str, Any]) -> Any:
     if spec["kind"] == "sqlite":
-        return dna.SQLiteStore(spec["path"])
+        return dna.SQLiteStore(spec["path"], commit=spec.get("commit", "apply"))
     return dna.ScyllaStore(hosts=spec["hosts"], keyspace=spec["keyspace"],
                            lease=spec.get("lease", 10.0),
                            heartbeat_interval=spec.get("heartbeat", 1.0))

@@ -178,6 +178,13 @@ def _register(cls: type[Actor]) -> None:
     _TYPES[cls.type_name] = cls
 
 
+def timer_types() -> frozenset[str]:
+    """Type names of the registered classes that can have timers (``Timers``, or an
+    ``Outbox``'s wake-up): what this process's timer scanner lists."""
+    return frozenset(name for name, cls in list(_TYPES.items())
+                     if "_dna_timer" in cls._dna_handlers)
+
+
 def actor_type(type_name: str) -> type[Actor]:
     """The actor class registered under ``type_name``; InterfaceError if none."""
     try:

@@ -44,7 +44,9 @@ class BenchConfig:
 def bench_url(cfg: BenchConfig, suffix: str = "") -> tuple[str, Path | None]:
     """The store URL of one bench run (``suffix`` keeps SQLite files apart), and a
     temporary directory to remove afterwards (or None)."""
-    url = cfg.store
+    url, _, options = cfg.store.partition("?")  # "sqlite?commit=log": a temporary file too
+    if url != "sqlite":
+        url = cfg.store
     tmp: Path | None = None
     if url == "sqlite":
         if cfg.path:
@@ -52,7 +54,7 @@ def bench_url(cfg: BenchConfig, suffix: str = "") -> tuple[str, Path | None]:
         else:
             tmp = Path(tempfile.mkdtemp(prefix="dna-bench-"))
             path = str(tmp / "bench.db")
-        url = "sqlite://" + quote(path, safe="/")
+        url = "sqlite://" + quote(path, safe="/") + ("?" + options if options else "")
     if url.startswith("sqlite://") and suffix:
         url, _, query = url.partition("?")
         url += quote(suffix, safe="/") + ("?" + query if query else "")
@@ -257,27 +259,95 @@ async def run_remote(cfg: BenchConfig) -> dict[str, Any]:
             for ref in refs:
                 await ref.get("warm-up")
             ping = node.ref(Noop, f"remote-{run_id}").ping  # round trip, no storage
-            for _ in range(200):
-                await ping()
-            rtt = []
-            for _ in range(5000):
-                t = time.perf_counter()
-                await ping()
-                rtt.append(time.perf_counter() - t)
+            rtt, echo = await _round_trips(ping)
+            cpu = _cpu_seconds(proc.pid), time.process_time()
             elapsed = await _drive(cfg, refs)
+            cpu_server, cpu_client = _cpu_seconds(proc.pid) - cpu[0], time.process_time() - cpu[1]
     finally:
         if proc.returncode is None:
             proc.terminate()
         await proc.wait()
         _cleanup(tmp)
         _cleanup(work)
-    rtt.sort()
     puts = cfg.n / elapsed
+    p50 = rtt[len(rtt) // 2] * 1e6
+    echo_p50 = echo[len(echo) // 2] * 1e6
     return {
         "store": cfg.store, "n": cfg.n, "actors": cfg.actors, "remote": True,
         "seconds": elapsed, "puts_per_s": puts,
         "inprocess_puts_per_s": inproc["puts_per_s"], "ratio": puts / inproc["puts_per_s"],
-        "remote_call_p50_us": rtt[len(rtt) // 2] * 1e6,
+        "remote_call_p50_us": p50,
         "remote_call_p99_us": rtt[int(len(rtt) * 0.99)] * 1e6,
+        "echo_p50_us": echo_p50, "call_vs_echo": p50 / echo_p50,
+        "client_cpu_us_per_put": cpu_client / cfg.n * 1e6,
+        "server_cpu_us_per_put": cpu_server / cfg.n * 1e6,
         "batches": None, "mean_batch": None, "peak_rss_mib": peak_rss_mib(),
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_ECHO = """
+import asyncio, sys
+class Echo(asyncio.Protocol):
+    def connection_made(self, t): self.t = t
+    def data_received(self, d): self.t.write(d)
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Echo, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+asyncio.run(main())
+"""
+
+
+async def _round_trips(ping: Any, n: int = 5000) -> tuple[list[float], list[float]]:
+    """Sorted seconds of ``n`` remote calls, and of ``n`` plain asyncio TCP echoes of 16
+    bytes to another process on loopback (the scale the call is judged against),
+    measured alternately in rounds so that a noisy machine hurts both alike."""
+    loop = asyncio.get_running_loop()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _ECHO, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    port = int(await proc.stdout.readline())
+    waiter: list[asyncio.Future[None]] = []
+
+    class Client(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            if waiter and not waiter[0].done():
+                waiter[0].set_result(None)
+
+    transport, _ = await loop.create_connection(Client, "127.0.0.1", port)
+
+    async def echo() -> None:
+        waiter[:] = [loop.create_future()]
+        transport.write(b"0123456789abcdef")
+        await waiter[0]
+
+    rtt: list[float] = []
+    echoes: list[float] = []
+    clock = time.perf_counter
+    try:
+        for _ in range(200):  # warm up both
+            await ping()
+            await echo()
+        for _ in range(10):
+            for call, out in ((ping, rtt), (echo, echoes)):
+                for _ in range(n // 10):
+                    t = clock()
+                    await call()
+                    out.append(clock() - t)
+    finally:
+        transport.close()
+        proc.stdin.close()
+        await proc.wait()
+    return sorted(rtt), sorted(echoes)

@@ -164,7 +164,10 @@ def cmd_bench(ns: argparse.Namespace) -> int:
             print(f"Put per second: {result['puts_per_s']:,.0f}  in-process: "
                   f"{result['inprocess_puts_per_s']:,.0f}  ratio: {result['ratio']:.2f}")
             print(f"remote call round trip: p50 {result['remote_call_p50_us']:.0f} us, "
-                  f"p99 {result['remote_call_p99_us']:.0f} us")
+                  f"p99 {result['remote_call_p99_us']:.0f} us; plain asyncio TCP echo p50 "
+                  f"{result['echo_p50_us']:.0f} us (call/echo {result['call_vs_echo']:.2f})")
+            print(f"CPU per put: client {result['client_cpu_us_per_put']:.2f} us, "
+                  f"server {result['server_cpu_us_per_put']:.2f} us")
         return 0
     result = asyncio.run(run_bench(cfg))
     if ns.json:

@@ -136,20 +136,37 @@ class RemoteRoute:
         self.names = [spec.name for spec in atype._dna_table]  # handler names by index
 
     def _wake(self) -> None:
-        self.cluster.loop.call_soon(self.flush)
+        # The first message into an idle route goes at once, on the wire in this turn
+        # of the loop (a lone call waits for no turn); the route re-arms on the next
+        # turn, so what else arrives in this one goes in one frame then.
+        if self._send():
+            self.cluster.transport.flush_now(self.address)
+            self.cluster.loop.call_soon(self._rearm)
+
+    def _rearm(self) -> None:
+        if not self.inbox.closed:
+            self.inbox.arm()  # at once back in _wake if messages came meanwhile
 
     def flush(self) -> None:
         """Send what the inbox holds, in order, while the connection takes it."""
+        if self._send():
+            self.inbox.arm()
+
+    def _send(self) -> bool:
+        """Frames of what the inbox holds, queued on the connection; False when nothing
+        can go (closed, or congested: a task waits for room and flushes again)."""
         inbox = self.inbox
         if inbox.closed:
-            return
+            return False
         transport = self.cluster.transport
         if transport.congested(self.address, self):  # our own frames wait for credit
             if not self.waiting_room:
                 self.waiting_room = True
                 self.cluster.node.spawn(self._when_writable())
-            return
-        msgs = inbox.take(MAX_FRAME_CASTS)
+            return False
+        # no bigger a frame than the peer's credit: one beyond it would wait in the
+        # peer's inbox behind a full mailbox (at least one, held here until credit comes)
+        msgs = inbox.take(max(1, min(MAX_FRAME_CASTS, transport.credit(self.address))))
         i, n = 0, len(msgs)
         while i < n:  # casts before a call stay ahead of it; one frame per run of casts
             if msgs[i][3] is not None:
@@ -158,7 +175,7 @@ class RemoteRoute:
                 continue
             entries, hops, i = cast_entries(msgs, i, self.names)
             self._send_casts(entries, hops)
-        inbox.arm()
+        return True
 
     async def _when_writable(self) -> None:
         try:
@@ -331,6 +348,7 @@ class Cluster:
         self.term = 0  # the store's lease term our activations were made under
         self.joined_once = False  # the node has started (it may have stopped since)
         self.advertise: str | None = None  # address told to peers, if not the bound one
+        self.ready: list[Any] = []  # activations a peer's call just woke (run_ready)
         if listen is not None:
             from .transport import Transport
 
@@ -341,6 +359,7 @@ class Cluster:
                 node.node_id, secret, on_message=self.on_message, on_call=self.on_call,
                 ssl=ssl, client_ssl=client_ssl, max_frame_size=max_frame_size,
                 manual_release=True, window=max(64, window), split=split_casts,
+                on_received=self.run_ready,
             )
 
     @property
@@ -523,8 +542,27 @@ class Cluster:
         msg = (*msgs[0][:3], call)
         if inbox.offer(msg):
             source.release(1)
+            consumer = self.node.route_of(aid)
+            if consumer is not None and type(consumer) is not RemoteRoute:
+                self.ready.append(consumer)
         else:
             inbox.push(msg, Credit(source))
+
+    def run_ready(self) -> None:
+        """After a chunk from a peer: run the activations its calls woke now rather than
+        on the next turn of the loop, so that their replies go out in this one (as an
+        echo server's would). Each was scheduled as usual; ``run`` does nothing for
+        one that no longer waits, so the scheduled run finds nothing to do."""
+        ready = self.ready
+        if not ready:
+            return
+        self.ready = []
+        for act in ready:
+            try:
+                act.run()
+            except Exception as exc:  # as the loop would report a failed callback
+                self.loop.call_exception_handler(
+                    {"message": f"running {act.aid} failed", "exception": exc})
 
     def on_message(self, peer: str, wire: Any) -> None:
         source = self.transport.source
@@ -549,10 +587,9 @@ class Cluster:
         if not msgs:
             source.release(1)
             return
-        # behind a full mailbox, credit comes back as the mailbox takes them
-        admitted = inbox.push_all(msgs, source)
-        if admitted:
-            source.release(admitted)
+        # credit comes back as the consumer takes them (Inbox.push_all): the peer is
+        # paced by the actor's progress, and its casts fit the mailbox (window <= size)
+        inbox.push_all(msgs, source)
 
 
 def split_casts(wire: Any, weight: int) -> list[tuple[Any, int]] | None:

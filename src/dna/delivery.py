@@ -9,7 +9,8 @@ after the receiver's commit (the output gate): then the sends are
 acknowledged and their rows deleted with the sender's next commit (see
 ``Delivery._acked``). Any error is retried with backoff for as long as
 the activation lives; the receiver drops what it already committed. A sender
-activated again loads its un-acknowledged rows and goes on delivering them
+activated again (by anything, or by the wake-up timer its outbox keeps while sends
+are unacknowledged) loads its un-acknowledged rows and goes on delivering them
 ahead of new sends.
 """
 
@@ -182,8 +183,9 @@ class Delivery:
             try:
                 await asyncio.wait_for(self.drained.wait(), FINISH_WAIT)
             except asyncio.TimeoutError:
-                log.warning("%s passivates with %d sends unacknowledged: they are delivered "
-                            "when it is activated again", self.act.aid, self.outbox.backlog)
+                log.warning("%s passivates with %d sends unacknowledged: its wake-up timer "
+                            "activates it again to deliver them", self.act.aid,
+                            self.outbox.backlog)
         keys = self.pending_acks + self.closing_acks
         self.pending_acks, self.closing_acks = [], []
         return keys

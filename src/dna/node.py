@@ -19,7 +19,7 @@ from ._core import TURN, Dispatcher, Inbox
 from ._placement import with_weight
 from ._rebalance import Rebalancer
 from .activation import CLOSED, CLOSING, Activation, handler_error
-from .actor import KIND_CALL, Actor, ActorRef, actor_type
+from .actor import KIND_CALL, Actor, ActorRef, actor_type, timer_types
 from .catalog import CatalogPage, inspect_store, list_actors
 from .cluster import Cluster, RemoteRoute
 from .errors import InterfaceError
@@ -117,7 +117,7 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
         # durable timers: finds due ones in the store, fires them through routing
-        self.timers = TimerScanner(store, self._fire_timer, timer_poll)
+        self.timers = TimerScanner(store, self._fire_timer, timer_poll, timer_types)
         self._timer_task: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False

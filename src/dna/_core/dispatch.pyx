@@ -5,6 +5,23 @@ from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.list cimport PyList_AsTuple, PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
 from cpython.ref cimport Py_INCREF
 
+
+cdef extern from "Python.h":
+    int PyObject_IS_GC(object o)
+    int PyObject_GC_IsTracked(object o)
+    void PyObject_GC_UnTrack(void *o)
+
+
+cdef inline bint _atoms(tuple t):
+    """Nothing in ``t`` can be part of a reference cycle (what the GC would check)."""
+    cdef Py_ssize_t i
+    cdef object x
+    for i in range(PyTuple_GET_SIZE(t)):
+        x = <object>PyTuple_GET_ITEM(t, i)
+        if PyObject_IS_GC(x) and PyObject_GC_IsTracked(x):
+            return False
+    return True
+
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_GET_LENGTH
 
 from .framing import copy_args, copy_packable
@@ -258,6 +275,7 @@ def decode_entries(list entries, dict handlers, object hops):
     cdef Py_ssize_t i, n = PyList_GET_SIZE(entries)
     cdef list out = PyList_New(n)
     cdef object entry, hname, args, kwargs, spec, msg
+    cdef tuple targs
     for i in range(n):
         entry = <object>PyList_GET_ITEM(entries, i)
         if type(entry) is not list or PyList_GET_SIZE(entry) != 3:
@@ -270,7 +288,14 @@ def decode_entries(list entries, dict handlers, object hops):
             raise LookupError(hname)
         if type(args) is not list or not (kwargs is None or type(kwargs) is dict):
             raise ValueError("malformed actor message: bad arguments")
-        msg = (spec.index, PyList_AsTuple(args), kwargs or None, None, hops)
+        targs = PyList_AsTuple(args)
+        msg = (spec.index, targs, kwargs or None, None, hops)
+        # a message of plain values is untracked now, as the GC's first pass over it
+        # would do: thousands wait in a mailbox, and each pass would trace them again
+        if _atoms(targs):
+            PyObject_GC_UnTrack(<void *>targs)
+            if not kwargs:
+                PyObject_GC_UnTrack(<void *>msg)
         Py_INCREF(msg)  # PyList_SET_ITEM steals a reference
         PyList_SET_ITEM(out, i, msg)
     return out
@@ -293,7 +318,7 @@ def cast_entries(list msgs, Py_ssize_t start, list names):
             hops = h
         elif h != hops:
             break
-        entries.append([names[<object>PyTuple_GET_ITEM(msg, 0)],
-                        <object>PyTuple_GET_ITEM(msg, 1), <object>PyTuple_GET_ITEM(msg, 2)])
+        entries.append((names[<object>PyTuple_GET_ITEM(msg, 0)],  # msgpack's array too
+                        <object>PyTuple_GET_ITEM(msg, 1), <object>PyTuple_GET_ITEM(msg, 2)))
         i += 1
     return entries, (0 if hops is None else hops), i

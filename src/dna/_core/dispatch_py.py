@@ -276,7 +276,7 @@ def decode_entries(entries: list[Any], handlers: dict[str, Any], hops: int) -> l
 
 
 def cast_entries(msgs: list[Any], start: int, names: list[str]) -> tuple[list[Any], int, int]:
-    """The wire entries ``[handler, args, kwargs]`` of the run of casts in ``msgs`` from
+    """The wire entries ``(handler, args, kwargs)`` of the run of casts in ``msgs`` from
     ``start`` that share one hop count: ``(entries, hops, stop)``, where ``stop`` is
     the index of the first message not taken (a call, another hop count, or the end).
 
@@ -296,6 +296,6 @@ def cast_entries(msgs: list[Any], start: int, names: list[str]) -> tuple[list[An
             hops = h
         elif h != hops:
             break
-        entries.append([names[msg[0]], msg[1], msg[2]])
+        entries.append((names[msg[0]], msg[1], msg[2]))  # a tuple: the GC soon untracks it
         i += 1
     return entries, max(hops, 0), i

@@ -32,6 +32,14 @@ cdef class Credit:
             self.due = 0
             self.source.release(n)
 
+    cdef void moved(self) except *:
+        # one message admitted: its item is the inbox's to give back once taken
+        self.left -= 1
+        if self.left <= 0 and self.due:
+            n = self.due
+            self.due = 0
+            self.source.release(n)
+
     def done(self):
         return False  # each queued message settles it once: it never makes one skip
 
@@ -52,6 +60,8 @@ cdef class Inbox:
         self.wake = _nothing
         self.armed = False
         self.closed = False
+        self._owed = None
+        self.taken = 0
 
     def __len__(self):
         return len(self.mailbox) + (0 if self._waiters is None else len(self._waiters))
@@ -100,7 +110,8 @@ cdef class Inbox:
         return False
 
     cpdef Py_ssize_t push_all(self, list msgs, object source) except -1:
-        """Admit ``msgs`` in order, the rest queued under one ``Credit`` (see inbox_py)."""
+        """Admit ``msgs`` in order, the rest queued under one ``Credit``; credit goes
+        back to ``source`` as they are taken (see inbox_py)."""
         cdef Py_ssize_t n = len(msgs)
         cdef Py_ssize_t i = 0
         cdef Mailbox mailbox = self.mailbox
@@ -108,6 +119,7 @@ cdef class Inbox:
             while i < n and mailbox.push(msgs[i]):
                 i += 1
             if i:
+                self._owe(source, i)
                 self._arrived()
         if i < n:
             credit = Credit(source, n - i)
@@ -124,20 +136,67 @@ cdef class Inbox:
     cpdef list take(self, Py_ssize_t max_n):
         """Up to ``max_n`` oldest admitted messages; waiters move into the room freed."""
         cdef list batch = self.mailbox.drain(max_n)
+        self.taken += len(batch)
+        if self._owed:
+            self._repay()
         if self._waiters:
             self._admit()
         return batch
+
+    cdef void _owe(self, object source, Py_ssize_t n) except *:
+        # the last n admitted messages are source's: its credit once they are taken
+        cdef Py_ssize_t end = self.taken + self.mailbox._count
+        cdef list last
+        if self._owed is None:
+            self._owed = deque()
+        elif self._owed:
+            last = self._owed[len(self._owed) - 1]
+            if last[0] is source and <Py_ssize_t>last[2] == end - n:  # right behind: one block
+                last[1] += n
+                last[2] = end
+                return
+        self._owed.append([source, n, end])
+
+    cdef void _repay(self) except *:
+        # blocks [end - n, end) of the mailbox's positions, oldest first
+        owed = self._owed
+        cdef list first
+        cdef Py_ssize_t n, end, part
+        while owed:
+            first = owed[0]
+            n = first[1]
+            end = first[2]
+            if end <= self.taken:
+                owed.popleft()
+                first[0].release(n)
+                continue
+            part = self.taken - (end - n)
+            if part > 0:  # the head of the block is taken
+                first[1] = n - part
+                first[0].release(part)
+            break
+
+    cdef void _forgive(self) except *:
+        # the messages left (failed or handed over): every source gets its credit back
+        owed = self._owed
+        self._owed = None
+        if owed:
+            for source, n, _ in owed:
+                source.release(n)
 
     cdef void _admit(self) except *:
         w = self._waiters
         cdef Mailbox mailbox = self.mailbox
         while w and mailbox._count < mailbox.capacity:
             fut, msg = w.popleft()
-            if type(fut) is Credit:  # a peer's message: give its credit back
-                (<Credit>fut).settle()
+            if type(fut) is Credit:  # a peer's message: its credit goes back once taken
                 reply = (<tuple>msg)[3]
                 if reply is None or not reply.done():
                     mailbox.push(msg)
+                    (<Credit>fut).moved()
+                    self._owe((<Credit>fut).source, 1)
+                else:
+                    (<Credit>fut).settle()
                 continue
             if fut is not None and fut.done():  # the sender gave up
                 continue
@@ -166,6 +225,7 @@ cdef class Inbox:
             return
         other.closed = True
         other.armed = False
+        other._forgive()
         for msg in other.mailbox.clear():
             self.push(msg)
         w = other._waiters
@@ -185,6 +245,7 @@ cdef class Inbox:
         """Fail every queued message with ``err`` (calls' replies and waiting senders);
         returns how many casts were dropped."""
         cdef Py_ssize_t dropped = 0
+        self._forgive()
         for msg in self.mailbox.clear():
             reply = msg[3]
             if reply is None:

@@ -66,11 +66,19 @@ class Credit:
     def set_exception(self, _exc: BaseException) -> None:
         self.set_result(None)
 
+    def moved(self) -> None:
+        """One message admitted: its item is the inbox's to give back once taken."""
+        self.left -= 1
+        if self.left <= 0 and self.due:
+            n, self.due = self.due, 0
+            self.source.release(n)
+
 
 class Inbox:
     """Mailbox, waiting senders and wake-up of one route (see the module docstring)."""
 
-    __slots__ = ("_waiters", "armed", "closed", "mailbox", "new_future", "wake")
+    __slots__ = ("_owed", "_waiters", "armed", "closed", "mailbox", "new_future", "taken",
+                 "wake")
 
     def __init__(self, capacity: int, new_future: Callable[[], Any]) -> None:
         self.mailbox = Mailbox(capacity)  # admitted messages, oldest first
@@ -79,6 +87,9 @@ class Inbox:
         self.wake: Callable[[], None] = _nothing  # the consumer's wake-up
         self.armed = False  # the consumer is idle: the next arrival calls wake()
         self.closed = False  # the route is gone: senders resolve again
+        # [source, n, end]: n items of credit go back to source once ``taken`` reaches end
+        self._owed: deque[list[Any]] | None = None
+        self.taken = 0  # messages taken out of the mailbox so far
 
     def __len__(self) -> int:
         w = self._waiters
@@ -131,8 +142,10 @@ class Inbox:
 
     def push_all(self, msgs: list[Any], source: Any) -> int:
         """Admit ``msgs`` in order: as many as fit now, the rest queued behind the
-        waiters under one ``Credit(source, rest)``. Returns how many were admitted
-        now: their credit is the caller's to give back."""
+        waiters under one ``Credit(source, rest)``. Returns how many were admitted now.
+        Every message's credit goes back through ``source.release(n)`` once ``take``
+        has handed it to the consumer (or the inbox failed or was adopted): a peer is
+        paced by the actor's progress, not by room in the mailbox."""
         n = len(msgs)
         i = 0
         if not self._waiters:
@@ -140,6 +153,7 @@ class Inbox:
             while i < n and push(msgs[i]):
                 i += 1
             if i:
+                self._owe(source, i)
                 self._arrived()
         if i < n:
             credit = Credit(source, n - i)
@@ -157,9 +171,51 @@ class Inbox:
     def take(self, max_n: int) -> list[Any]:
         """Up to ``max_n`` oldest admitted messages; waiters move into the room freed."""
         batch = self.mailbox.drain(max_n)
+        self.taken += len(batch)
+        if self._owed:
+            self._repay()
         if self._waiters:
             self._admit()
         return batch
+
+    def _owe(self, source: Any, n: int) -> None:
+        """The last ``n`` admitted messages are ``source``'s: its credit once taken."""
+        end = self.taken + len(self.mailbox)
+        owed = self._owed
+        if owed is None:
+            owed = self._owed = deque()
+        elif owed:
+            last = owed[-1]
+            if last[0] is source and last[2] == end - n:  # right behind: one block
+                last[1] += n
+                last[2] = end
+                return
+        owed.append([source, n, end])
+
+    def _repay(self) -> None:
+        """Credit of what was taken: blocks ``[end - n, end)`` of the mailbox's
+        positions, oldest first, the head of a block that is partly taken included."""
+        owed = self._owed
+        assert owed is not None
+        while owed:
+            first = owed[0]
+            source, n, end = first
+            if end <= self.taken:
+                owed.popleft()
+                source.release(n)
+                continue
+            part = self.taken - (end - n)
+            if part > 0:
+                first[1] = n - part
+                source.release(part)
+            break
+
+    def _forgive(self) -> None:
+        """The messages left (failed or handed over): every source gets its credit back."""
+        owed, self._owed = self._owed, None
+        if owed:
+            for source, n, _ in owed:
+                source.release(n)
 
     def _admit(self) -> None:
         w = self._waiters
@@ -167,6 +223,15 @@ class Inbox:
         mailbox = self.mailbox
         while w and not mailbox.full:
             fut, msg = w.popleft()
+            if type(fut) is Credit:  # a peer's message: its credit goes back once taken
+                reply = msg[3]
+                if reply is None or not reply.done():
+                    mailbox.push(msg)
+                    fut.moved()
+                    self._owe(fut.source, 1)
+                else:
+                    fut.set_result(None)
+                continue
             if fut is not None and fut.done():  # the sender gave up
                 continue
             reply = msg[3]
@@ -194,6 +259,7 @@ class Inbox:
             return
         other.closed = True
         other.armed = False
+        other._forgive()
         for msg in other.mailbox.clear():
             self.push(msg)
         w = other._waiters
@@ -213,6 +279,7 @@ class Inbox:
         """Fail every queued message with ``err`` (calls' replies and waiting senders);
         returns how many casts were dropped."""
         dropped = 0
+        self._forgive()
         for msg in self.mailbox.clear():
             reply = msg[3]
             if reply is None:

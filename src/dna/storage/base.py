@@ -102,7 +102,7 @@ class StorageContext:
     """One activation's storage, scoped to its claim (see the module docstring)."""
 
     __slots__ = ("attached", "claim", "max_key_bytes", "max_value_bytes", "outbox", "store",
-                 "ws")
+                 "timers", "ws")
 
     def __init__(self, ws: Any, store: Store, claim: Claim) -> None:
         self.ws = ws  # pending writes: the running batch and the commit in flight
@@ -112,6 +112,7 @@ class StorageContext:
         self.max_value_bytes: int | None = store.max_value_bytes  # None: no limit
         self.attached: list[Attached] = []  # bound views told of loads and commits
         self.outbox: Any = None  # the bound Outbox, when the actor declares one
+        self.timers: Any = None  # the bound Timers, when the actor declares them
 
     async def read(self, module: str, key: str) -> bytes | None:
         """The packed value of ``key`` (pending writes first), or None."""

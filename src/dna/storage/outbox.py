@@ -14,6 +14,14 @@ of the sender's claim, so rows sort in send order across re-activations (every
 claim has a greater epoch); a send's sequence number is its row key plus its
 index in the row (8 hex): fixed width, so strings order as the numbers do.
 
+While any of its sends is unacknowledged, the sender keeps a wake-up timer
+(``OUTBOX_WAKE`` in the timers' module, written with the first commit that
+has sends, due ``WAKE_AFTER`` seconds later): if its node dies, or it is
+passivated before its receivers answered, a live node's timer scanner
+activates it again and delivery goes on without anyone calling it. On a live
+sender the firing only moves the wake-up on; with nothing left to deliver it
+removes it.
+
 The receiving side (``receive``, any actor) keeps, per sender, the highest
 sequence number it committed (one row of module ``_dna.seen`` per sender,
 written in the same batch as the handler's writes) and drops anything at or
@@ -32,7 +40,9 @@ from typing import Any
 from .._core import TURN, SenderBase, copy_args, copy_packable, pack, unpack
 from ..errors import InterfaceError, TooLarge
 from ..ids import ActorId
+from ..store.base import TIMERS_MODULE
 from .base import StorageContext, StorageModule
+from .timers import FIRE_HANDLER, OUTBOX_WAKE, encode_timer, fire_handler, now_us
 
 __all__ = ["SEEN", "BoundOutbox", "Entry", "OutOfOrder", "Outbox", "receive", "sender_key"]
 
@@ -41,6 +51,8 @@ log = logging.getLogger("dna.delivery")
 SEEN = "_dna.seen"  # receiver's module: one high-water mark per sender
 _PAGE = 100  # rows read per page when an activation loads its outbox
 ROW_BYTES = 1 << 20  # a handler's sends beyond this many bytes go on in a further row
+WAKE_AFTER = 5.0  # seconds: a sender with unacknowledged sends is woken this often
+_WAKE_BODY = pack([None, None])  # the wake-up timer's payload and period
 
 
 class Entry:
@@ -88,13 +100,16 @@ class Outbox(StorageModule["BoundOutbox"]):
         ctx.attach(bound)
         return bound
 
+    def handlers(self) -> dict[str, Callable[..., Any]]:
+        return {FIRE_HANDLER: fire_handler}  # the wake-up timer's firing
+
 
 class BoundOutbox:
     """The outbox of one activation: what handlers recorded, and what is committed but
     not yet acknowledged, per receiver in send order."""
 
-    __slots__ = ("_ctx", "_flushed", "_groups", "_limit", "_n", "_name", "_prefix", "_rows",
-                 "queues", "wake")
+    __slots__ = ("_armed", "_ctx", "_flushed", "_groups", "_limit", "_n", "_name", "_prefix",
+                 "_rows", "_sealing", "queues", "wake")
 
     def __init__(self, ctx: StorageContext, module: str) -> None:
         self._ctx = ctx
@@ -107,6 +122,8 @@ class BoundOutbox:
         self.queues: dict[ActorId, deque[Entry]] = {}  # durable, not acknowledged yet
         self.wake: Callable[[ActorId], None] = _nothing  # the runtime's delivery, per receiver
         self._flushed: list[asyncio.Future[None]] = []  # flushed() callers waiting
+        self._armed = False  # the wake-up timer is set (committed or in the write set)
+        self._sealing = 0  # commits with sends in flight (not durable yet)
         ctx.outbox = self  # self.send finds it here
 
     @property
@@ -126,6 +143,7 @@ class BoundOutbox:
         """Un-acknowledged rows of earlier activations, queued ahead of new sends."""
         after: str | None = None
         store, claim = self._ctx.store, self._ctx.claim
+        self._armed = await store.read(claim, TIMERS_MODULE, OUTBOX_WAKE) is not None
         while True:
             rows = await store.list(claim, self._name, "", _PAGE, after)
             for key, value in rows:
@@ -218,12 +236,34 @@ class BoundOutbox:
                 ws.delete(name, g.key)
         if not sealed:
             return None
+        if not self._armed:
+            self._arm()
+        self._sealing += 1
 
         def durable() -> None:
+            self._sealing -= 1
             for entries in sealed:
                 self._queue(entries)
 
         return durable
+
+    def _arm(self) -> bytes:
+        """Set the wake-up timer ``WAKE_AFTER`` seconds from now (a write of the batch);
+        its token."""
+        value = encode_timer(now_us() + round(WAKE_AFTER * 1e6), _WAKE_BODY)
+        self._ctx.ws.write(TIMERS_MODULE, OUTBOX_WAKE, value)
+        self._armed = True
+        return value[8:16]
+
+    def on_wake(self) -> bytes | None:
+        """The wake-up timer fired (this activation loaded and delivers the backlog):
+        set it again while sends are unacknowledged, else remove it. The token of
+        the wake-up pending afterwards."""
+        if self.backlog or self._sealing:
+            return self._arm()
+        self._ctx.ws.delete(TIMERS_MODULE, OUTBOX_WAKE)
+        self._armed = False
+        return None
 
     def delivered(self, rid: ActorId, n: int) -> list[str]:
         """The receiver committed the oldest ``n`` sends to it: the keys of the rows

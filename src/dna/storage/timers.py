@@ -24,6 +24,8 @@ What a caller may rely on:
 - ``every``: the next occurrence is ``due + every``; occurrences missed while
   nothing could fire them are coalesced into one firing.
 - Setting a timer under a name replaces any timer of that name.
+- Names starting with NUL are the runtime's own (``Outbox`` keeps one to wake a
+  sender with unacknowledged sends): they are refused here and never listed.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, NamedTuple
 
 from .._core import pack, unpack
@@ -45,12 +47,16 @@ from ..ids import ActorId
 from ..store.base import TIMER_HEADER_BYTES, TIMERS_MODULE, DueTimer, Store, timer_header
 from .base import StorageContext, StorageModule
 
-__all__ = ["FIRE_HANDLER", "BoundTimers", "Timer", "TimerScanner", "Timers"]
+__all__ = ["FIRE_HANDLER", "OUTBOX_WAKE", "RESERVED", "BoundTimers", "Timer", "TimerScanner",
+           "Timers", "encode_timer", "fire_handler", "now_us"]
 
 log = logging.getLogger("dna.timers")
 
 FIRE_HANDLER = "_dna_timer"  # the call handler Timers adds to its actor class
 _MAX_US = 2**63 - 1  # due instants fit a signed 64-bit column (CQL bigint)
+RESERVED = "\x00"  # first character of the runtime's own timer names
+OUTBOX_WAKE = "\x00dna.outbox"  # an Outbox's wake-up while sends are unacknowledged
+_AFTER_RESERVED = "\x00\U0010ffff"  # every reserved name sorts at or before this
 
 
 def now_us() -> int:
@@ -73,8 +79,6 @@ class Timers(StorageModule["BoundTimers"]):
     The class defines ``on_timer(self, name, payload)``; it runs when a timer fires.
     """
 
-    declared = 0  # actor classes of this process that declared Timers (0: nothing to scan)
-
     def __init__(self) -> None:
         self.name = TIMERS_MODULE  # stored module name, whatever the attribute is called
         self.attr = ""  # the attribute it is declared as
@@ -86,19 +90,30 @@ class Timers(StorageModule["BoundTimers"]):
                     f"{owner.__qualname__} declares Timers twice ({other_name}, {name})"
                 )
         self.attr = name
-        Timers.declared += 1
 
     def bind(self, ctx: StorageContext) -> BoundTimers:
         return BoundTimers(ctx)
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
-        attr = self.attr
+        return {FIRE_HANDLER: fire_handler}
 
-        async def _dna_timer(actor: Any, names: list[str]) -> list[Any]:
-            bound: BoundTimers = actor.__dict__[attr]
-            return await bound.fire_many(actor, names)
 
-        return {FIRE_HANDLER: _dna_timer}
+async def fire_handler(actor: Any, names: list[str]) -> list[Any]:
+    """The scanner's firing message (``_dna_timer``), on a class with Timers or an
+    Outbox (both bring this one handler): one ``[token, error]`` per name."""
+    ctx: StorageContext = actor._dna_storage
+    timers: BoundTimers | None = ctx.timers
+    if timers is not None:
+        return await timers.fire_many(actor, names)
+    return [[_fire_reserved(ctx, name), None] for name in names]
+
+
+def _fire_reserved(ctx: StorageContext, name: str) -> bytes | None:
+    """Fire one of the runtime's own timers; the token of what is pending afterwards."""
+    if name == OUTBOX_WAKE and ctx.outbox is not None:
+        return ctx.outbox.on_wake()  # type: ignore[no-any-return]
+    ctx.ws.delete(TIMERS_MODULE, name)  # nothing here owns it (a class changed): removed
+    return None
 
 
 # ---------------------------------------------------------------- values
@@ -135,7 +150,7 @@ def _due(at: Any, after: Any) -> int:
     return due
 
 
-def _encode(due: int, body: bytes) -> bytes:
+def encode_timer(due: int, body: bytes) -> bytes:
     """A stored timer: the header stores index (``timer_header``), then msgpack."""
     return due.to_bytes(8, "big") + os.urandom(8) + body
 
@@ -149,6 +164,8 @@ def _decode(name: str, value: bytes) -> Timer:
 def _check_name(name: Any) -> str:
     if type(name) is not str:
         raise TypeError(f"timer names are str, not {type(name).__name__}")
+    if name.startswith(RESERVED):
+        raise ValueError(f"timer names starting with NUL are the runtime's own: {name!r}")
     return name
 
 
@@ -160,6 +177,7 @@ class BoundTimers:
     def __init__(self, ctx: StorageContext) -> None:
         self._ctx = ctx  # the activation's storage, scoped to its claim
         self._ws = ctx.ws  # pending writes of the running batch
+        ctx.timers = self  # the firing message finds it here
 
     def set(
         self,
@@ -184,7 +202,7 @@ class BoundTimers:
             body = pack([payload, period])
         except (TypeError, ValueError) as exc:
             raise TypeError(f"timer payload is not msgpack-serialisable: {exc}") from None
-        value = _encode(due, body)
+        value = encode_timer(due, body)
         self._ctx.store.check_row(TIMERS_MODULE, name, value)
         self._ws.write(TIMERS_MODULE, name, value)
 
@@ -207,6 +225,10 @@ class BoundTimers:
             raise TypeError("prefix and start_after are str")
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        if prefix.startswith(RESERVED):
+            return []  # the runtime's own timers are not listed
+        if not prefix and (start_after is None or start_after < _AFTER_RESERVED):
+            start_after = _AFTER_RESERVED  # the runtime's own timers are not listed
         rows = await self._ctx.list(TIMERS_MODULE, prefix, limit, start_after)
         return [_decode(k, v) for k, v in rows]
 
@@ -249,7 +271,7 @@ class BoundTimers:
             nxt = due + step
             if nxt <= now:  # missed occurrences coalesce into this firing
                 nxt += ((now - nxt) // step + 1) * step
-            self._ws.write(TIMERS_MODULE, name, _encode(nxt, value[TIMER_HEADER_BYTES:]))
+            self._ws.write(TIMERS_MODULE, name, encode_timer(nxt, value[TIMER_HEADER_BYTES:]))
         else:
             self._ws.delete(TIMERS_MODULE, name)
         hook = getattr(actor, "on_timer", None)
@@ -285,11 +307,13 @@ class TimerScanner:
     once while the index has more due entries than a round reads.
     """
 
-    def __init__(self, store: Store, fire: Fire, poll: float = 0.1) -> None:
+    def __init__(self, store: Store, fire: Fire, poll: float = 0.1,
+                 types: Callable[[], Collection[str]] = frozenset) -> None:
         if not poll > 0:
             raise ValueError("timer poll interval must be > 0")
         self.store = store
         self.fire = fire  # sends the firing message through the node's routing
+        self.types = types  # the actor types this node fires timers of (it loads them)
         self.poll = poll  # seconds between rounds when nothing more is due
         self.batch = 2_000  # index entries read per round
         self.max_inflight = 10_000  # timers whose firing awaits its reply
@@ -328,10 +352,11 @@ class TimerScanner:
 
     async def round(self) -> bool:
         """One round; True when the index had more due entries than it read."""
-        if not Timers.declared:  # no actor class here can have timers: no store reads
+        types = self.types()
+        if not types:  # no actor class here can have timers: no store reads
             return False
         whole = self._cursor is None  # this round may read every due entry
-        entries = await self.store.due_timers(now_us(), self.batch, self._cursor)
+        entries = await self.store.due_timers(now_us(), self.batch, self._cursor, types)
         more = len(entries) == self.batch
         if whole and not more and self._retry:  # forget retries of timers gone meanwhile
             seen = {_key(e) for e in entries}

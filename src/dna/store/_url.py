@@ -8,7 +8,9 @@ Forms (``?name=value&...`` sets constructor options; keyword arguments to
   ``sqlite:///abs/path/app.db`` is absolute (PATH starts with ``/``),
   ``sqlite://app.db`` and ``sqlite://data/app.db`` are relative to the current
   directory. Percent escapes are decoded (``%3F`` for a ``?`` in a name).
-  Options: ``synchronous``, ``busy_timeout_ms``.
+  Options: ``synchronous``, ``busy_timeout_ms``, ``commit`` (``apply`` or
+  ``log``: the log-first path), ``log_max_rows``, ``apply_rows``,
+  ``apply_idle_ms`` (a number or ``none``).
 - ``cql://HOST[:PORT][,HOST[:PORT]...][/KEYSPACE]``: ScyllaDB or Cassandra,
   keyspace ``dna`` when none is named; ``[v6 address]:port`` works. Options:
   ``lease``, ``heartbeat_interval`` (a number or ``none``), ``dead_node_grace``,
@@ -38,7 +40,14 @@ def _none_or_float(text: str) -> float | None:
 
 # options a URL may set, per scheme, with the conversion of their text
 _OPTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
-    "sqlite": {"synchronous": str, "busy_timeout_ms": int},
+    "sqlite": {
+        "synchronous": str,
+        "busy_timeout_ms": int,
+        "commit": str,
+        "log_max_rows": int,
+        "apply_rows": int,
+        "apply_idle_ms": _none_or_float,
+    },
     "cql": {
         "lease": float,
         "heartbeat_interval": _none_or_float,

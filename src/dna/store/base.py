@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import builtins
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -257,10 +258,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def due_timers(
-        self, now: int, limit: int, after: DueTimer | None = None
+        self, now: int, limit: int, after: DueTimer | None = None,
+        types: Collection[str] | None = None,
     ) -> builtins.list[DueTimer]:
         """Up to ``limit`` entries of the due index with ``due <= now`` (microseconds
-        since the epoch), in index order, continuing after ``after`` when given.
+        since the epoch), in index order, continuing after ``after`` when given;
+        only of actors whose type is in ``types`` when given (a node lists the types
+        it serves: timers of a type no node loads cost the others' scans nothing).
 
         Every timer committed under ``TIMERS_MODULE`` (any actor, any owner) has an
         entry while it is pending. An entry may be stale (its timer since removed or

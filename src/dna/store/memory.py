@@ -11,6 +11,7 @@ import builtins
 import time
 import weakref
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Collection
 from itertools import islice
 
 from ..errors import InterfaceError, NotOwner, StaleEpoch, StoreError
@@ -263,7 +264,8 @@ class MemoryStore(Store):
     # ------------------------------------------------------------ timers
 
     async def due_timers(
-        self, now: int, limit: int, after: DueTimer | None = None
+        self, now: int, limit: int, after: DueTimer | None = None,
+        types: Collection[str] | None = None,
     ) -> builtins.list[DueTimer]:
         """Timers due by ``now`` from the exact in-memory index (see ``Store``)."""
         self._me()
@@ -274,7 +276,9 @@ class MemoryStore(Store):
         for entry in islice(due, i, None):
             if entry[0] > now or len(out) >= limit:
                 break
-            out.append(DueTimer(db.by_handle[entry[1]], entry[2], entry[0], entry[3], entry))
+            aid = db.by_handle[entry[1]]
+            if types is None or aid.type_name in types:
+                out.append(DueTimer(aid, entry[2], entry[0], entry[3], entry))
         return out
 
     # ------------------------------------------------------------ nodes

@@ -124,7 +124,13 @@ def answer(conn: Connection, rid: int, deadline: float, frame: list[Any]) -> Non
             conn.loop.call_soon(admit_waiting, conn)
         return
     conn.replies += 1  # it stays running until the flush writes it
-    conn.queue(frame)
+    if conn.replies >= conn.running and not conn.receiving:
+        # no other call of the peer runs here (a lone call, or the last of a batch):
+        # nothing to coalesce with, so it goes now rather than on the next turn
+        conn.out.append(frame)
+        conn.flush()
+    else:
+        conn.queue(frame)
 
 
 class Reply:

@@ -174,7 +174,10 @@ class Transport:
     synchronously, ``deadline`` holds the call's deadline in ``loop.time()``
     terms. ``on_message(peer_node_id, msg)`` receives one-way messages. While
     either runs synchronously, ``source.release(n)`` gives the peer ``n`` items
-    of credit back (needed only with ``manual_release``).
+    of credit back (needed only with ``manual_release``). ``on_received()``, when
+    given, runs after the frames of each chunk read from a peer were handled and
+    before what they queued is written (work they made ready may run there, so its
+    replies go out in the same turn of the loop).
     """
 
     def __init__(
@@ -198,6 +201,7 @@ class Transport:
         window: int = 8192,
         manual_release: bool = False,
         split: Callable[[Any, int], list[tuple[Any, int]] | None] | None = None,
+        on_received: Callable[[], None] | None = None,
     ) -> None:
         _check_settings(node_id, secret, max_frame_size, handshake_timeout, idle_timeout,
                         ping_interval, dead_after, max_unsent, window, max_handshaking,
@@ -229,6 +233,8 @@ class Transport:
         self._manual_release = manual_release
         # splits a weighted one-way message too big for one frame into two, in order
         self._split = split
+        # run after each chunk a peer sent was handled, before its replies are written
+        self._on_received = on_received
         # with manual_release: what the frame being delivered releases its credit through
         self.source: Connection | CallCredit | None = None
         self._dead_after = dead_after
@@ -458,6 +464,21 @@ class Transport:
         sent)."""
         conn = self._conns.get(address)
         return conn is not None and conn.congested(key)
+
+    def flush_now(self, address: str) -> None:
+        """Write what is queued for ``address`` now rather than on the next turn of
+        the loop (a no-op before the connection is up)."""
+        conn = self._conns.get(address)
+        if conn is not None and conn.out and not conn.receiving:
+            conn.flush()
+
+    def credit(self, address: str) -> int:
+        """Items the peer at ``address`` lets us send now without holding them: 0 while
+        frames to it wait for credit (before it is dialled, the initial credit)."""
+        conn = self._conns.get(address)
+        if conn is None:
+            return INITIAL_CREDIT
+        return 0 if conn.held else max(0, conn.credit)
 
     async def writable(self, address: str, key: Any = None) -> None:
         """Return once frames to ``address`` may be queued again (the socket drained,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import StoreError
+from ._legacy import OLD_TABLES, migrate_timer_index
 
 __all__ = ["Statements", "check_keyspace", "create_schema", "replication_map"]
 
@@ -49,27 +50,28 @@ CREATE TABLE IF NOT EXISTS {ks}.nodes (
 ) WITH comment = 'DNA: cluster membership and heartbeats'
 """
 
-# Timers' due index (see _timers): one partition per minute of due time. An entry is
-# written before the commit that stores its timer and deleted only once that
-# setting of the timer is known gone, so a crash leaves at most a stale entry.
+# Timers' due index (see _timers): one partition per actor type and minute of due
+# time, so a node reads only the types it serves. An entry is written before the
+# commit that stores its timer and deleted only once that setting of the timer is
+# known gone, so a crash leaves at most a stale entry.
 _TIMER_DUE = """
-CREATE TABLE IF NOT EXISTS {ks}.timer_due (
+CREATE TABLE IF NOT EXISTS {ks}.timers_due (
+    type_name text,
     bucket bigint,
     due bigint,
     namespace text,
-    type_name text,
     key text,
     name text,
     setting blob,
-    PRIMARY KEY ((bucket), due, namespace, type_name, key, name, setting)
-) WITH comment = 'DNA: timers due index, one partition per minute of due time'
+    PRIMARY KEY ((type_name, bucket), due, namespace, key, name, setting)
+) WITH comment = 'DNA: timers due index, one partition per actor type and minute'
 """
 
 _TIMER_SCAN = """
-CREATE TABLE IF NOT EXISTS {ks}.timer_scan (
-    id int PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS {ks}.timers_scan (
+    type_name text PRIMARY KEY,
     low bigint
-) WITH comment = 'DNA: the oldest timer_due bucket that may hold entries'
+) WITH comment = 'DNA: per actor type, the oldest timers_due bucket that may hold entries'
 """
 
 # Slot leases (activation=slots, see _slots): one row per slot of the name space.
@@ -150,18 +152,20 @@ STATEMENTS: dict[str, str] = {
     "node_get": "SELECT heartbeat, draining FROM {ks}.nodes WHERE node_id = ?",
     "node_all": "SELECT node_id, address, heartbeat, draining, load FROM {ks}.nodes",
     # timers' due index
-    "timer_put": "INSERT INTO {ks}.timer_due (bucket, due, namespace, type_name, key, name, "
+    "timer_put": "INSERT INTO {ks}.timers_due (type_name, bucket, due, namespace, key, name, "
     "setting) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "timer_due": "SELECT due, namespace, type_name, key, name, setting FROM {ks}.timer_due "
-    "WHERE bucket = ? AND due >= ? AND due <= ? LIMIT ?",
-    "timer_due_after": "SELECT due, namespace, type_name, key, name, setting FROM {ks}.timer_due "
-    "WHERE bucket = ? AND (due) <= (?) AND (due, namespace, type_name, key, name, setting) > "
-    "(?, ?, ?, ?, ?, ?) LIMIT ?",
-    "timer_forget": "DELETE FROM {ks}.timer_due WHERE bucket = ? AND due = ? AND namespace = ? "
-    "AND type_name = ? AND key = ? AND name = ? AND setting = ?",
-    "timer_low": "SELECT low FROM {ks}.timer_scan WHERE id = 0",
-    "timer_low_set": "UPDATE {ks}.timer_scan SET low = ? WHERE id = 0",
-    "timer_low_init": "INSERT INTO {ks}.timer_scan (id, low) VALUES (0, ?) IF NOT EXISTS",
+    "timer_due": "SELECT due, namespace, key, name, setting FROM {ks}.timers_due "
+    "WHERE type_name = ? AND bucket = ? AND due >= ? AND due <= ? LIMIT ?",
+    "timer_due_after": "SELECT due, namespace, key, name, setting FROM {ks}.timers_due "
+    "WHERE type_name = ? AND bucket = ? AND (due) <= (?) AND (due, namespace, key, name, "
+    "setting) > (?, ?, ?, ?, ?) LIMIT ?",
+    "timer_forget": "DELETE FROM {ks}.timers_due WHERE type_name = ? AND bucket = ? AND due = ? "
+    "AND namespace = ? AND key = ? AND name = ? AND setting = ?",
+    "timer_low": "SELECT low FROM {ks}.timers_scan WHERE type_name = ?",
+    "timer_types": "SELECT type_name FROM {ks}.timers_scan",
+    "timer_low_set": "UPDATE {ks}.timers_scan SET low = ? WHERE type_name = ?",
+    "timer_low_init": "INSERT INTO {ks}.timers_scan (type_name, low) VALUES (?, ?) "
+    "IF NOT EXISTS",
     # the actor catalog (see _catalog): a destroy is one fenced batch of these two ...
     "destroy_fence": "UPDATE {ks}.actor_data SET owner = null, claimed_at = null, epoch = ?, "
     f"marker = ? WHERE {_PK} IF owner = ? AND epoch = ?",
@@ -209,6 +213,7 @@ class Statements:
     timer_due_after: Any
     timer_forget: Any
     timer_low: Any
+    timer_types: Any
     timer_low_set: Any
     timer_low_init: Any
     destroy_fence: Any
@@ -289,10 +294,12 @@ def create_schema(session: Any, keyspace: str, replication: str, create: bool = 
             raise StoreError(f"CQL keyspace {keyspace} has no table {name}: not a DNA store")
         if name not in tables:
             session.execute(ddl.format(ks=keyspace))
-    for name, ddl in (("timer_due", _TIMER_DUE), ("timer_scan", _TIMER_SCAN),
+    for name, ddl in (("timers_due", _TIMER_DUE), ("timers_scan", _TIMER_SCAN),
                       ("slots", _SLOTS), ("settings", _SETTINGS)):
         if name not in tables:  # a DNA keyspace from before timers (or slots) gets them too
             session.execute(ddl.format(ks=keyspace))
+    if OLD_TABLES[0] in tables:  # the first release's index: carried over, then dropped
+        migrate_timer_index(session, keyspace, STATEMENTS["timer_put"].format(ks=keyspace))
 
 
 def _refuse_tablets(session: Any, keyspace: str) -> None:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 try:
@@ -612,10 +612,14 @@ class ScyllaStore(Store):
     # ------------------------------------------------------------ timers
 
     async def due_timers(
-        self, now: int, limit: int, after: DueTimer | None = None
+        self, now: int, limit: int, after: DueTimer | None = None,
+        types: Collection[str] | None = None,
     ) -> builtins.list[DueTimer]:
-        """Entries of the ``timer_due`` index due by ``now`` (see ``_timers``)."""
-        return await self._index().due(now, limit, after)
+        """Entries of the ``timers_due`` index due by ``now`` (see ``_timers``)."""
+        index = self._index()
+        if types is None:
+            types = await index.types()
+        return await index.due(now, limit, after, types)
 
     async def forget_timers(self, entries: builtins.list[DueTimer]) -> None:
         """Delete stale entries of the due index."""

@@ -29,7 +29,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t
-from libc.string cimport strlen
+from libc.string cimport memcmp, memcpy, strlen
 
 
 cdef extern from "Python.h":
@@ -409,98 +409,248 @@ cdef class Connection:
         without it; the first failure stops the loop and is raised (the
         caller undoes the partial work, e.g. with a savepoint)."""
         cdef tuple keep = tuple(rows)  # holds every row (and its str/bytes) alive
-        cdef Py_ssize_t n = len(keep), i
+        cdef Py_ssize_t n = len(keep)
         if n == 0:
             return
         cdef _Row* buf = <_Row*>PyMem_Malloc(n * sizeof(_Row))
         if buf is NULL:
             raise MemoryError()
+        cdef list fixed = []  # rows converted from lists, kept alive
+        self._enter()
+        try:
+            any_delete = _collect(keep, buf, fixed)
+            self._step_rows(upsert_sql, delete_sql, actor, buf, n, any_delete)
+        finally:
+            self._busy = False
+            PyMem_Free(buf)
+
+    def commit_record(self, str upsert_sql, str delete_sql, int64_t actor, bytes body) -> int:
+        """Apply one record made by ``encode_rows`` like ``commit_rows`` applies its
+        rows, read in place and stepped without the GIL (no Python object per
+        row). A damaged record raises ``SqliteError`` (CORRUPT) and applies
+        nothing. Returns the number of rows."""
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(body)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
+        if size < 8 or p[0] != 68 or p[1] != 78 or p[2] != 82 or p[3] != 49:  # b"DNR1"
+            raise SqliteError("not a DNA log record", CORRUPT)
+        cdef Py_ssize_t n = _u32(p + 4)
+        if n == 0:
+            return 0
+        if n > size // 9:  # every row takes at least 9 bytes
+            raise SqliteError("damaged DNA log record (row count)", CORRUPT)
+        cdef _Row* buf = <_Row*>PyMem_Malloc(n * sizeof(_Row))
+        if buf is NULL:
+            raise MemoryError()
+        cdef bint ok, any_delete = False
+        self._enter()
+        try:
+            with nogil:
+                ok = _parse(p, size, buf, n, &any_delete)
+            if not ok:
+                raise SqliteError("damaged DNA log record (lengths)", CORRUPT)
+            self._step_rows(upsert_sql, delete_sql, actor, buf, n, any_delete)
+        finally:
+            self._busy = False
+            PyMem_Free(buf)
+        return n
+
+    cdef int _step_rows(self, str upsert_sql, str delete_sql, int64_t actor, _Row* buf,
+                        Py_ssize_t n, bint any_delete) except -1:
+        """Bind and step every row of ``buf`` without the GIL; raise the first failure."""
         cdef _Stmt ups, dels
         cdef sqlite3_stmt* su
         cdef sqlite3_stmt* sd
         cdef sqlite3_stmt* s
         cdef int rc = SQLITE_OK, code = 0
         cdef bint bind_failed = False
-        cdef Py_ssize_t failed = -1
+        cdef Py_ssize_t failed = -1, i
         cdef const char* msg
         cdef bytes errmsg = b""
-        cdef list fixed = None
-        cdef bint any_delete = False
-        self._enter()
-        try:
+        ups = self._prepare(upsert_sql, True)
+        dels = self._prepare(delete_sql, True) if any_delete else ups
+        if ups is None or dels is None or ups.stmt is NULL or dels.stmt is NULL:
+            raise MisuseError("commit_rows needs one upsert and one delete statement")
+        if ups.nparams != 4 or (any_delete and dels.nparams != 3):
+            raise MisuseError("commit_rows: the upsert takes 4 parameters, the delete 3")
+        su = ups.stmt
+        sd = dels.stmt
+        with nogil:
             for i in range(n):
-                row = keep[i]
-                if type(row) is not tuple:
-                    row = tuple(row)
-                    if fixed is None:
-                        fixed = []
-                    fixed.append(row)  # keep the converted row alive too
-                if len(<tuple>row) != 3:
-                    raise TypeError(f"row {i}: expected (module, key, value), got {row!r}")
-                m, k, v = <tuple>row
-                if type(m) is not str or type(k) is not str:
-                    raise TypeError(f"row {i}: module and key must be str, got {row!r}")
-                buf[i].module = PyUnicode_AsUTF8AndSize(m, &buf[i].module_len)
-                buf[i].key = PyUnicode_AsUTF8AndSize(k, &buf[i].key_len)
-                if v is None:
-                    buf[i].value = NULL
-                    buf[i].value_len = 0
-                    any_delete = True
-                elif type(v) is bytes:
-                    buf[i].value = PyBytes_AS_STRING(v)
-                    buf[i].value_len = PyBytes_GET_SIZE(v)
+                if buf[i].value is NULL:
+                    s = sd
                 else:
-                    raise TypeError(
-                        f"row {i}: value must be bytes or None, got {type(v).__name__}"
-                    )
-            ups = self._prepare(upsert_sql, True)
-            dels = self._prepare(delete_sql, True) if any_delete else ups
-            if ups is None or dels is None or ups.stmt is NULL or dels.stmt is NULL:
-                raise MisuseError("commit_rows needs one upsert and one delete statement")
-            if ups.nparams != 4 or (any_delete and dels.nparams != 3):
-                raise MisuseError("commit_rows: the upsert takes 4 parameters, the delete 3")
-            su = ups.stmt
-            sd = dels.stmt
-            with nogil:
-                for i in range(n):
-                    if buf[i].value is NULL:
-                        s = sd
-                    else:
-                        s = su
-                    rc = sqlite3_bind_int64(s, 1, actor)
-                    if rc == SQLITE_OK:
-                        rc = sqlite3_bind_text64(s, 2, buf[i].module, buf[i].module_len,
-                                                 SQLITE_STATIC, SQLITE_UTF8)
-                    if rc == SQLITE_OK:
-                        rc = sqlite3_bind_text64(s, 3, buf[i].key, buf[i].key_len,
-                                                 SQLITE_STATIC, SQLITE_UTF8)
-                    if rc == SQLITE_OK and s == su:
-                        rc = sqlite3_bind_blob64(s, 4, buf[i].value, buf[i].value_len,
-                                                 SQLITE_STATIC)
-                    if rc != SQLITE_OK:  # a bind error sets no connection error
-                        failed = i
-                        code = rc
-                        bind_failed = True
-                        break
-                    rc = sqlite3_step(s)
-                    sqlite3_reset(s)
-                    if rc != SQLITE_DONE:
-                        failed = i
-                        code = sqlite3_extended_errcode(self.db)
-                        break
-                # the bindings point into Python objects: never leave them behind
-                sqlite3_clear_bindings(su)
-                if sd != su:
-                    sqlite3_clear_bindings(sd)
-            if failed >= 0:
-                msg = sqlite3_errstr(code) if bind_failed else sqlite3_errmsg(self.db)
-                errmsg = msg[:strlen(msg)] if msg is not NULL else b""
-                raise SqliteError(
-                    f"{errmsg.decode('utf-8', 'replace')} (row {failed})", code
-                )
-        finally:
-            self._busy = False
-            PyMem_Free(buf)
+                    s = su
+                rc = sqlite3_bind_int64(s, 1, actor)
+                if rc == SQLITE_OK:
+                    rc = sqlite3_bind_text64(s, 2, buf[i].module, buf[i].module_len,
+                                             SQLITE_STATIC, SQLITE_UTF8)
+                if rc == SQLITE_OK:
+                    rc = sqlite3_bind_text64(s, 3, buf[i].key, buf[i].key_len,
+                                             SQLITE_STATIC, SQLITE_UTF8)
+                if rc == SQLITE_OK and s == su:
+                    rc = sqlite3_bind_blob64(s, 4, buf[i].value, buf[i].value_len,
+                                             SQLITE_STATIC)
+                if rc != SQLITE_OK:  # a bind error sets no connection error
+                    failed = i
+                    code = rc
+                    bind_failed = True
+                    break
+                rc = sqlite3_step(s)
+                sqlite3_reset(s)
+                if rc != SQLITE_DONE:
+                    failed = i
+                    code = sqlite3_extended_errcode(self.db)
+                    break
+            # the bindings point into Python objects: never leave them behind
+            sqlite3_clear_bindings(su)
+            if sd != su:
+                sqlite3_clear_bindings(sd)
+        if failed >= 0:
+            msg = sqlite3_errstr(code) if bind_failed else sqlite3_errmsg(self.db)
+            errmsg = msg[:strlen(msg)] if msg is not NULL else b""
+            raise SqliteError(
+                f"{errmsg.decode('utf-8', 'replace')} (row {failed})", code
+            )
+        return 0
+
+
+cdef bint _collect(tuple keep, _Row* buf, list fixed) except -1:
+    """Point ``buf`` into the rows of ``keep`` (validated); True if any is a delete."""
+    cdef Py_ssize_t i
+    cdef bint any_delete = False
+    for i in range(len(keep)):
+        row = keep[i]
+        if type(row) is not tuple:
+            row = tuple(row)
+            fixed.append(row)  # keep the converted row alive too
+        if len(<tuple>row) != 3:
+            raise TypeError(f"row {i}: expected (module, key, value), got {row!r}")
+        m, k, v = <tuple>row
+        if type(m) is not str or type(k) is not str:
+            raise TypeError(f"row {i}: module and key must be str, got {row!r}")
+        buf[i].module = PyUnicode_AsUTF8AndSize(m, &buf[i].module_len)
+        buf[i].key = PyUnicode_AsUTF8AndSize(k, &buf[i].key_len)
+        if v is None:
+            buf[i].value = NULL
+            buf[i].value_len = 0
+            any_delete = True
+        elif type(v) is bytes:
+            buf[i].value = PyBytes_AS_STRING(v)
+            buf[i].value_len = PyBytes_GET_SIZE(v)
+        else:
+            raise TypeError(f"row {i}: value must be bytes or None, got {type(v).__name__}")
+        if buf[i].module_len > 0xFFFFFFFF or buf[i].key_len > 0xFFFFFFFF \
+                or buf[i].value_len > 0xFFFFFFFF:
+            raise ValueError(f"row {i}: a part longer than 4 GiB")
+    return any_delete
+
+
+cdef inline Py_ssize_t _u32(const unsigned char* p) noexcept nogil:
+    return <Py_ssize_t>(p[0] | (p[1] << 8) | (p[2] << 16) | (<unsigned int>p[3] << 24))
+
+
+cdef inline unsigned char* _put32(unsigned char* p, Py_ssize_t v) noexcept nogil:
+    p[0] = v & 0xFF
+    p[1] = (v >> 8) & 0xFF
+    p[2] = (v >> 16) & 0xFF
+    p[3] = (v >> 24) & 0xFF
+    return p + 4
+
+
+cdef bint _parse(const unsigned char* p, Py_ssize_t size, _Row* buf, Py_ssize_t n,
+                 bint* any_delete) noexcept nogil:
+    """Point ``buf`` into a record's rows; False when a length runs past its end."""
+    cdef Py_ssize_t at = 8, i, ln
+    cdef unsigned char kind
+    for i in range(n):
+        if at + 5 > size:
+            return False
+        kind = p[at]
+        ln = _u32(p + at + 1)
+        at += 5
+        if kind > 1 or ln > size - at:
+            return False
+        buf[i].module = <const char*>(p + at)
+        buf[i].module_len = ln
+        at += ln
+        if at + 4 > size:
+            return False
+        ln = _u32(p + at)
+        at += 4
+        if ln > size - at:
+            return False
+        buf[i].key = <const char*>(p + at)
+        buf[i].key_len = ln
+        at += ln
+        if kind == 1:
+            buf[i].value = NULL
+            buf[i].value_len = 0
+            any_delete[0] = True
+            continue
+        if at + 4 > size:
+            return False
+        ln = _u32(p + at)
+        at += 4
+        if ln > size - at:
+            return False
+        buf[i].value = <const char*>(p + at)
+        buf[i].value_len = ln
+        at += ln
+    return at == size
+
+
+def encode_rows(rows, str skip_module=None) -> tuple:
+    """One log record of ``rows`` ((module, key, value-or-None), in order), for
+    ``Connection.commit_record``: b"DNR1", the row count, then per row a kind byte
+    (0 upsert, 1 delete) and the module, key and (upsert) value, each after its
+    length; integers are 4 bytes little endian. Rows of module ``skip_module``
+    are left out. Returns (record, rows in it)."""
+    cdef tuple keep = tuple(rows)
+    cdef Py_ssize_t n = len(keep), i, total = 8, kept = 0
+    cdef const char* skip = NULL
+    cdef Py_ssize_t skip_len = 0
+    if skip_module is not None:
+        skip = PyUnicode_AsUTF8AndSize(skip_module, &skip_len)
+    if n > 0xFFFFFFFF:
+        raise ValueError("more than 2**32 rows in one record")
+    cdef _Row* buf = <_Row*>PyMem_Malloc(max(n, 1) * sizeof(_Row))
+    if buf is NULL:
+        raise MemoryError()
+    cdef list fixed = []
+    cdef bytes out
+    cdef unsigned char* q
+    try:
+        _collect(keep, buf, fixed)
+        for i in range(n):
+            if skip is not NULL and buf[i].module_len == skip_len \
+                    and memcmp(buf[i].module, skip, skip_len) == 0:
+                buf[i].module = NULL  # left out
+                continue
+            kept += 1
+            total += 9 + buf[i].module_len + buf[i].key_len
+            if buf[i].value is not NULL:
+                total += 4 + buf[i].value_len
+        out = PyBytes_FromStringAndSize(NULL, total)
+        q = <unsigned char*>PyBytes_AS_STRING(out)
+        with nogil:
+            memcpy(q, b"DNR1", 4)
+            q = _put32(q + 4, kept)
+            for i in range(n):
+                if buf[i].module is NULL:
+                    continue
+                q[0] = 1 if buf[i].value is NULL else 0
+                q = _put32(q + 1, buf[i].module_len)
+                memcpy(q, buf[i].module, buf[i].module_len)
+                q = _put32(q + buf[i].module_len, buf[i].key_len)
+                memcpy(q, buf[i].key, buf[i].key_len)
+                q += buf[i].key_len
+                if buf[i].value is not NULL:
+                    q = _put32(q, buf[i].value_len)
+                    memcpy(q, buf[i].value, buf[i].value_len)
+                    q += buf[i].value_len
+        return out, kept
+    finally:
+        PyMem_Free(buf)
 
 
 cdef bint _has_more(const char* tail) noexcept:

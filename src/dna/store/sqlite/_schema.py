@@ -15,12 +15,17 @@ from ...errors import StoreError, StoreUnavailable
 from ..base import TIMERS_MODULE
 from . import _c as sq
 from ._c import Connection, SqliteError
+from ._journal import LOG_SCHEMA
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "map_error", "open_database"]
 
 APPLICATION_ID = 0x444E4131  # "DNA1" in the SQLite header: this file is ours
 FORMAT = "dna-sqlite"  # meta.format
-SCHEMA_VERSION = 1  # meta.schema; a newer file is refused, never downgraded
+SCHEMA_VERSION = 2  # meta.schema; a newer file is refused, never downgraded
+# a file is created at schema 1; a store opened with commit="log" marks it 2, so that
+# a DNA without the log-first path refuses a file that may hold unapplied records
+CREATED_SCHEMA = 1
+LOG_SCHEMA_VERSION = 2
 _MAGIC = b"SQLite format 3\x00"
 
 # Timers' due index: the first 8 bytes of a timer's value are its due instant, big
@@ -59,7 +64,7 @@ CREATE TABLE nodes (
     load INTEGER NOT NULL DEFAULT 0,
     started_at REAL NOT NULL
 ) WITHOUT ROWID;
-INSERT INTO meta VALUES ('format', '{FORMAT}'), ('schema', '{SCHEMA_VERSION}');
+INSERT INTO meta VALUES ('format', '{FORMAT}'), ('schema', '{CREATED_SCHEMA}');
 PRAGMA application_id = {APPLICATION_ID};
 """
 
@@ -151,11 +156,13 @@ def _inspect(conn: Connection, path: str) -> bool:
 
 
 def open_database(
-    path: str, busy_timeout_ms: int, synchronous: str, *, create: bool = True
+    path: str, busy_timeout_ms: int, synchronous: str, *, create: bool = True,
+    log_first: bool = False,
 ) -> Connection:
     """The write connection to ``path``: a DNA database in WAL mode, created if
     the file is missing or empty and ``create`` is set. Never writes to a file
-    that is not ours."""
+    that is not ours. ``log_first``: mark the file as one that may hold commit-log
+    records (schema 2)."""
     _read_header(path)
     conn = connect(path, busy_timeout_ms, create=create)
     try:
@@ -165,6 +172,13 @@ def open_database(
             _inspect(conn, path)
             if not fetch(conn, "SELECT 1 FROM sqlite_master WHERE name = 'data_timer_due'"):
                 conn.execute(_TIMER_INDEX)  # a file from before timers
+        if not fetch(conn, "SELECT 1 FROM sqlite_master WHERE name = 'log_actor'"):
+            conn.execute(LOG_SCHEMA)  # a file from before the log-first path
+        if log_first:
+            conn.execute(
+                f"UPDATE meta SET v = '{LOG_SCHEMA_VERSION}' WHERE k = 'schema' "
+                f"AND CAST(v AS INTEGER) < {LOG_SCHEMA_VERSION}"
+            )
         _use_wal(conn, path, busy_timeout_ms)
         conn.execute(f"PRAGMA synchronous={synchronous}")
     except BaseException as exc:

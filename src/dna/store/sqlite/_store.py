@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
+from collections.abc import Collection
 from typing import Any
 
 from ...errors import InterfaceError
@@ -34,22 +35,33 @@ from ..base import (
 from . import _catalog
 from . import _locks as locks
 from ._c import Connection, SqliteError
+from ._journal import Journal
 from ._schema import connect, map_error
 from ._writer import Writer
 
 __all__ = ["SQLiteStore"]
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_COMMIT = ("apply", "log")
 _READ = "SELECT v FROM data WHERE actor = ? AND module = ? AND k = ?"
 _OWNER = "SELECT owner, epoch FROM actors WHERE namespace = ? AND type_name = ? AND key = ?"
 # timers due by a bound instant, in the order of the partial index data_timer_due
 _DUE = (
     "SELECT d.actor, d.k, d.v, a.namespace, a.type_name, a.key FROM data d "
     f"JOIN actors a ON a.id = d.actor WHERE d.module = '{TIMERS_MODULE}' "
-    "AND substr(d.v, 1, 8) <= ? {after}ORDER BY substr(d.v, 1, 8), d.actor, d.k LIMIT ?"
+    "AND substr(d.v, 1, 8) <= ? {after}{types}ORDER BY substr(d.v, 1, 8), d.actor, d.k LIMIT ?"
 )
-_DUE_FIRST = _DUE.format(after="")
-_DUE_AFTER = _DUE.format(after="AND (substr(d.v, 1, 8), d.actor, d.k) > (?, ?, ?) ")
+_AFTER = "AND (substr(d.v, 1, 8), d.actor, d.k) > (?, ?, ?) "
+
+
+def _due_sql(after: bool, ntypes: int | None) -> str:
+    """The listing of due timers, after a cursor or not, of ``ntypes`` types or all."""
+    types = "" if ntypes is None else f"AND a.type_name IN ({', '.join('?' * ntypes)}) "
+    return _DUE.format(after=_AFTER if after else "", types=types)
+_HAS_LOG = (
+    "SELECT 1 FROM log WHERE actor = "
+    "(SELECT id FROM actors WHERE namespace = ? AND type_name = ? AND key = ?) LIMIT 1"
+)
 _NODES = "SELECT node_id, address, heartbeat, draining, load FROM nodes ORDER BY node_id"
 
 
@@ -97,6 +109,19 @@ class SQLiteStore(Store):
 
     ``commit`` hands ``rows`` to the writer thread: do not change the list
     until the commit returns. A cancelled ``commit`` may still be applied.
+
+    ``commit``: ``"apply"`` (default) inserts every row into the data table
+    before a commit returns. ``"log"`` appends the commit's rows as one record
+    to a commit log in the same file and returns once that is durable (as
+    ``synchronous`` says); the writer thread applies the log to the data table
+    in transactions of about ``apply_rows`` rows: when it has had no work for
+    ``apply_idle_ms`` (None: not for idleness); whenever no commit waits once
+    the log holds more than half of ``log_max_rows`` rows; and before any
+    further commit while it holds more than ``log_max_rows`` (commits wait:
+    the log is bounded). Reads of an actor apply its records first; a claim, by any
+    process on either path, applies the actor's records before it is granted,
+    so a node killed with unapplied records loses none of them. Timer rows are
+    applied at once (the due index stays exact). See ``_journal``.
     """
 
     kind = "sqlite"
@@ -113,7 +138,21 @@ class SQLiteStore(Store):
         busy_timeout_ms: int = 5000,
         switch_interval: float | None = 0.001,
         create: bool = True,
+        commit: str = "apply",
+        log_max_rows: int = 2_000_000,
+        apply_rows: int = 10_000,
+        apply_idle_ms: float | None = 50.0,
     ) -> None:
+        if commit not in _COMMIT:
+            raise ValueError(f"commit must be one of {', '.join(_COMMIT)}")
+        if log_max_rows < 1 or apply_rows < 1:
+            raise ValueError("log_max_rows and apply_rows must be >= 1")
+        if apply_idle_ms is not None and apply_idle_ms < 0:
+            raise ValueError("apply_idle_ms must be >= 0 or None")
+        self.commit_path = commit  # "apply" or "log"
+        self.log_max_rows = log_max_rows
+        self.apply_rows = apply_rows
+        self.apply_idle_ms = apply_idle_ms
         if str(synchronous).upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
         if busy_timeout_ms < 0:
@@ -133,6 +172,22 @@ class SQLiteStore(Store):
         self._writer: Writer | None = None  # the writer thread, while open
         self._reader: Connection | None = None  # reads, on the loop thread
         self._reader_gen = 0  # the writer's file generation the reader is on
+        self._journal: Journal | None = None  # the log-first state of the last open
+
+    async def apply_log(self) -> int:
+        """Apply the whole commit log to the data table now (``commit="log"``; a no-op
+        on the apply path) and return the rows applied; commits wait meanwhile."""
+        writer = self._w()
+        applied: int = await writer.submit(writer.do_drain, (), solo=True)
+        return applied
+
+    def log_stats(self) -> dict[str, float]:
+        """The commit log's figures (``commit="log"``; also after close): rows in the
+        log (backlog), rows applied by this store and the seconds its applier
+        transactions took. Zero on the apply path."""
+        j = self._journal
+        return {"backlog": j.backlog if j else 0, "applied": j.applied if j else 0,
+                "apply_seconds": j.apply_seconds if j else 0.0}
 
     def __repr__(self) -> str:
         state = f"open as {self.node_id}" if self._writer else "closed"
@@ -143,7 +198,13 @@ class SQLiteStore(Store):
     async def open(self, node_id: str, address: str = "") -> None:
         if self._writer is not None:
             raise InterfaceError(f"SQLite store {self.path} is already open")
-        writer = Writer(self.path, node_id, self.synchronous, self.busy_timeout_ms, self.create)
+        journal = None
+        if self.commit_path == "log":
+            journal = Journal(self.log_max_rows, self.apply_rows)
+        idle = None if self.apply_idle_ms is None else self.apply_idle_ms / 1000
+        self._journal = journal
+        writer = Writer(self.path, node_id, self.synchronous, self.busy_timeout_ms, self.create,
+                        journal, idle)
         writer.start()
         try:
             await writer.submit(writer.do_open, (address,), solo=True)
@@ -231,7 +292,14 @@ class SQLiteStore(Store):
         writer = self._w()
         await writer.submit(writer.commit, (claim, rows), len(rows) + 1)
 
+    async def _sync(self, handle: int) -> None:
+        """Apply the actor's unapplied records (ours: we own it) before reading it."""
+        writer = self._w()
+        if writer.journal is not None and writer.journal.has_pending(handle):
+            await writer.submit(writer.sync_actor, (handle,))
+
     async def read(self, claim: Claim, module: str, key: str) -> bytes | None:
+        await self._sync(claim.handle)
         got = self._read(_READ, (claim.handle, module, key), f"reading {claim.actor}")
         return got[0][0] if got else None
 
@@ -245,6 +313,7 @@ class SQLiteStore(Store):
     ) -> list[tuple[str, bytes]]:
         if limit <= 0:
             return []
+        await self._sync(claim.handle)
         sql = "SELECT k, v FROM data WHERE actor = ? AND module = ?"
         params: list[Any] = [claim.handle, module]
         if start_after is not None and start_after >= prefix:
@@ -267,17 +336,18 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ timers
 
     async def due_timers(
-        self, now: int, limit: int, after: DueTimer | None = None
+        self, now: int, limit: int, after: DueTimer | None = None,
+        types: Collection[str] | None = None,
     ) -> builtins.list[DueTimer]:
         """Timers due by ``now``, from the partial index on the data table (exact:
         a timer and its entry are one row, so no entry is ever stale)."""
-        if limit <= 0:
+        if limit <= 0 or (types is not None and not types):
             return []
         bound = now.to_bytes(8, "big")
-        if after is None:
-            got = self._read(_DUE_FIRST, (bound, limit), "listing due timers")
-        else:
-            got = self._read(_DUE_AFTER, (bound, *after.cursor, limit), "listing due timers")
+        sql = _due_sql(after is not None, None if types is None else len(types))
+        params = (bound, *(after.cursor if after is not None else ()),
+                  *(sorted(types) if types is not None else ()), limit)
+        got = self._read(sql, params, "listing due timers")
         out = []
         for handle, name, value, ns, tn, key in got:
             if len(value) < TIMER_HEADER_BYTES:
@@ -320,7 +390,7 @@ class SQLiteStore(Store):
     async def destroy(self, claim: Claim) -> None:
         """Drop the actor's data and registration in one fenced transaction."""
         writer = self._w()
-        await writer.submit(_catalog.destroy, (claim,))
+        await writer.submit(writer.destroy, (claim,))
 
     async def catalog(
         self, type_name: str | None, namespace: str | None, after: str | None, limit: int
@@ -334,6 +404,10 @@ class SQLiteStore(Store):
         return _catalog.page(self._read(*query, "listing actors"), limit)
 
     async def dump(self, actor: ActorId, limit: int) -> builtins.list[Row] | None:
+        writer = self._w()
+        # unapplied records of the actor (ours, or of a live node on the log-first path)
+        if self._read(_HAS_LOG, (actor.namespace, actor.type_name, actor.key), "dump"):
+            await writer.submit(writer.sync_named, (actor,))
         sql, params = _catalog.dump_query(actor, max(limit, 1))  # a row tells it exists
         rows = _catalog.as_rows(self._read(sql, params, f"reading {actor}"))
         return None if rows is None else rows[:max(limit, 0)]

@@ -32,9 +32,11 @@ from typing import Any
 from ...errors import DNAError, InterfaceError, NotOwner, StaleEpoch, StoreError, StoreUnavailable
 from ..base import ActorId, Claim, Row
 from . import _c as sq
+from . import _catalog
 from . import _locks as locks
 from ._c import Connection, SqliteError
 from ._catalog import INDEX as CATALOG_INDEX
+from ._journal import Effect, Journal, replay_actor
 from ._schema import map_error, open_database
 
 __all__ = ["Writer"]
@@ -76,7 +78,8 @@ class Writer:
     """The writer thread of one open ``SQLiteStore`` (one node)."""
 
     def __init__(
-        self, path: str, node_id: str, synchronous: str, busy_timeout_ms: int, create: bool = True
+        self, path: str, node_id: str, synchronous: str, busy_timeout_ms: int, create: bool = True,
+        journal: Journal | None = None, apply_idle_s: float | None = 0.05,
     ) -> None:
         self.path = path  # the database file
         self.node_id = node_id  # the node this store serves
@@ -94,6 +97,11 @@ class Writer:
         self._verdicts: dict[str, bool] = {}  # owner -> reclaimable, within one group
         self._stopped = False
         self._full = False  # the last group failed whole with SQLITE_FULL
+        # the log-first path (commit="log"): None applies every commit in place
+        self.journal = journal
+        # the applier runs once no work came for this long (None: only past the bound)
+        self.apply_idle_s = apply_idle_s
+        self._effects: list[Effect] = []  # journal effects of the open transaction
         self._thread = threading.Thread(
             target=self._run, name=f"dna-sqlite-writer {path}", daemon=True
         )
@@ -119,15 +127,36 @@ class Writer:
     def _run(self) -> None:
         pending: deque[_Item] = deque()
         get, get_nowait = self._queue.get, self._queue.get_nowait
+        journal = self.journal
+        idle = self.apply_idle_s  # how long to wait for work before applying
         while not self._stopped:
             if not pending:
-                pending.append(get())
+                if journal is not None and journal.eager() and journal.apply_error is None:
+                    try:  # past half the bound: apply whenever no work waits
+                        pending.append(get_nowait())
+                    except queue.Empty:
+                        self._apply_log()
+                        continue
+                elif journal is None or not journal.backlog or idle is None:
+                    pending.append(get())
+                else:
+                    try:  # idle with a backlog: apply some of it
+                        pending.append(get(timeout=idle) if idle else get_nowait())
+                        idle = self.apply_idle_s
+                    except queue.Empty:
+                        self._apply_log()  # and go on at once while no work comes
+                        idle = 0.0 if journal.apply_error is None else self.apply_idle_s
+                        continue
             while True:
                 try:
                     pending.append(get_nowait())
                 except queue.Empty:
                     break
             first = pending[0]
+            if journal is not None and journal.over() and not first[4]:
+                self._apply_log()  # writers wait while the applier lags past the bound
+                if journal.apply_error is None:
+                    continue  # (when applying fails, log-first commits fail retryably)
             if first[4]:  # solo: open, close, node-row updates
                 pending.popleft()
                 _deliver([self._call(first)])
@@ -164,12 +193,15 @@ class Writer:
         """One transaction for ``group``; each item gets its own result."""
         results: list[_Result] = []
         self._full = False
+        self._effects = []
         try:
             conn = self._begin()
         except Exception as exc:
             err = map_error(exc, self.path, "starting a transaction")
             return [(it[2], None, err) for it in group]
         try:
+            if self.journal is not None and self.journal.eager():
+                self._apply_in_group(conn)  # one fsync for the applier and the group
             for fn, args, fut, _, _ in group:
                 try:
                     results.append((fut, fn(conn, *args), None))
@@ -183,6 +215,8 @@ class Writer:
             self._forget_dead_nodes(conn)
             conn.execute("COMMIT", release_gil=True)  # the fsync
             self.transactions += 1
+            if self.journal is not None:  # before any result: a read after an ack sees it
+                self.journal.publish(self._effects)
         except BaseException as exc:
             self._full = self._full or _is_full(exc)
             err = exc.err if isinstance(exc, _GroupFailed) else map_error(
@@ -198,6 +232,69 @@ class Writer:
         finally:
             self._release_dead()
         return results
+
+    def _apply_in_group(self, conn: Connection) -> None:
+        """Past half the bound: apply a chunk of the log first in the group's own
+        transaction (its own savepoint: a failure leaves the group to go on)."""
+        journal = self.journal
+        assert journal is not None
+        t0 = time.perf_counter()
+        mark = len(self._effects)
+        conn.execute("SAVEPOINT dna_apply")
+        try:
+            journal.apply_some(conn, _UPSERT, _DELETE, self._effects)
+        except DNAError:
+            raise
+        except Exception as exc:
+            if not conn.in_transaction:
+                raise  # the transaction itself is lost: the group fails whole
+            conn.execute("ROLLBACK TO dna_apply; RELEASE dna_apply")
+            del self._effects[mark:]
+            journal.apply_error = exc
+            return
+        conn.execute("RELEASE dna_apply")
+        journal.apply_error = None
+        journal.apply_seconds += time.perf_counter() - t0
+
+    def _apply_log(self) -> None:
+        """One applier transaction: the oldest records of the log into ``data``."""
+        journal = self.journal
+        assert journal is not None
+        effects: list[Effect] = []
+        t0 = time.perf_counter()
+        try:
+            conn = self._begin()
+        except Exception as exc:
+            journal.apply_error = exc
+            time.sleep(0.01)  # the file is locked or gone: do not spin on it
+            return
+        try:
+            journal.apply_some(conn, _UPSERT, _DELETE, effects)
+            conn.execute("COMMIT", release_gil=True)
+        except BaseException as exc:
+            journal.apply_error = exc
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except SqliteError:
+                    pass
+            return
+        journal.apply_error = None
+        journal.publish(effects)
+        journal.apply_seconds += time.perf_counter() - t0
+
+    def do_drain(self) -> int:
+        """Apply the whole log now (one transaction per ``apply_rows``); the rows applied."""
+        journal = self.journal
+        if journal is None:
+            return 0
+        before = journal.applied
+        journal.backlog = max(journal.backlog, 1)  # records of other processes count too
+        while journal.backlog:
+            self._apply_log()
+            if journal.apply_error is not None:
+                raise journal.apply_error
+        return journal.applied - before
 
     def _checkpoint(self) -> bool:
         """After SQLITE_FULL: copy the WAL into the database so that the next transaction
@@ -237,7 +334,8 @@ class Writer:
         """(Re)open the write connection on the file now at ``path``; only
         ``open`` may create a database, a replaced file must already be ours."""
         old = self._conn
-        conn = open_database(self.path, self.busy_timeout_ms, self.synchronous, create=create)
+        conn = open_database(self.path, self.busy_timeout_ms, self.synchronous, create=create,
+                             log_first=self.journal is not None)
         # from now on statements keep the GIL unless they wait for a lock (see
         # _c): the fsync of COMMIT and commit_rows release it explicitly
         conn.release_gil = False
@@ -268,6 +366,9 @@ class Writer:
                 "INSERT OR REPLACE INTO nodes (node_id, address, started_at) VALUES (?, ?, ?)",
                 (self.node_id, address, time.time()),
             )
+            if self.journal is not None:  # records left by a crash: apply them when idle
+                found: list[Any] = conn.execute("SELECT coalesce(sum(n), 0) FROM log")
+                self.journal.backlog = int(found[0][0])
             conn.execute("COMMIT", release_gil=True)
             # pages the schema added now live in the database file itself: a later
             # checkpoint on a full disk (see _checkpoint) need not grow the file for them
@@ -320,8 +421,45 @@ class Writer:
         handle, owner, epoch = found[0]
         if owner is not None and owner != me and not self._reclaimable(conn, owner):
             raise NotOwner(f"{actor} is owned by live node {owner}", owner=owner)
+        # every write the last owner acknowledged, before the claim is granted
+        self._replay(conn, handle)
         conn.execute(_UPD_ACTOR, (me, epoch + 1, time.time(), handle))
         return Claim(actor, me, epoch + 1, handle)
+
+    def _replay(self, conn: Connection, handle: int) -> None:
+        conn.execute("SAVEPOINT dna_replay")
+        try:
+            replay_actor(conn, handle, _UPSERT, _DELETE, self._effects)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO dna_replay; RELEASE dna_replay")
+            raise
+        conn.execute("RELEASE dna_replay")
+
+    def sync_actor(self, conn: Connection, handle: int) -> None:
+        """Apply the records of actor ``handle`` (before a read of it)."""
+        self._replay(conn, handle)
+
+    def sync_named(self, conn: Connection, actor: ActorId) -> None:
+        """Apply the records of ``actor`` if it exists (before a dump of it)."""
+        found: list[Any] = conn.execute(_SEL_ACTOR, (actor.namespace, actor.type_name, actor.key))
+        if found:
+            self._replay(conn, found[0][0])
+
+    def destroy(self, conn: Connection, claim: Claim) -> None:
+        """Fenced: drop the actor's data, unapplied records and registration."""
+        conn.execute("SAVEPOINT dna_destroy_log")
+        try:
+            _catalog.destroy(conn, claim)
+            if self.journal is not None:
+                self.journal.drop_actor(conn, claim.handle, self._effects)
+            else:
+                conn.execute("DELETE FROM log WHERE actor = ?", (claim.handle,))
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO dna_destroy_log; RELEASE dna_destroy_log")
+            raise
+        conn.execute("RELEASE dna_destroy_log")
 
     def release(self, conn: Connection, claim: Claim) -> None:
         conn.execute(
@@ -344,8 +482,11 @@ class Writer:
             return
         conn.execute("SAVEPOINT dna_commit")
         try:
-            # every row in order, without the GIL: the last write of a key wins
-            conn.commit_rows(_UPSERT, _DELETE, handle, rows)
+            if self.journal is not None:  # one record in the log, applied later
+                self.journal.append(conn, handle, rows, _UPSERT, _DELETE, self._effects)
+            else:
+                # every row in order, without the GIL: the last write of a key wins
+                conn.commit_rows(_UPSERT, _DELETE, handle, rows)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK TO dna_commit; RELEASE dna_commit")
