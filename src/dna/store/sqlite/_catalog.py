@@ -16,6 +16,7 @@ from ...errors import StaleEpoch
 from .. import _cursor
 from ..base import ActorId, CatalogRow, Claim, Row
 from ._c import Connection
+from ._schema import savepoint
 
 __all__ = ["INDEX", "as_rows", "catalog_query", "destroy", "dump_query", "page"]
 
@@ -93,14 +94,8 @@ def destroy(conn: Connection, claim: Claim) -> None:
             f"destroy of {claim.actor} at epoch {claim.epoch} was fenced "
             f"(now epoch {epoch}, owner {owner})"
         )
-    conn.execute("SAVEPOINT dna_destroy")
-    try:
+    with savepoint(conn, "dna_destroy"):
         conn.execute("DELETE FROM data WHERE actor = ?", (handle,))
         conn.execute(
             "UPDATE actors SET owner = NULL, claimed_at = NULL WHERE id = ?", (handle,)
         )
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK TO dna_destroy; RELEASE dna_destroy")
-        raise
-    conn.execute("RELEASE dna_destroy")

@@ -7,8 +7,10 @@ such a database nor empty is refused at open without being written to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ...errors import StoreError, StoreUnavailable
@@ -17,7 +19,8 @@ from . import _c as sq
 from ._c import Connection, SqliteError
 from ._journal import LOG_SCHEMA
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "map_error", "open_database"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "connect", "map_error", "open_database",
+           "savepoint"]
 
 APPLICATION_ID = 0x444E4131  # "DNA1" in the SQLite header: this file is ours
 FORMAT = "dna-sqlite"  # meta.format
@@ -228,6 +231,20 @@ def _use_wal(conn: Connection, path: str, busy_timeout_ms: int) -> None:
         time.sleep(0.005)
     if str(mode).lower() != "wal":
         raise StoreError(f"SQLite store {path}: cannot use WAL mode (got {mode!r})")
+
+
+@contextlib.contextmanager
+def savepoint(conn: Connection, name: str) -> Iterator[None]:
+    """Run the block in SAVEPOINT ``name``: undone alone if it raises (unless the
+    transaction itself was lost), so the rest of a group commit goes on."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute(f"ROLLBACK TO {name}; RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
 
 
 def fetch(conn: Connection, sql: str, params: Any = ()) -> list[Any]:

@@ -37,7 +37,7 @@ from . import _locks as locks
 from ._c import Connection, SqliteError
 from ._catalog import INDEX as CATALOG_INDEX
 from ._journal import Effect, Journal, replay_actor
-from ._schema import map_error, open_database
+from ._schema import map_error, open_database, savepoint
 
 __all__ = ["Writer"]
 
@@ -427,14 +427,8 @@ class Writer:
         return Claim(actor, me, epoch + 1, handle)
 
     def _replay(self, conn: Connection, handle: int) -> None:
-        conn.execute("SAVEPOINT dna_replay")
-        try:
+        with savepoint(conn, "dna_replay"):
             replay_actor(conn, handle, _UPSERT, _DELETE, self._effects)
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK TO dna_replay; RELEASE dna_replay")
-            raise
-        conn.execute("RELEASE dna_replay")
 
     def sync_actor(self, conn: Connection, handle: int) -> None:
         """Apply the records of actor ``handle`` (before a read of it)."""
@@ -448,18 +442,12 @@ class Writer:
 
     def destroy(self, conn: Connection, claim: Claim) -> None:
         """Fenced: drop the actor's data, unapplied records and registration."""
-        conn.execute("SAVEPOINT dna_destroy_log")
-        try:
+        with savepoint(conn, "dna_destroy_log"):
             _catalog.destroy(conn, claim)
             if self.journal is not None:
                 self.journal.drop_actor(conn, claim.handle, self._effects)
             else:
                 conn.execute("DELETE FROM log WHERE actor = ?", (claim.handle,))
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK TO dna_destroy_log; RELEASE dna_destroy_log")
-            raise
-        conn.execute("RELEASE dna_destroy_log")
 
     def release(self, conn: Connection, claim: Claim) -> None:
         conn.execute(
@@ -480,18 +468,12 @@ class Writer:
             )
         if not rows:
             return
-        conn.execute("SAVEPOINT dna_commit")
-        try:
+        with savepoint(conn, "dna_commit"):
             if self.journal is not None:  # one record in the log, applied later
                 self.journal.append(conn, handle, rows, _UPSERT, _DELETE, self._effects)
             else:
                 # every row in order, without the GIL: the last write of a key wins
                 conn.commit_rows(_UPSERT, _DELETE, handle, rows)
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK TO dna_commit; RELEASE dna_commit")
-            raise
-        conn.execute("RELEASE dna_commit")
 
     # ------------------------------------------------------------ dead owners
 
