@@ -573,30 +573,34 @@ cdef bint _parse(const unsigned char* p, Py_ssize_t size, _Row* buf, Py_ssize_t 
         buf[i].module = <const char*>(p + at)
         buf[i].module_len = ln
         at += ln
-        if at + 4 > size:
+        at = _field(p, size, at, &buf[i].key, &buf[i].key_len)
+        if at < 0:
             return False
-        ln = _u32(p + at)
-        at += 4
-        if ln > size - at:
-            return False
-        buf[i].key = <const char*>(p + at)
-        buf[i].key_len = ln
-        at += ln
         if kind == 1:
             buf[i].value = NULL
             buf[i].value_len = 0
             any_delete[0] = True
             continue
-        if at + 4 > size:
+        at = _field(p, size, at, &buf[i].value, &buf[i].value_len)
+        if at < 0:
             return False
-        ln = _u32(p + at)
-        at += 4
-        if ln > size - at:
-            return False
-        buf[i].value = <const char*>(p + at)
-        buf[i].value_len = ln
-        at += ln
     return at == size
+
+
+cdef inline Py_ssize_t _field(const unsigned char* p, Py_ssize_t size, Py_ssize_t at,
+                              const char** out, Py_ssize_t* out_len) noexcept nogil:
+    """Point ``out`` at the length-prefixed field at ``at``; where the next one
+    starts, or -1 when it runs past ``size``."""
+    cdef Py_ssize_t ln
+    if at + 4 > size:
+        return -1
+    ln = _u32(p + at)
+    at += 4
+    if ln > size - at:
+        return -1
+    out[0] = <const char*>(p + at)
+    out_len[0] = ln
+    return at + ln
 
 
 def encode_rows(rows, str skip_module=None) -> tuple:
