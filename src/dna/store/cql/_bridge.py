@@ -18,6 +18,7 @@ server; its outcome is dropped when it arrives.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,6 +77,10 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     OverloadedErrorMessage,
     IsBootstrappingErrorMessage,
 )
+
+WINDOW = 256  # requests one store has in flight at most (see Bridge)
+BUSY_FIRST = 0.002  # seconds before an unsent request (full socket buffers) goes again
+BUSY_MAX = 0.05  # the longest such pause (it doubles from BUSY_FIRST)
 
 _TOO_LARGE = ("exceeds allowed maximum", "too large", "batch too large")
 
@@ -197,33 +202,96 @@ def _describe(exc: BaseException) -> str:
 
 
 class Bridge:
-    """Runs driver requests for one event loop (see the module docstring)."""
+    """Runs driver requests for one event loop (see the module docstring).
 
-    __slots__ = ("loop", "session", "timeout")
+    At most ``window`` requests are in flight; later ones wait here, in order,
+    for one to finish. A burst (a thousand actors' first commits, each with its
+    timers) would otherwise fill the socket buffers (``ConnectionBusy``) and
+    queue seconds of work on the server ahead of the heartbeat, and the node
+    would fence itself for want of one. ``urgent`` requests (the heartbeat, the
+    node list that judges peers) skip the wait.
+    """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, session: Any, timeout: float) -> None:
+    __slots__ = ("inflight", "loop", "session", "timeout", "waiting", "window")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, session: Any, timeout: float,
+                 window: int = WINDOW) -> None:
         self.loop = loop  # the loop whose futures the driver's callbacks resolve
         self.session = session  # the driver Session; its methods never block here
         self.timeout = timeout  # client-side request timeout, seconds
+        self.window = window  # requests in flight at most, urgent ones aside
+        self.inflight = 0  # requests sent (or about to be sent again) and not answered
+        self.waiting: deque[tuple[asyncio.Future[Any], Any, Any, Any]] = deque()
 
     def run(
-        self, query: Any, params: Any = None, profile: Any = EXEC_PROFILE_DEFAULT
+        self, query: Any, params: Any = None, profile: Any = EXEC_PROFILE_DEFAULT,
+        urgent: bool = False,
     ) -> asyncio.Future[Any]:
-        """Send ``query`` now; the future gets the rows (a list) or the driver's exception."""
-        loop = self.loop
-        fut: asyncio.Future[Any] = loop.create_future()
+        """Send ``query`` (now, or once the window has room); the future gets the
+        rows (a list) or the driver's exception."""
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        if self.inflight >= self.window and not urgent:
+            self.waiting.append((fut, query, params, profile))
+            return fut
+        self.inflight += 1
+        self._send(fut, query, params, profile, self.loop.time() + self.timeout, BUSY_FIRST)
+        return fut
+
+    def _send(self, fut: asyncio.Future[Any], query: Any, params: Any, profile: Any,
+              deadline: float, pause: float) -> None:
+        """Hand one request (holding a place in the window) to the driver."""
+        if fut.done():  # its caller was cancelled while it waited to be sent again
+            self._finish(fut, None, None)
+            return
         try:
             rf = self.session.execute_async(
                 query, params, timeout=self.timeout, execution_profile=profile
             )
         except Exception as exc:  # bad parameters, session shut down
+            self.inflight -= 1
             fut.set_exception(exc)
-            return fut
+            return
         pages: list[Any] = []  # rows of the earlier pages of a paged result
         rf.add_callbacks(
-            _on_rows, _on_error, callback_args=(loop, fut, rf, pages), errback_args=(loop, fut)
+            _on_rows, _on_error, callback_args=(self, fut, rf, pages),
+            errback_args=(self, fut, (query, params, profile, deadline, pause)),
         )
-        return fut
+
+    def _finish(self, fut: asyncio.Future[Any], rows: Any, exc: BaseException | None) -> None:
+        """A request ended (on the loop's thread): settle it, send waiting ones."""
+        self.inflight -= 1
+        _settle(fut, rows, exc)
+        waiting = self.waiting
+        while waiting and self.inflight < self.window:
+            fut, query, params, profile = waiting.popleft()
+            if fut.done():  # its caller stopped waiting: never sent
+                continue
+            self.inflight += 1
+            self._send(fut, query, params, profile, self.loop.time() + self.timeout,
+                       BUSY_FIRST)
+
+    def _busy(self, fut: asyncio.Future[Any], exc: BaseException, query: Any, params: Any,
+              profile: Any, deadline: float, pause: float) -> None:
+        """Every connection's socket buffer was full, so the request was never sent:
+        send it again shortly (backpressure on a burst, not an error) until the
+        request timeout would have passed. It keeps its place in the window."""
+        if self.loop.time() + pause > deadline:
+            self._finish(fut, None, exc)
+            return
+        self.loop.call_later(pause, self._send, fut, query, params, profile, deadline,
+                             min(pause * 2, BUSY_MAX))
+
+
+def _unsent(exc: BaseException) -> bool:
+    """True when the driver refused ``exc``'s request before sending it: each host
+    tried had a full socket buffer (``ConnectionBusy``). Safe to send again, even a
+    conditional write: the server never saw it."""
+    if isinstance(exc, ConnectionBusy):
+        return True
+    if isinstance(exc, NoHostAvailable):
+        errors = list((exc.errors or {}).values())
+        return bool(errors) and all(isinstance(e, ConnectionBusy) for e in errors)
+    return False
 
 
 # driver thread -> loop thread: the only two functions the driver calls back
@@ -231,7 +299,7 @@ class Bridge:
 
 def _on_rows(
     rows: Any,
-    loop: asyncio.AbstractEventLoop,
+    bridge: Bridge,
     fut: asyncio.Future[Any],
     rf: Any,
     pages: list[Any],
@@ -244,16 +312,19 @@ def _on_rows(
         pages.extend(rows)
         rows = pages
     try:
-        loop.call_soon_threadsafe(_settle, fut, [] if rows is None else rows, None)
+        bridge.loop.call_soon_threadsafe(bridge._finish, fut, [] if rows is None else rows, None)
     except RuntimeError:  # the loop is closed: nobody waits for this any more
         pass
 
 
 def _on_error(
-    exc: BaseException, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]
+    exc: BaseException, bridge: Bridge, fut: asyncio.Future[Any], again: tuple[Any, ...]
 ) -> None:
     try:
-        loop.call_soon_threadsafe(_settle, fut, None, exc)
+        if _unsent(exc):
+            bridge.loop.call_soon_threadsafe(bridge._busy, fut, exc, *again)
+        else:
+            bridge.loop.call_soon_threadsafe(bridge._finish, fut, None, exc)
     except RuntimeError:
         pass
 
