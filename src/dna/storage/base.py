@@ -121,6 +121,21 @@ class StorageContext:
             return await self.store.read(self.claim, module, key)
         return v  # type: ignore[no-any-return]
 
+    async def read_many(self, module: str, keys: list[str]) -> dict[str, bytes | None]:
+        """``read`` of each of ``keys`` (pending writes first), the stored ones at once."""
+        out: dict[str, bytes | None] = {}
+        stored = []
+        for key in keys:
+            v = self.ws.get(module, key)
+            if v is MISSING:
+                stored.append(key)
+            else:
+                out[key] = v
+        if stored:
+            out.update(zip(stored, await self.store.read_many(self.claim, module, stored),
+                           strict=True))
+        return out
+
     async def list(
         self, module: str, prefix: str, limit: int, start_after: str | None
     ) -> list[tuple[str, bytes]]:

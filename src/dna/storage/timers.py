@@ -41,7 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, NamedTuple
 
-from .._core import pack, unpack
+from .._core import MISSING, pack, unpack
 from ..errors import InterfaceError
 from ..ids import ActorId
 from ..store.base import TIMER_HEADER_BYTES, TIMERS_MODULE, DueTimer, Store, timer_header
@@ -239,11 +239,14 @@ class BoundTimers:
         ws = self._ws
         outbox = self._ctx.outbox  # sends made by hooks (``self.send``), if the actor has one
         out: builtins.list[Any] = []
+        # the settings as they stand before the first hook: read together, not one
+        # round trip per timer (a hook's own writes are seen through ``ws`` below)
+        before = await self._ctx.read_many(TIMERS_MODULE, names) if len(names) > 1 else {}
         for name in names:
             ws.begin()  # what follows is this timer's alone: rollback() undoes it ...
             mark = outbox.checkpoint() if outbox is not None else (0, 0)
             try:
-                out.append([await self.fire(actor, name), None])
+                out.append([await self.fire(actor, name, before), None])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -254,11 +257,16 @@ class BoundTimers:
                 out.append([None, f"{type(exc).__qualname__}: {exc}"])
         return out
 
-    async def fire(self, actor: Any, name: str) -> bytes | None:
+    async def fire(self, actor: Any, name: str,
+                   before: dict[str, bytes | None] | None = None) -> bytes | None:
         """Fire ``name`` if it is due on this clock: remove it (or move it to its
         next occurrence), then run ``actor.on_timer``. Returns the token of the
-        setting of ``name`` pending afterwards (None: none)."""
-        value = await self._ctx.read(TIMERS_MODULE, name)
+        setting of ``name`` pending afterwards (None: none). ``before``: stored
+        settings read ahead (``fire_many``); pending writes still come first."""
+        value = self._ws.get(TIMERS_MODULE, name)
+        if value is MISSING:
+            value = (before[name] if before and name in before
+                     else await self._ctx.store.read(self._ctx.claim, TIMERS_MODULE, name))
         if value is None:
             return None
         due, token = timer_header(value)

@@ -235,6 +235,13 @@ class Store(abc.ABC):
     async def read(self, claim: Claim, module: str, key: str) -> bytes | None:
         """The committed value of one key, or None."""
 
+    async def read_many(
+        self, claim: Claim, module: str, keys: builtins.list[str]
+    ) -> builtins.list[bytes | None]:
+        """The committed values of ``keys``, in order (None: absent). One read after
+        another here; a store with round trips sends them at once."""
+        return [await self.read(claim, module, key) for key in keys]
+
     @abc.abstractmethod
     async def list(
         self,
