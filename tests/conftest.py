@@ -25,12 +25,13 @@ CQL_KEYSPACE = os.environ.get("DNA_CQL_KEYSPACE", "dna_test")
 NO_CQL_REASON = "no CQL server: set DNA_CQL_HOSTS=host:port (ci/cassandra/cassandra.sh start)"
 
 
-def _run_async_test(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+def _run_async_test(fn: Callable[..., Any], kwargs: dict[str, Any],
+                    timeout: float = ASYNC_TEST_TIMEOUT) -> None:
     errors: list[dict[str, Any]] = []
     loop = asyncio.new_event_loop()
     loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
     try:
-        loop.run_until_complete(asyncio.wait_for(fn(**kwargs), ASYNC_TEST_TIMEOUT))
+        loop.run_until_complete(asyncio.wait_for(fn(**kwargs), timeout))
         # let callbacks scheduled by the test run, so their failures are seen
         loop.run_until_complete(asyncio.sleep(0))
     finally:
@@ -56,7 +57,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     names = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
-    _run_async_test(pyfuncitem.obj, kwargs)
+    mark = pyfuncitem.get_closest_marker("async_timeout")  # a test that needs longer
+    _run_async_test(pyfuncitem.obj, kwargs, mark.args[0] if mark else ASYNC_TEST_TIMEOUT)
     return True
 
 

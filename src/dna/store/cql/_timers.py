@@ -38,6 +38,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from cassandra.query import BatchStatement, BatchType
+
 from ..base import ActorId, DueTimer, timer_header
 
 __all__ = ["BUCKET_US", "GRACE", "TimerIndex"]
@@ -47,6 +49,7 @@ GRACE = 5  # buckets (minutes) an empty bucket must be old before it is passed o
 SKEW_US = 10_000_000  # how far behind its clock a scanner's floor stays
 FULL_SCAN_S = 60.0  # seconds between whole reads of every bucket
 WALK = 1440  # buckets (a day): how far past the present a listing of due entries looks
+BATCH = 32  # index rows per unlogged batch: ~2 KB, under Cassandra's 5 KB batch warning
 
 
 def _now_us() -> int:
@@ -61,6 +64,7 @@ class TimerIndex:
         self._st = st  # prepared statements (timer_*)
         self._run = run  # coroutine function: (query, params, doing) -> rows
         self._low: dict[str, int] = {}  # cached timers_scan.low per type
+        self._loading: dict[str, asyncio.Future[int]] = {}  # type -> its mark being read
         self._floor: dict[tuple[str, int], int] = {}  # (type, bucket) -> nothing pending below
         self._full_at = 0.0  # monotonic time of the last whole read
 
@@ -70,26 +74,63 @@ class TimerIndex:
         if actor.type_name not in self._low:  # its scan mark: listings find the type
             await self._low_bucket(actor.type_name)
         now = _now_us()
-        jobs = []
+        parts: dict[int, list[tuple[Any, ...]]] = {}  # bucket -> rows of that partition
         for name, value in timers:
             due, token = timer_header(value)
             due = max(due, now)  # never indexed before the writer's present
-            params = (actor.type_name, due // BUCKET_US, due, actor.namespace, actor.key, name,
-                      token)
-            jobs.append(self._run(self._st.timer_put, params, f"indexing timer {name!r}"))
+            bucket = due // BUCKET_US
+            parts.setdefault(bucket, []).append(
+                (actor.type_name, bucket, due, actor.namespace, actor.key, name, token))
+        await self._batches(self._st.timer_put, parts, f"indexing {len(timers)} timer(s)")
+
+    async def _batches(self, query: Any, parts: dict[Any, builtins.list[tuple[Any, ...]]],
+                       doing: str) -> None:
+        """Run ``query`` for every row of ``parts`` (rows grouped by index partition):
+        one request per row costs a round trip and a coordinator task each (an actor
+        arming 100 timers waited on 100), so a partition's rows go as unlogged
+        batches of ``BATCH`` (one partition: applied as one mutation, no batch log)."""
+        jobs = []
+        for rows in parts.values():
+            for i in range(0, len(rows), BATCH):
+                chunk = rows[i:i + BATCH]
+                if len(chunk) == 1:
+                    jobs.append(self._run(query, chunk[0], doing))
+                    continue
+                batch = BatchStatement(BatchType.UNLOGGED)
+                for params in chunk:
+                    batch.add(query, params)
+                jobs.append(self._run(batch, None, doing))
         await asyncio.gather(*jobs)
 
     async def _low_bucket(self, tname: str) -> int:
         low = self._low.get(tname)
-        if low is None:
-            doing = f"reading the timer scan mark of {tname}"
+        if low is not None:
+            return low
+        # one read (and, for a new type, one LWT) per type and process: a thousand
+        # actors' first commits at once would otherwise contend on one Paxos row
+        # until the server gave up (CAS WriteTimeout after 14 contention retries)
+        task = self._loading.get(tname)
+        if task is None:
+            task = self._loading[tname] = asyncio.ensure_future(self._load_low(tname))
+            task.add_done_callback(lambda t: self._loaded(tname, t))
+        return await asyncio.shield(task)
+
+    def _loaded(self, tname: str, task: asyncio.Future[int]) -> None:
+        self._loading.pop(tname, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: its waiters may all have been cancelled
+
+    async def _load_low(self, tname: str) -> int:
+        doing = f"reading the timer scan mark of {tname}"
+        rows = await self._run(self._st.timer_low, (tname,), doing)
+        if not rows or rows[0][0] is None:
+            start = _now_us() // BUCKET_US - GRACE
+            await self._run(self._st.timer_low_init, (tname, start),
+                            f"creating the timer scan mark of {tname}")
             rows = await self._run(self._st.timer_low, (tname,), doing)
-            if not rows or rows[0][0] is None:
-                start = _now_us() // BUCKET_US - GRACE
-                await self._run(self._st.timer_low_init, (tname, start),
-                                f"creating the timer scan mark of {tname}")
-                rows = await self._run(self._st.timer_low, (tname,), doing)
-            low = self._low[tname] = int(rows[0][0])
+        # a mark is never past the present's bucket less GRACE (an older release
+        # could move it a day ahead, over buckets writers had yet to reach)
+        low = self._low[tname] = min(int(rows[0][0]), _now_us() // BUCKET_US - GRACE)
         return low
 
     async def types(self) -> builtins.list[str]:
@@ -134,8 +175,10 @@ class TimerIndex:
                 rows = await self._bucket(tname, bucket, now, limit - len(out))
                 if rows is None:  # nothing pending there, as of the last read
                     continue
-                if not rows and bucket == low and bucket < last - GRACE:
-                    low += 1  # whole, empty and old enough: never written again
+                if not rows and bucket == low and bucket < _now_us() // BUCKET_US - GRACE:
+                    # whole, empty and GRACE minutes old on this clock: never written
+                    # again (not ``last``: a listing far ahead must not pass the present)
+                    low += 1
                     await self._run(self._st.timer_low_set, (low, tname),
                                     f"moving the timer scan mark of {tname}")
                     self._low[tname] = low
@@ -151,15 +194,17 @@ class TimerIndex:
             return None
         params = (tname, bucket, floor, now, limit)
         rows: list[Any] = await self._run(self._st.timer_due, params, "listing due timers")
-        new = min(rows[0][0] if rows else now, now - SKEW_US)
+        # never past this clock's present less SKEW_US, whatever ``now`` was asked
+        # (a listing far ahead once left floors a day ahead: nothing found till a
+        # whole read)
+        new = min(rows[0][0] if rows else now, _now_us() - SKEW_US)
         self._floor[(tname, bucket)] = max(floor, new)
         return rows
 
     async def forget(self, entries: builtins.list[DueTimer]) -> None:
         """Delete index entries whose timer setting is known gone."""
-        jobs = [
-            self._run(self._st.timer_forget, e.cursor, "deleting a stale timer entry")
-            for e in entries
-            if e.cursor is not None
-        ]
-        await asyncio.gather(*jobs)
+        parts: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+        for e in entries:
+            if e.cursor is not None:
+                parts.setdefault(e.cursor[:2], []).append(e.cursor)
+        await self._batches(self._st.timer_forget, parts, "deleting stale timer entries")
