@@ -73,7 +73,7 @@ class Recorder:
                 out.append(name or type(q).__name__)
         return out
 
-    def run(self, query: Any, params: Any = None, *args: Any) -> asyncio.Future[Any]:
+    def run(self, query: Any, params: Any = None, *args: Any, **kw: Any) -> asyncio.Future[Any]:
         from cassandra import OperationTimedOut
 
         if self.hold and (type(query).__name__ == "BatchStatement" or query is self.st.state):
@@ -83,7 +83,7 @@ class Recorder:
             self.loop.call_soon(fut.set_exception, OperationTimedOut("held back (test)"))
             return fut
         self.sent.append(query)
-        return self.inner.run(query, params, *args)  # type: ignore[union-attr]
+        return self.inner.run(query, params, *args, **kw)  # type: ignore[union-attr]
 
     async def release(self) -> list[Any]:
         """Send what was held back; the rows of each answer."""

@@ -148,10 +148,12 @@ class LostReply:
         self.loop = s._bridge.loop  # type: ignore[union-attr]
         self.armed = True
 
-    def run(self, query: Any, params: Any = None, profile: Any = None) -> asyncio.Future[Any]:
+    def run(self, query: Any, params: Any = None, profile: Any = None,
+            **kw: Any) -> asyncio.Future[Any]:
         from cassandra import OperationTimedOut
 
-        kw = {} if profile is None else {"profile": profile}
+        if profile is not None:
+            kw["profile"] = profile
         if not self.armed:
             return self.inner.run(query, params, **kw)  # type: ignore[union-attr]
         self.armed = False

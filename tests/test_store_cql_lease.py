@@ -52,8 +52,8 @@ class SlowBeats:
         self.beats = (s._st.node_beat, s._st.node_beat_load)
         self.delay = delay
 
-    def run(self, query: Any, params: Any = None, *args: Any) -> asyncio.Future[Any]:
-        fut = self.inner.run(query, params, *args)  # type: ignore[union-attr]
+    def run(self, query: Any, params: Any = None, *args: Any, **kw: Any) -> asyncio.Future[Any]:
+        fut = self.inner.run(query, params, *args, **kw)  # type: ignore[union-attr]
         if query not in self.beats:
             return fut
         late: asyncio.Future[Any] = self.loop.create_future()
@@ -208,7 +208,7 @@ class LoseEverything:
         self.send = send
         self.lost = 0
 
-    def run(self, query: Any, params: Any = None, *args: Any) -> asyncio.Future[Any]:
+    def run(self, query: Any, params: Any = None, *args: Any, **kw: Any) -> asyncio.Future[Any]:
         from cassandra import OperationTimedOut
 
         self.lost += 1
@@ -218,7 +218,7 @@ class LoseEverything:
             lost.set_exception(OperationTimedOut("reply lost (test)"))
 
         if self.send:
-            self.inner.run(query, params, *args).add_done_callback(fail)  # type: ignore[union-attr]
+            self.inner.run(query, params, *args, **kw).add_done_callback(fail)  # type: ignore[union-attr]
         else:
             self.loop.call_soon(fail, None)
         return lost
