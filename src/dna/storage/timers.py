@@ -241,7 +241,7 @@ class BoundTimers:
         out: builtins.list[Any] = []
         # the settings as they stand before the first hook: read together, not one
         # round trip per timer (a hook's own writes are seen through ``ws`` below)
-        before = await self._ctx.read_many(TIMERS_MODULE, names) if len(names) > 1 else {}
+        before = await self._ctx.read_many(TIMERS_MODULE, names)
         for name in names:
             ws.begin()  # what follows is this timer's alone: rollback() undoes it ...
             mark = outbox.checkpoint() if outbox is not None else (0, 0)
@@ -257,16 +257,15 @@ class BoundTimers:
                 out.append([None, f"{type(exc).__qualname__}: {exc}"])
         return out
 
-    async def fire(self, actor: Any, name: str,
-                   before: dict[str, bytes | None] | None = None) -> bytes | None:
+    async def fire(self, actor: Any, name: str, before: dict[str, bytes | None]) -> bytes | None:
         """Fire ``name`` if it is due on this clock: remove it (or move it to its
         next occurrence), then run ``actor.on_timer``. Returns the token of the
-        setting of ``name`` pending afterwards (None: none). ``before``: stored
-        settings read ahead (``fire_many``); pending writes still come first."""
+        setting of ``name`` pending afterwards (None: none). ``before``: the
+        settings as the message began (``fire_many``); an earlier hook's writes
+        in this message come first."""
         value = self._ws.get(TIMERS_MODULE, name)
         if value is MISSING:
-            value = (before[name] if before and name in before
-                     else await self._ctx.store.read(self._ctx.claim, TIMERS_MODULE, name))
+            value = before[name]
         if value is None:
             return None
         due, token = timer_header(value)

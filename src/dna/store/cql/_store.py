@@ -584,14 +584,7 @@ class ScyllaStore(Store):
     ) -> builtins.list[bytes | None]:
         """Every key's point read in flight at once: a timer firing of 100 names
         waited on 100 round trips one after another."""
-        bridge, st, _ = self._open()
-        if self._slots is not None:
-            await self._slots.touch(claim)
-        pk = _pk(claim.actor)
-        doing = f"reading {claim.actor}"
-        rows = await asyncio.gather(*(self._do(bridge.run(st.read, (*pk, module, key)), doing)
-                                      for key in keys))
-        return [r[0][0] if r else None for r in rows]
+        return list(await asyncio.gather(*(self.read(claim, module, key) for key in keys)))
 
     async def list(
         self,
