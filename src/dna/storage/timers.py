@@ -333,7 +333,7 @@ class TimerScanner:
         self._tasks: set[asyncio.Task[None]] = set()  # one per actor being sent firings
         self._retry: dict[Key, tuple[int, float]] = {}  # failures, not before
         self._cursor: DueTimer | None = None  # where the next round continues
-        self._room = asyncio.Event()  # set when a firing finishes
+        self._room = asyncio.Event()  # set when firings finished make room for a round
 
     async def run(self) -> None:
         """Scan until cancelled; a failing store is logged and retried next round."""
@@ -362,9 +362,13 @@ class TimerScanner:
         types = self.types()
         if not types:  # no actor class here can have timers: no store reads
             return False
+        # read no more entries than can be sent: a full round re-read the rest later
+        limit = min(self.batch, self.max_inflight - len(self._inflight))
+        if limit <= 0:
+            return True
         whole = self._cursor is None  # this round may read every due entry
-        entries = await self.store.due_timers(now_us(), self.batch, self._cursor, types)
-        more = len(entries) == self.batch
+        entries = await self.store.due_timers(now_us(), limit, self._cursor, types)
+        more = len(entries) == limit
         if whole and not more and self._retry:  # forget retries of timers gone meanwhile
             seen = {_key(e) for e in entries}
             self._retry = {k: v for k, v in self._retry.items() if k in seen}
@@ -406,7 +410,9 @@ class TimerScanner:
         finally:
             for e in group:
                 self._inflight.discard(_key(e))
-            self._room.set()
+            # wake the scan once a useful round fits, not for each actor's firing
+            if len(self._inflight) <= self.max_inflight - min(self.batch, self.max_inflight) // 4:
+                self._room.set()
         stale = []
         for e, (token, error) in zip(group, results, strict=True):
             key = _key(e)

@@ -45,19 +45,27 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _COMMIT = ("apply", "log")
 _READ = "SELECT v FROM data WHERE actor = ? AND module = ? AND k = ?"
 _OWNER = "SELECT owner, epoch FROM actors WHERE namespace = ? AND type_name = ? AND key = ?"
-# timers due by a bound instant, in the order of the partial index data_timer_due
+# Timers due by a bound instant, in the order of the partial index data_timer_due.
+# CROSS JOIN makes data the outer loop: the plan walks that index from the cursor's
+# instant to the bound and stops at LIMIT. A plain JOIN let the planner start from
+# the actors of the listed types (an index on type_name) and sort every timer they
+# have, due or not, in a temporary B-tree on each round. The cursor's instant is
+# repeated as a plain lower bound, because the planner does not bound an index range
+# by a row value.
 _DUE = (
     "SELECT d.actor, d.k, d.v, a.namespace, a.type_name, a.key FROM data d "
-    f"JOIN actors a ON a.id = d.actor WHERE d.module = '{TIMERS_MODULE}' "
+    f"CROSS JOIN actors a ON a.id = d.actor WHERE d.module = '{TIMERS_MODULE}' "
     "AND substr(d.v, 1, 8) <= ? {after}{types}ORDER BY substr(d.v, 1, 8), d.actor, d.k LIMIT ?"
 )
-_AFTER = "AND (substr(d.v, 1, 8), d.actor, d.k) > (?, ?, ?) "
+_AFTER = "AND substr(d.v, 1, 8) >= ? AND (substr(d.v, 1, 8), d.actor, d.k) > (?, ?, ?) "
 
 
 def _due_sql(after: bool, ntypes: int | None) -> str:
     """The listing of due timers, after a cursor or not, of ``ntypes`` types or all."""
     types = "" if ntypes is None else f"AND a.type_name IN ({', '.join('?' * ntypes)}) "
     return _DUE.format(after=_AFTER if after else "", types=types)
+
+
 _HAS_LOG = (
     "SELECT 1 FROM log WHERE actor = "
     "(SELECT id FROM actors WHERE namespace = ? AND type_name = ? AND key = ?) LIMIT 1"
@@ -345,7 +353,7 @@ class SQLiteStore(Store):
             return []
         bound = now.to_bytes(8, "big")
         sql = _due_sql(after is not None, None if types is None else len(types))
-        params = (bound, *(after.cursor if after is not None else ()),
+        params = (bound, *((after.cursor[0], *after.cursor) if after is not None else ()),
                   *(sorted(types) if types is not None else ()), limit)
         got = self._read(sql, params, "listing due timers")
         out = []
