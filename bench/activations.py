@@ -13,7 +13,9 @@ in keyspace ``<keyspace>_slots``, as a keyspace never mixes the two) or ``both``
 alternated round by round in this one process so the machine's noise falls on
 both. ``--actor kv`` makes each activation also commit one write (its first
 fenced batch). Each round runs a fresh node, so the slot path's figure includes
-taking every slot (about a second for 1,024 slots here). ``--no-gc`` turns
+taking every slot (about a second for 1,024 slots here). ``--gc both``
+alternates the node's collector threshold (``Node(gc_threshold=...)``, its
+default) with CPython's own 700 (``gc_threshold=None``). ``--no-gc`` turns
 CPython's cyclic garbage collector off for the measured burst: at 100k live
 activations its full collections scan millions of objects and, once the store
 costs nothing, bound the rate (see docs/cluster-protocol.md, "Figures").
@@ -31,6 +33,7 @@ import time
 from typing import Any
 
 import dna
+from dna._gc import DEFAULT_THRESHOLD
 from dna.examples import KVActor, Noop
 from dna.store import open_store
 
@@ -43,11 +46,12 @@ def path_url(url: str, activation: str) -> str:
     return f"{base}_slots?activation=slots" + (f"&{query}" if query else "")
 
 
-async def one_round(url: str, n: int, actor: str, window: int, no_gc: bool = False) -> float:
+async def one_round(url: str, n: int, actor: str, window: int, no_gc: bool = False,
+                    gc_threshold: int | None = DEFAULT_THRESHOLD) -> float:
     """Activations/s of ``n`` fresh actors, ``window`` first calls in flight at most (a
     burst of all ``n`` at once would run them all in one loop iteration, starving the
     node's own heartbeat past its lease)."""
-    async with dna.Node(store=open_store(url)) as node:
+    async with dna.Node(store=open_store(url), gc_threshold=gc_threshold) as node:
         run_id = f"{time.time_ns():x}"
         cls = KVActor if actor == "kv" else Noop
         names = iter(range(n))
@@ -75,10 +79,21 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
         url = f"cql://{ns.hosts}/{ns.keyspace}"
     out: dict[str, Any] = {"store": ns.store, "n": ns.n, "actor": ns.actor, "no_gc": ns.no_gc,
                            "window": ns.window}
+    gcs = {"node": DEFAULT_THRESHOLD, "cpython": None}
+    if ns.gc != "both":
+        gcs = {ns.gc: gcs[ns.gc]}
     s = open_store(url)
     if s.kind != "cql":
-        out["activations_per_s"] = max([await one_round(url, ns.n, ns.actor, ns.window, ns.no_gc)
-                                        for _ in range(ns.rounds)])
+        by_gc: dict[str, list[float]] = {g: [] for g in gcs}
+        for _ in range(ns.rounds):
+            for g, threshold in gcs.items():
+                by_gc[g].append(await one_round(url, ns.n, ns.actor, ns.window, ns.no_gc,
+                                                threshold))
+        for g, rates_g in by_gc.items():
+            out[f"activations_per_s_gc_{g}"] = max(rates_g)
+        if len(gcs) == 2:
+            out["gc_node_over_cpython"] = (out["activations_per_s_gc_node"]
+                                           / out["activations_per_s_gc_cpython"])
         return out
     import _cql_raw  # the raw driver's pipelined claims, from bench/_cql_raw.py
 
@@ -88,16 +103,19 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
     finally:
         await s.close()
     paths = ["actor", "slots"] if ns.activation == "both" else [ns.activation]
-    rates: dict[str, list[float]] = {p: [] for p in paths}
+    runs = [(p, g) for p in paths for g in gcs]
+    rates: dict[tuple[str, str], list[float]] = {pg: [] for pg in runs}
     for r in range(ns.rounds):
-        for p in paths:
-            rate = await one_round(path_url(url, p), ns.n, ns.actor, ns.window, ns.no_gc)
-            rates[p].append(rate)
-            print(f"round {r} {p}: {rate:,.0f} activations/s", flush=True)
-    for p in paths:
-        out[f"{p}_activations_per_s"] = max(rates[p])
-        out[f"{p}_rounds"] = rates[p]
-    if len(paths) == 2:
+        for p, g in runs:
+            rate = await one_round(path_url(url, p), ns.n, ns.actor, ns.window, ns.no_gc,
+                                   gcs[g])
+            rates[p, g].append(rate)
+            print(f"round {r} {p} gc={g}: {rate:,.0f} activations/s", flush=True)
+    for p, g in runs:
+        name = p if len(gcs) == 1 else f"{p}_gc_{g}"
+        out[f"{name}_activations_per_s"] = max(rates[p, g])
+        out[f"{name}_rounds"] = rates[p, g]
+    if len(paths) == 2 and len(gcs) == 1:
         out["slots_over_actor"] = out["slots_activations_per_s"] / out["actor_activations_per_s"]
     return out
 
@@ -117,6 +135,9 @@ def main() -> None:
     ap.add_argument("--no-gc", action="store_true",
                     help="disable CPython's cyclic GC during the burst: with 100k live "
                     "activations its full collections, not the store, bound the rate")
+    ap.add_argument("--gc", choices=["node", "cpython", "both"], default="node",
+                    help="the node's collector threshold (Node's default), CPython's own "
+                    "(gc_threshold=None), or both alternated round by round")
     ap.add_argument("--json", action="store_true")
     ns = ap.parse_args()
     out = asyncio.run(run(ns))

@@ -1,7 +1,7 @@
 """Durable timers (``dna.storage.Timers``): figures, no assertions.
 
     PYTHONPATH=src python bench/timers.py [--store sqlite|cql] [--actors 10000]
-        [--per 10] [--rate 1000] [--seconds 10]
+        [--per 10] [--rate 1000] [--seconds 10] [--gc node|cpython|both] [--rounds 1]
 
 - fire rate: ``actors * per`` timers already due (armed by one node whose
   scanner is idle, then stopped), fired by a fresh node: timers/s from its
@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import dna
+from dna._gc import DEFAULT_THRESHOLD
 from dna.storage import KV, Timers
 
 
@@ -93,7 +94,8 @@ async def arm_all(node: dna.Node, prefix: str, plan: dict[str, list[float]]) -> 
             for k in keys[i:i + 200]))
 
 
-async def fire_rate(kind: str, path: str, actors: int, per: int) -> None:
+async def fire_rate(kind: str, path: str, actors: int, per: int,
+                    gc_threshold: int | None = DEFAULT_THRESHOLD) -> float:
     global COUNTER
     total = actors * per
     prefix = f"r{os.getpid()}-{int(time.time())}-"
@@ -114,13 +116,16 @@ async def fire_rate(kind: str, path: str, actors: int, per: int) -> None:
               f"(SQLite pages in use, {before:,} -> {after:,} bytes)")
     COUNTER = Counter(total)
     t0, c0 = time.perf_counter(), time.process_time()
-    async with dna.Node(store=open_store(kind, path), max_batch=1000) as node:
+    async with dna.Node(store=open_store(kind, path), max_batch=1000,
+                        gc_threshold=gc_threshold) as node:
         await COUNTER.done.wait()
         took, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(f"fire rate: {total:,} due timers over {actors:,} actors fired in {took:.2f} s "
               f"= {total / took:,.0f} timers/s (peak {node.timers.peak_inflight} in flight; "
               f"{cpu:.2f} s CPU of this process, {total / cpu:,.0f} timers per CPU second; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+              f"gc_threshold={gc_threshold})")
+    return total / took
 
 
 async def lateness(kind: str, path: str, rate: int, seconds: float, poll: float) -> None:
@@ -150,11 +155,26 @@ async def main() -> None:
     ap.add_argument("--per", type=int, default=10)
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--gc", choices=["node", "cpython", "both"], default="node",
+                    help="fire phase under the node's collector threshold (its default), "
+                    "CPython's own (gc_threshold=None), or both alternated --rounds times")
+    ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "timers.db")
         print(f"store {args.store}, Python {sys.version.split()[0]}, {os.cpu_count()} cores")
-        await fire_rate(args.store, path, args.actors, args.per)
+        gcs = {"node": DEFAULT_THRESHOLD, "cpython": None}
+        if args.gc != "both":
+            gcs = {args.gc: gcs[args.gc]}
+        rates: dict[str, list[float]] = {g: [] for g in gcs}
+        for r in range(args.rounds):
+            for g, threshold in gcs.items():
+                rates[g].append(await fire_rate(args.store, os.path.join(tmp, f"f{r}{g}.db"),
+                                                args.actors, args.per, threshold))
+        med = {g: statistics.median(v) for g, v in rates.items()}
+        if len(gcs) == 2:
+            print("fire rate, median over rounds: " + ", ".join(
+                f"gc={g} {m:,.0f} timers/s" for g, m in med.items())
+                + f"; node/cpython {med['node'] / med['cpython']:.2f}")
         for poll in (0.1, 0.02):
             await lateness(args.store, os.path.join(tmp, f"late{poll}.db"), args.rate,
                            args.seconds, poll)

@@ -134,6 +134,11 @@ def test_bad_listen_string(tmp_path: Path) -> None:
         one_line_error(r, EXIT_USAGE, "--listen", repr(listen))
 
 
+def test_a_negative_gc_threshold_is_a_usage_error(tmp_path: Path) -> None:
+    r = dna_cli("node", "--store", "memory://", "--gc-threshold", "-5", cwd=tmp_path)
+    one_line_error(r, EXIT_USAGE, "--gc-threshold", "-5")
+
+
 def test_port_in_use(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

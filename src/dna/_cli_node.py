@@ -68,6 +68,9 @@ def add_node_command(p: argparse.ArgumentParser) -> None:
                    help="when this node holds more than its share of the cluster's actors, "
                         "hand the surplus to peers below theirs at most this fast "
                         "(0: never; default: 100)")
+    p.add_argument("--gc-threshold", type=int, default=50_000, metavar="N",
+                   help="the cyclic collector's young-generation threshold while the node "
+                        "runs, if the process kept CPython's 700 (0: leave it; default: 50000)")
     p.add_argument("--trace-file", metavar="FILE",
                    help="trace calls with OpenTelemetry, each finished span appended to FILE "
                         "as one JSON a line (needs pip install 'dna-actors[otel]'; "
@@ -166,6 +169,8 @@ def cmd_node(ns: argparse.Namespace) -> int:
         fail(EXIT_USAGE, f"--weight must be a positive number, got {ns.weight}")
     if not ns.rebalance_rate >= 0:
         fail(EXIT_USAGE, f"--rebalance-rate must be 0 or more, got {ns.rebalance_rate}")
+    if ns.gc_threshold < 0:
+        fail(EXIT_USAGE, f"--gc-threshold must be 0 or more, got {ns.gc_threshold}")
     for option in ("advertise", "metrics", "health"):
         value = getattr(ns, option)
         if value is not None:
@@ -244,6 +249,7 @@ async def _run(
         ssl=tls[0], client_ssl=tls[1], passivate_after=ns.passivate_after,
         failed_call_log_level=logging.getLevelName(ns.failed_call_log_level),
         weight=ns.weight, rebalance_rate=ns.rebalance_rate,
+        gc_threshold=ns.gc_threshold or None,
     )
     if ns.advertise is not None:
         node.cluster.advertise = ns.advertise

@@ -15,6 +15,7 @@ import uuid
 from functools import partial
 from typing import Any, TypeVar, overload
 
+from . import _gc
 from ._core import TURN, Dispatcher, Inbox
 from ._placement import with_weight
 from ._rebalance import Rebalancer
@@ -51,7 +52,11 @@ class Node:
     per batch and commit), ``call_timeout`` (default deadline, seconds),
     ``passivate_after`` (idle seconds before an activation is removed),
     ``stop_timeout`` (how long ``stop()``/``drain()`` wait for busy handlers),
-    ``timer_poll`` (seconds between scans for due timers: ``dna.storage.Timers``).
+    ``timer_poll`` (seconds between scans for due timers: ``dna.storage.Timers``),
+    ``gc_threshold`` (the cyclic collector's young-generation threshold while
+    the node runs, where the process kept CPython's default of 700: a burst of
+    activations then skips repeated full collections, ``dna._gc``; None leaves
+    the collector alone).
 
     Cluster: ``listen="host:port"`` serves peers over TCP, authenticated by
     ``secret`` (required off loopback unless ``insecure``; TLS with ``ssl``);
@@ -86,6 +91,7 @@ class Node:
         rebalance_rate: float = 0.0,
         rebalance_interval: float = 1.0,
         timer_poll: float = 0.1,
+        gc_threshold: int | None = _gc.DEFAULT_THRESHOLD,
     ) -> None:
         if store is None:
             from .store.sqlite import SQLiteStore
@@ -95,7 +101,10 @@ class Node:
             raise ValueError("mailbox_size and max_batch must be at least 1")
         if call_timeout <= 0 or passivate_after <= 0 or stop_timeout <= 0:
             raise ValueError("call_timeout, passivate_after and stop_timeout must be positive")
+        _gc.check(gc_threshold)
         self.store = store
+        self.gc_threshold = gc_threshold
+        self._gc_held = False
         self.mailbox_size = mailbox_size
         self.max_batch = max_batch
         self.call_timeout = call_timeout
@@ -171,11 +180,16 @@ class Node:
             raise InterfaceError("node already started")
         self._loop = asyncio.get_running_loop()
         self._claim_slots = asyncio.Semaphore(self.max_claims_in_flight)
-        await self.cluster.start()
+        self._gc_held = _gc.acquire(self.gc_threshold)
         try:
-            await self.store.open(self.node_id, self.cluster.address)
+            await self.cluster.start()
+            try:
+                await self.store.open(self.node_id, self.cluster.address)
+            except BaseException:
+                await self.cluster.close()
+                raise
         except BaseException:
-            await self.cluster.close()
+            self._release_gc()
             raise
         self._started = True
         if not self.host_actors:  # a client: peers never place a name here
@@ -205,8 +219,16 @@ class Node:
             t.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.stop_timeout)
-        await self.store.close()
-        await self.cluster.close()
+        try:
+            await self.store.close()
+            await self.cluster.close()
+        finally:
+            self._release_gc()
+
+    def _release_gc(self) -> None:
+        held, self._gc_held = self._gc_held, False
+        if held:
+            _gc.release()
 
     async def _passivate_all(self) -> None:
         acts = self.local_activations()

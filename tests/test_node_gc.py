@@ -1,0 +1,89 @@
+"""A running node's collector threshold (``Node(gc_threshold=...)``, ``dna._gc``)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import dna
+from dna import _gc
+from dna.errors import StoreError
+
+DEFAULT = (700, 10, 10)
+
+
+@pytest.fixture(autouse=True)
+def cpython_default() -> Iterator[None]:
+    """Each test starts from CPython's thresholds, no node holding the setting."""
+    saved = gc.get_threshold()
+    assert _gc._holders == 0, "a node of another test is still running"
+    gc.set_threshold(*DEFAULT)
+    yield
+    gc.set_threshold(*saved)
+
+
+def node(tmp_path: Any, name: str, **kw: Any) -> dna.Node:
+    return dna.Node(store=dna.SQLiteStore(str(tmp_path / f"{name}.db")), **kw)
+
+
+async def test_a_running_node_raises_the_young_threshold_and_puts_it_back(tmp_path: Any) -> None:
+    a, b = node(tmp_path, "a"), node(tmp_path, "b", gc_threshold=9_999)
+    await a.start()
+    assert gc.get_threshold() == (_gc.DEFAULT_THRESHOLD, 10, 10)
+    await b.start()  # the setting in force stays; b only counts
+    assert gc.get_threshold() == (_gc.DEFAULT_THRESHOLD, 10, 10)
+    await a.stop()
+    assert gc.get_threshold() == (_gc.DEFAULT_THRESHOLD, 10, 10)  # b still runs
+    await b.stop()
+    assert gc.get_threshold() == DEFAULT
+    await b.stop()  # a second stop releases nothing more
+    assert _gc._holders == 0
+
+
+async def test_a_process_that_tuned_its_collector_keeps_its_own(tmp_path: Any) -> None:
+    gc.set_threshold(1234, 5, 6)
+    async with node(tmp_path, "a"):
+        assert gc.get_threshold() == (1234, 5, 6)
+    assert gc.get_threshold() == (1234, 5, 6)
+    gc.set_threshold(*DEFAULT)
+    async with node(tmp_path, "b", gc_threshold=None):  # None: left alone
+        assert gc.get_threshold() == DEFAULT
+
+
+async def test_a_change_made_while_a_node_runs_is_not_undone(tmp_path: Any) -> None:
+    async with node(tmp_path, "a"):
+        gc.set_threshold(4321, 10, 10)
+    assert gc.get_threshold() == (4321, 10, 10)
+
+
+async def test_a_node_that_fails_to_start_gives_the_setting_back(tmp_path: Any) -> None:
+    bad = dna.Node(store=dna.SQLiteStore(str(tmp_path / "nowhere" / "x.db"), create=False))
+    with pytest.raises(StoreError):
+        await bad.start()
+    assert gc.get_threshold() == DEFAULT and _gc._holders == 0
+
+
+async def test_garbage_cycles_are_still_collected_while_a_node_runs(tmp_path: Any) -> None:
+    class Cycle:
+        me: Any
+
+    async with node(tmp_path, "a"):
+        c = Cycle()
+        c.me = c
+        gone = weakref.ref(c)
+        del c
+        # three young thresholds' worth of allocations: young collections find the
+        # cycle, with no gc.collect() call (a collector left off would not)
+        keep = [[i] for i in range(3 * _gc.DEFAULT_THRESHOLD)]
+        assert gone() is None
+        del keep
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "100", True])
+def test_a_bad_threshold_is_refused_at_construction(tmp_path: Any, bad: Any) -> None:
+    with pytest.raises(ValueError, match="gc_threshold"):
+        node(tmp_path, "a", gc_threshold=bad)
