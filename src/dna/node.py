@@ -17,6 +17,7 @@ from typing import Any, TypeVar, overload
 
 from . import _gc
 from ._core import TURN, Dispatcher, Inbox
+from ._limit import Limiter
 from ._placement import with_weight
 from ._rebalance import Rebalancer
 from .activation import CLOSED, CLOSING, Activation, handler_error
@@ -151,7 +152,7 @@ class Node:
         # Claims are pipelined up to this many; more would queue the store's own
         # heartbeat behind them (a stale heartbeat makes a lease node fence itself).
         self.max_claims_in_flight = max_claims_in_flight
-        self._claim_slots: asyncio.Semaphore | None = None
+        self._claim_slots: Limiter | None = None
         if not host_actors and listen is None:
             raise InterfaceError("a node that hosts no actors needs listen= to reach its peers")
         if isinstance(secret, str):
@@ -179,7 +180,7 @@ class Node:
         if self._started:
             raise InterfaceError("node already started")
         self._loop = asyncio.get_running_loop()
-        self._claim_slots = asyncio.Semaphore(self.max_claims_in_flight)
+        self._claim_slots = Limiter(self.max_claims_in_flight)
         self._gc_held = _gc.acquire(self.gc_threshold)
         try:
             await self.cluster.start()
