@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import dna
+from dna._gc import DEFAULT_THRESHOLD
 from dna.examples import Noop
 from dna.store import open_store
 from dna.store.memory import MemoryStore
@@ -34,18 +35,23 @@ def _activate(loop: asyncio.AbstractEventLoop, node: dna.Node, n: int, window: i
 
 class MemoryActivations:
     """5,000 fresh activations (one call each) on the in-process store: the runtime's
-    own cost, which bounds the CQL slot path."""
+    own cost, which bounds the CQL slot path; under the node's collector threshold
+    (its default) and CPython's own (``gc_threshold=None``)."""
 
-    def setup(self) -> None:
+    params = ["node", "cpython"]
+    param_names = ["gc"]
+
+    def setup(self, gc: str) -> None:
         self.loop = asyncio.new_event_loop()
-        self.node = dna.Node(store=MemoryStore())
+        self.node = dna.Node(store=MemoryStore(),
+                             gc_threshold=DEFAULT_THRESHOLD if gc == "node" else None)
         self.loop.run_until_complete(self.node.start())
 
-    def teardown(self) -> None:
+    def teardown(self, gc: str) -> None:
         self.loop.run_until_complete(self.node.stop())
         self.loop.close()
 
-    def time_activations(self) -> None:
+    def time_activations(self, gc: str) -> None:
         _activate(self.loop, self.node, 5_000, 1_000)
 
 
