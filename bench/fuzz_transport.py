@@ -59,6 +59,9 @@ class Wire(asyncio.Transport):
 
     close = abort
 
+    def is_closing(self) -> bool:
+        return self.aborted
+
     def get_extra_info(self, name: Any, default: Any = None) -> Any:
         return ("203.0.113.1", 4242) if name == "peername" else default
 

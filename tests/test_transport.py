@@ -588,3 +588,26 @@ async def test_a_target_that_raises_when_settled_does_not_tear_down_the_connecti
             await slow
     assert any("not running" in r.getMessage() or r.exc_info for r in caplog.records
                if r.name == "dna.transport")
+
+
+async def test_frames_for_a_connection_already_closing_are_not_written(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Between a reset seen by asyncio (it closes the transport) and our
+    connection_lost, frames are dropped, not written: asyncio warned "socket.send()
+    raised exception." for each write past the fifth (hundreds of lines per failover
+    with 2,000 calls in flight to the killed node)."""
+    a, b = make("a"), make("b")
+    async with started(a, b) as (_addr_a, addr_b):
+        assert await a.request(addr_b, 1, 5.0) == ["a", 1]  # echo: the link is up
+        conn = a._conns[addr_b]
+        call = asyncio.ensure_future(a.request(addr_b, "in flight", 5.0))
+        await asyncio.sleep(0)
+        assert conn.transport is not None
+        conn.transport.abort()  # what asyncio does on ECONNRESET / EPIPE
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            for i in range(20):  # each flushed at once, as calls to an idle route are
+                a.send(addr_b, i)
+                a.flush_now(addr_b)
+            with pytest.raises(PeerUnavailable):
+                await call
+        assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text

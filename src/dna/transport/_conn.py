@@ -448,6 +448,8 @@ class Connection(asyncio.Protocol):
             return
         self.out = []
         assert self.transport is not None and self.sealer is not None
+        if self.transport.is_closing():  # reset or aborted: connection_lost is on its way
+            return  # (and fails the calls); asyncio would warn for every write from here
         try:
             data = encode_frames(out)
         except Exception:
