@@ -122,6 +122,7 @@ async def many_round(
                 await asyncio.sleep(0.1)
             await node.cluster.refresh_peers()
             first: list[float] = []
+            answered: list[float] = []  # when each actor answered again
 
             async def again(i: int) -> None:
                 while True:
@@ -129,6 +130,7 @@ async def many_round(
                         await call(i)
                         if not first:
                             first.append(time.perf_counter())
+                        answered.append(time.perf_counter())
                         return
                     except dna.errors.DNAError:
                         await asyncio.sleep(0.05)
@@ -137,7 +139,10 @@ async def many_round(
             victim.send_signal(signal.SIGKILL)
             await windowed(again, n, window)
             last = time.perf_counter() - t0
-            return {"setup_s": setup, "first_answer_s": first[0] - t0, "all_answered_s": last}
+            q = statistics.quantiles([a - t0 for a in answered], n=10)
+            return {"setup_s": setup, "first_answer_s": first[0] - t0,
+                    "tenth_answered_s": q[0], "half_answered_s": q[4],
+                    "nine_tenths_answered_s": q[8], "all_answered_s": last}
     finally:
         for p in (victim, survivor):
             if p is not None:

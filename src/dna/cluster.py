@@ -349,6 +349,8 @@ class Cluster:
         self.joined_once = False  # the node has started (it may have stopped since)
         self.advertise: str | None = None  # address told to peers, if not the bound one
         self.ready: list[Any] = []  # activations a peer's call just woke (run_ready)
+        self.refreshing: asyncio.Task[None] | None = None  # refresh_soon's read under way
+        self._refresh_again = False  # a route dropped during that read: one more after it
         if listen is not None:
             from .transport import Transport
 
@@ -497,13 +499,30 @@ class Cluster:
                 node.resolve(route.aid, route.atype).adopt(route.inbox)
             except Exception as exc:
                 route.inbox.fail(exc)
-        node.spawn(self._refresh_quietly())
+        self.refresh_soon()
+
+    def refresh_soon(self) -> None:
+        """Re-read the peer list, coalesced: one read at a time, and one more after it
+        when asked again meanwhile (so every ask is followed by a read that started
+        after it). A failover drops every route to the dead node at once: one read
+        each made the client spend 60% of its loop re-reading the node list."""
+        if self.refreshing is not None:
+            self._refresh_again = True
+            return
+        self.refreshing = self.node.spawn(self._refresh_quietly())
 
     async def _refresh_quietly(self) -> None:
         try:
-            await self.refresh_peers()
-        except Exception as exc:
-            log.debug("cannot list peers: %r", exc)
+            while True:
+                self._refresh_again = False
+                try:
+                    await self.refresh_peers()
+                except Exception as exc:
+                    log.debug("cannot list peers: %r", exc)
+                if not self._refresh_again:
+                    return
+        finally:
+            self.refreshing = None
 
     def reroute(self, aid: ActorId, atype: type[Actor], msg: tuple[Any, ...]) -> None:
         """Deliver ``msg`` again after a peer refused it; its caller hears any failure."""
