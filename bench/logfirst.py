@@ -5,6 +5,7 @@ before the ack) and log (one record per commit, applied later; ``commit=log``).
     python bench/logfirst.py applier [-n 1000000]    # log ingest, then the applier's ceiling
     python bench/logfirst.py sustained [-n 10000000] # a long seed bench on the log path,
                                                      # bracketed by the applier's ceiling
+                                                     # over as many rows [--ceiling-n N]
     python bench/logfirst.py recovery [-n 1000000]   # kill -9 with a backlog, then claim
 
 Every figure comes from a fresh child process (peak RSS is the child's own).
@@ -163,14 +164,17 @@ def side(rounds: int, n: int) -> dict[str, Any]:
                                         for lg, nu in zip(runs["log"], runs["null"], strict=True)]}
 
 
-def sustained(n: int) -> dict[str, Any]:
+def sustained(n: int, ceiling_n: int) -> dict[str, Any]:
     """The applier's ceiling, a long seed bench on the log path, the ceiling again:
-    the long run's rate over the mean ceiling (the machine drifts; both bracket it)."""
-    before = child(["_applier", "1000000"])
+    the long run's rate over the mean ceiling (the machine drifts; both bracket it).
+    The ceiling applies ``ceiling_n`` rows, by default as many as the run puts: on a
+    fresh file, 1M rows apply faster than 10M (a shallower B-tree)."""
+    before = child(["_applier", str(ceiling_n)])
     run = child(["_sustained", str(n)])
-    after = child(["_applier", "1000000"])
+    after = child(["_applier", str(ceiling_n)])
     ceiling = (before["applier_rows_per_s"] + after["applier_rows_per_s"]) / 2
     return {"n": n, "puts_per_s": run["puts_per_s"], "peak_rss_mib": run["peak_rss_mib"],
+            "ceiling_rows": ceiling_n,
             "applier_ceiling_rows_per_s": [before["applier_rows_per_s"],
                                            after["applier_rows_per_s"]],
             "over_ceiling": run["puts_per_s"] / ceiling, "seconds": run["seconds"],
@@ -207,6 +211,8 @@ def main() -> None:
     p.add_argument("args", nargs="*")
     p.add_argument("-n", type=int, default=None)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--ceiling-n", type=int, default=None,
+                   help="sustained: rows the applier's ceiling applies (default: -n)")
     ns = p.parse_args()
     if ns.mode == "_bench":
         print(json.dumps(asyncio.run(one_bench(ns.args[0], int(ns.args[1]), ceiling=True))))
@@ -242,7 +248,8 @@ def main() -> None:
     elif ns.mode == "_applier":
         print(json.dumps(asyncio.run(one_applier(int(ns.args[0]), 5000))))
     elif ns.mode == "sustained":
-        print(json.dumps(sustained(ns.n or 10_000_000), indent=1))
+        n = ns.n or 10_000_000
+        print(json.dumps(sustained(n, ns.ceiling_n or n), indent=1))
     else:
         print(json.dumps(recovery(ns.n or 1_000_000), indent=1))
 

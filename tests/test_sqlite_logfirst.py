@@ -81,9 +81,15 @@ async def test_a_dump_by_a_store_on_the_apply_path_sees_a_live_owners_records(
 
 
 @pytest.mark.parametrize("heir_commit", ["apply", "log"])
+# replayed a record at a time, a few records at a time (the last chunk holds the
+# delete), or all at once
+@pytest.mark.parametrize("replay_rows", [1, 450, 20_000])
 async def test_a_claim_by_another_store_replays_every_acknowledged_record(
-    tmp_path: Path, heir_commit: str
+    tmp_path: Path, heir_commit: str, replay_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dna.store.sqlite import _journal
+
+    monkeypatch.setattr(_journal, "REPLAY_ROWS", replay_rows)
     path = tmp_path / "dna.db"
     a = held(path)
     await a.open("a")
@@ -268,6 +274,34 @@ def test_a_damaged_record_is_refused_whole(tmp_path: Path) -> None:
         assert _data(conn, 1) == []
         with pytest.raises(TypeError):
             encode_rows([("kv", b"not str", b"v")])
+    finally:
+        conn.close()
+
+
+def test_records_apply_in_order_each_to_its_actor_in_one_call(tmp_path: Path) -> None:
+    from dna.store.sqlite._c import SqliteError, encode_rows
+
+    conn = _conn(tmp_path / "dna.db")
+    first = encode_rows([("kv", "a", b"old"), ("kv", "x", b"1")])[0]
+    second = encode_rows([("kv", "a", b"new"), ("kv", "x", None), ("kv", "y", b"2")])[0]
+    empty = encode_rows([])[0]
+    try:
+        # the actor changes mid-call; an empty record in between; a later record wins
+        assert conn.commit_records(_UPSERT, _DELETE, [
+            (1, first), (2, first), (1, empty), (1, second), (3, second)]) == 10
+        assert _data(conn, 1) == [("kv", "a", b"new"), ("kv", "y", b"2")]
+        assert _data(conn, 2) == [("kv", "a", b"old"), ("kv", "x", b"1")]
+        assert _data(conn, 3) == [("kv", "a", b"new"), ("kv", "y", b"2")]
+        assert conn.commit_records(_UPSERT, _DELETE, []) == 0
+        assert conn.commit_records(_UPSERT, _DELETE, [(4, empty), (5, empty)]) == 0
+        # a damaged record anywhere: nothing of the call is applied, not even the good ones
+        for bad in (second[:-1], b"DNR1" + second[4:] + b"x", b"not a record"):
+            with pytest.raises(SqliteError) as info:
+                conn.commit_records(_UPSERT, _DELETE, [(6, first), (6, bad), (7, first)])
+            assert info.value.primary == 11  # SQLITE_CORRUPT
+        assert _data(conn, 6) == _data(conn, 7) == []
+        with pytest.raises(TypeError):
+            conn.commit_records(_UPSERT, _DELETE, [(8, "not bytes")])
     finally:
         conn.close()
 

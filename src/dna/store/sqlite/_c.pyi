@@ -66,6 +66,9 @@ class Connection:
         rows: Iterable[tuple[str, str, bytes | None]],
     ) -> None: ...
     def commit_record(self, upsert_sql: str, delete_sql: str, actor: int, body: bytes) -> int: ...
+    def commit_records(
+        self, upsert_sql: str, delete_sql: str, records: list[tuple[int, bytes]]
+    ) -> int: ...
 
 def encode_rows(
     rows: Iterable[tuple[str, str, bytes | None]], skip_module: str | None = None

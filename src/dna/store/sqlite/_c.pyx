@@ -165,6 +165,13 @@ ctypedef struct _Row:
     Py_ssize_t value_len
 
 
+ctypedef struct _Seg:  # one record of commit_records: its rows are buf[previous end:end]
+    const unsigned char* p
+    Py_ssize_t size
+    int64_t actor
+    Py_ssize_t end
+
+
 cdef class Connection:
     """One SQLite connection (``OPEN_READWRITE | OPEN_CREATE`` style ``flags``)."""
 
@@ -429,35 +436,80 @@ cdef class Connection:
         rows, read in place and stepped without the GIL (no Python object per
         row). A damaged record raises ``SqliteError`` (CORRUPT) and applies
         nothing. Returns the number of rows."""
-        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(body)
-        cdef Py_ssize_t size = PyBytes_GET_SIZE(body)
-        if size < 8 or p[0] != 68 or p[1] != 78 or p[2] != 82 or p[3] != 49:  # b"DNR1"
-            raise SqliteError("not a DNA log record", CORRUPT)
-        cdef Py_ssize_t n = _u32(p + 4)
-        if n == 0:
+        return self.commit_records(upsert_sql, delete_sql, [(actor, body)])
+
+    def commit_records(self, str upsert_sql, str delete_sql, list records) -> int:
+        """Apply ``records`` ((actor, body) pairs, bodies made by ``encode_rows``) in
+        order, as ``commit_record`` applies one, in ONE section without the GIL: a
+        writer thread that takes the GIL back waits up to a switch interval for a busy
+        event loop, and taking it back per record cost the applier 13% of its time
+        (py-spy over a 10M-put run on the log path). Every record is checked before
+        any row is stepped: a damaged one raises ``SqliteError`` (CORRUPT) and
+        applies nothing. Returns the number of rows."""
+        cdef tuple keep = tuple(records)  # holds every body alive
+        cdef Py_ssize_t nrec = len(keep), total = 0, k, at = 0, bad = -1
+        cdef Py_ssize_t n
+        cdef bytes body
+        if nrec == 0:
             return 0
-        if n > size // 9:  # every row takes at least 9 bytes
-            raise SqliteError("damaged DNA log record (row count)", CORRUPT)
-        cdef _Row* buf = <_Row*>PyMem_Malloc(n * sizeof(_Row))
-        if buf is NULL:
+        cdef _Seg* segs = <_Seg*>PyMem_Malloc(nrec * sizeof(_Seg))
+        if segs is NULL:
             raise MemoryError()
-        cdef bint ok, any_delete = False
-        self._enter()
+        cdef _Row* buf = NULL
+        cdef bint ok = True, any_delete = False
         try:
-            with nogil:
-                ok = _parse(p, size, buf, n, &any_delete)
-            if not ok:
-                raise SqliteError("damaged DNA log record (lengths)", CORRUPT)
-            self._step_rows(upsert_sql, delete_sql, actor, buf, n, any_delete)
+            for k in range(nrec):
+                actor, body = keep[k]
+                segs[k].p = <const unsigned char*>PyBytes_AS_STRING(body)
+                segs[k].size = PyBytes_GET_SIZE(body)
+                segs[k].actor = actor
+                if (segs[k].size < 8 or segs[k].p[0] != 68 or segs[k].p[1] != 78
+                        or segs[k].p[2] != 82 or segs[k].p[3] != 49):  # b"DNR1"
+                    raise SqliteError("not a DNA log record", CORRUPT)
+                n = _u32(segs[k].p + 4)
+                if n > segs[k].size // 9:  # every row takes at least 9 bytes
+                    raise SqliteError("damaged DNA log record (row count)", CORRUPT)
+                total += n
+                segs[k].end = total
+            if total == 0:
+                return 0
+            buf = <_Row*>PyMem_Malloc(total * sizeof(_Row))
+            if buf is NULL:
+                raise MemoryError()
+            self._enter()
+            try:
+                with nogil:
+                    for k in range(nrec):
+                        n = segs[k].end - at
+                        if n and not _parse(segs[k].p, segs[k].size, buf + at, n, &any_delete):
+                            bad = k
+                            break
+                        at = segs[k].end
+                if bad >= 0:
+                    raise SqliteError("damaged DNA log record (lengths)", CORRUPT)
+                self._step_segs(upsert_sql, delete_sql, segs, nrec, buf, total, any_delete)
+            finally:
+                self._busy = False
         finally:
-            self._busy = False
             PyMem_Free(buf)
-        return n
+            PyMem_Free(segs)
+        return total
 
     cdef int _step_rows(self, str upsert_sql, str delete_sql, int64_t actor, _Row* buf,
                         Py_ssize_t n, bint any_delete) except -1:
-        """Bind and step every row of ``buf`` without the GIL; raise the first failure."""
+        """Bind and step every row of ``buf`` (one actor's) without the GIL."""
+        cdef _Seg seg
+        seg.actor = actor
+        seg.end = n
+        return self._step_segs(upsert_sql, delete_sql, &seg, 1, buf, n, any_delete)
+
+    cdef int _step_segs(self, str upsert_sql, str delete_sql, _Seg* segs, Py_ssize_t nseg,
+                        _Row* buf, Py_ssize_t n, bint any_delete) except -1:
+        """Bind and step every row of ``buf`` without the GIL, row i for the actor of
+        the segment it falls in; raise the first failure."""
         cdef _Stmt ups, dels
+        cdef Py_ssize_t seg = 0
+        cdef int64_t actor = segs[0].actor
         cdef sqlite3_stmt* su
         cdef sqlite3_stmt* sd
         cdef sqlite3_stmt* s
@@ -476,6 +528,9 @@ cdef class Connection:
         sd = dels.stmt
         with nogil:
             for i in range(n):
+                while i >= segs[seg].end and seg + 1 < nseg:
+                    seg += 1
+                    actor = segs[seg].actor
                 if buf[i].value is NULL:
                     s = sd
                 else:

@@ -20,8 +20,8 @@ Invariants that keep every acknowledged write visible:
 
 A record is ``_c.encode_rows`` of the rows (lengths and bytes, no Python
 objects): the applier binds and steps it in place without the GIL
-(``Connection.commit_record``), so applying takes the GIL only per record,
-never per row, and the event loop runs on beside it.
+(``Connection.commit_records``), so applying takes the GIL back once per
+transaction, never per row or record, and the event loop runs on beside it.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ _DROP_ACTOR = "DELETE FROM log WHERE actor = ?"
 _OLDEST = "SELECT seq, actor, n FROM log WHERE seq > ? ORDER BY seq LIMIT 64"
 _BODY = "SELECT body FROM log WHERE seq = ?"
 _DROP_UPTO = "DELETE FROM log WHERE seq <= ?"
+REPLAY_ROWS = 20_000  # rows per section without the GIL when a claim replays an actor
 
 # an effect of a transaction, applied to the journal's state once it committed:
 # ("add", actor, seq, n), ("done", actor, seq, n), ("clear", actor, 0, n)
@@ -63,9 +64,15 @@ def replay_actor(
         effects.append(("clear", actor, 0, 0))
         return
     n = 0
-    for seq, count in found:
-        conn.commit_record(upsert, delete, actor, conn.execute(_BODY, (seq,))[0][0])
-        n += count
+    records: list[tuple[int, bytes]] = []
+    rows = 0
+    for seq, count in found:  # a few records at a time: a 1M-row backlog stays on disk
+        records.append((actor, conn.execute(_BODY, (seq,))[0][0]))
+        rows += count
+        if rows >= REPLAY_ROWS:
+            n += conn.commit_records(upsert, delete, records)
+            records, rows = [], 0
+    n += conn.commit_records(upsert, delete, records)
     conn.execute(_DROP_ACTOR, (actor,))
     effects.append(("clear", actor, 0, n))
 
@@ -123,17 +130,19 @@ class Journal:
         transaction. Returns the rows applied (0: the log is empty)."""
         last = 0
         n = 0
+        records: list[tuple[int, bytes]] = []
         while n < self.apply_rows:
             found: list[Any] = conn.execute(_OLDEST, (last,))
             if not found:
                 break
             for seq, actor, count in found:
-                conn.commit_record(upsert, delete, actor, conn.execute(_BODY, (seq,))[0][0])
+                records.append((actor, conn.execute(_BODY, (seq,))[0][0]))
                 effects.append(("done", actor, seq, count))
                 last = seq
                 n += count
                 if n >= self.apply_rows:
                     break
+        conn.commit_records(upsert, delete, records)  # one section without the GIL
         if last:
             conn.execute(_DROP_UPTO, (last,))
         if n == 0:
