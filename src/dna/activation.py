@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._core import (
@@ -79,6 +79,8 @@ class Host(Protocol):
     def max_batch(self) -> int: ...
     @property
     def mailbox_size(self) -> int: ...
+    @property
+    def new_future(self) -> Callable[[], asyncio.Future[Any]]: ...  # one bound method, shared
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
     async def claim(self, aid: ActorId) -> Claim: ...
     def dispatcher_for(self, atype: type[Actor]) -> Any: ...
@@ -187,10 +189,15 @@ class Activation:
     )
 
     def __init__(self, host: Host, aid: ActorId, atype: type[Actor]) -> None:
+        # Every object an activation keeps is traced by the cyclic collector (a young,
+        # then a middle collection, then full ones): a burst of activations is
+        # bounded by that (bench/activations.py --gc both). So nothing here is made
+        # per activation that can be shared: the node's one ``new_future``, an empty
+        # tuple for ``deferred``, the activation itself for the instance's destroy().
         self.host = host  # the node, through the narrow interface above
         self.aid = aid  # cluster-wide name
         self.atype = atype  # user class
-        self.inbox = Inbox(host.mailbox_size, host.loop.create_future)  # where messages enter
+        self.inbox = Inbox(host.mailbox_size, host.new_future)  # where messages enter
         self.inbox.wake = self.schedule
         self.state = ACTIVATING
         self.instance: Any = None  # user object, set once activated
@@ -204,7 +211,8 @@ class Activation:
         self.last_active = 0.0  # loop time of the last batch, for passivation
         self.failed = False  # a commit failed while a batch was running
         self.batch: list[Any] | None = None  # the batch being dispatched (destroy defers its rest)
-        self.deferred: list[Any] = []  # messages after a destroy() of the running batch
+        # messages after a destroy() of the running batch (a list once there are any)
+        self.deferred: Sequence[Any] = ()
         self.storage: StorageContext | None = None  # what storage modules bind to
         self.sends: Delivery | None = None  # delivers committed self.send()s (an Outbox)
 
@@ -221,7 +229,7 @@ class Activation:
             host.setup_instance(inst, self.aid)
             ctx = self.storage = StorageContext(self.ws, host.store, self.claim)
             inst._dna_storage = ctx
-            inst._dna_defer = self.defer_rest
+            inst._dna_activation = self
             for name, module in self.atype._dna_modules.items():
                 setattr(inst, name, module.bind(ctx))
             await ctx.load()
@@ -420,21 +428,21 @@ class Activation:
                 break
         else:
             return
-        self.deferred += batch[i + 1:]
+        self.deferred = [*self.deferred, *batch[i + 1:]]
         for j in range(i + 1, len(batch)):
             batch[j] = _SKIP  # the dispatcher passes over a message whose reply is done
 
     def _requeue_deferred(self) -> None:
         """Put the deferred messages back in front of the queue (a new inbox that
         adopts the old one; senders holding the old one resolve again)."""
-        msgs, self.deferred = self.deferred, []
+        msgs, self.deferred = self.deferred, ()
         if self.state == CLOSED:  # fenced meanwhile: they cannot run here
             err = StoreUnavailable(f"{self.aid} lost its ownership: retry")
             for m in msgs:
                 if m[3] is not None and not m[3].done():
                     m[3].set_exception(err)
             return
-        inbox = Inbox(self.host.mailbox_size, self.host.loop.create_future)
+        inbox = Inbox(self.host.mailbox_size, self.host.new_future)
         inbox.wake = self.schedule
         for m in msgs:
             inbox.push(m)

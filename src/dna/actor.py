@@ -193,6 +193,12 @@ def actor_type(type_name: str) -> type[Actor]:
         raise InterfaceError(f"unknown actor type {type_name!r}") from None
 
 
+class _Defers(Protocol):
+    """What destroy() needs of the activation running it."""
+
+    def defer_rest(self) -> None: ...
+
+
 class Actor:
     """Base class of user actors. One activation per name, cluster-wide.
 
@@ -215,7 +221,7 @@ class Actor:
     node: NodeHandle
     _dna_aid: ActorId
     _dna_storage: StorageContext  # this activation's storage (destroy writes to it)
-    _dna_defer: Callable[[], None]  # holds back the rest of the batch after destroy()
+    _dna_activation: _Defers  # its defer_rest() holds back the batch after destroy()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -269,7 +275,7 @@ class Actor:
         if storage is None:
             raise InterfaceError("destroy() is usable only inside an activation")
         storage.ws.write(DESTROY[0], DESTROY[1], b"")
-        self._dna_defer()
+        self._dna_activation.defer_rest()
 
     @call
     def _dna_destroy(self) -> None:  # what Node.destroy sends: routed like any message

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _trace
@@ -76,6 +76,8 @@ class Members(Protocol):
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
     @property
+    def new_future(self) -> Callable[[], asyncio.Future[Any]]: ...
+    @property
     def store(self) -> Store: ...
     @property
     def running(self) -> bool: ...
@@ -129,7 +131,7 @@ class RemoteRoute:
         self.atype = atype
         self.owner = owner  # peer node id
         self.address = address  # peer's transport address
-        self.inbox = Inbox(MAX_FRAME_CASTS, cluster.loop.create_future)
+        self.inbox = Inbox(MAX_FRAME_CASTS, cluster.node.new_future)
         self.inbox.wake = self._wake
         self.inbox.arm()
         self.waiting_room = False  # a task waits for the socket to drain

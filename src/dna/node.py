@@ -12,6 +12,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar, overload
 
@@ -36,6 +37,10 @@ __all__ = ["Node"]
 log = logging.getLogger("dna.node")
 
 A = TypeVar("A", bound=Actor)
+
+
+def _not_started() -> asyncio.Future[Any]:
+    raise InterfaceError("the node is not started: use `async with Node(...)`")
 
 
 def new_node_id() -> str:
@@ -125,6 +130,7 @@ class Node:
         self._dispatchers: dict[type[Actor], Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.new_future: Callable[[], asyncio.Future[Any]] = _not_started  # set by start()
         self._sweeper: asyncio.Task[None] | None = None
         # durable timers: finds due ones in the store, fires them through routing
         self.timers = TimerScanner(store, self._fire_timer, timer_poll, timer_types)
@@ -180,6 +186,7 @@ class Node:
         if self._started:
             raise InterfaceError("node already started")
         self._loop = asyncio.get_running_loop()
+        self.new_future = self._loop.create_future  # one bound method for every inbox
         self._claim_slots = Limiter(self.max_claims_in_flight)
         self._gc_held = _gc.acquire(self.gc_threshold)
         try:

@@ -110,7 +110,9 @@ class StorageContext:
         self.claim = claim  # the ownership every read and commit is fenced by
         self.max_key_bytes: int | None = store.max_key_bytes  # None: no limit
         self.max_value_bytes: int | None = store.max_value_bytes  # None: no limit
-        self.attached: list[Attached] = []  # bound views told of loads and commits
+        # bound views told of loads and commits: a tuple, since most actors have none
+        # and an empty list per activation is one more object for the collector
+        self.attached: tuple[Attached, ...] = ()
         self.outbox: Any = None  # the bound Outbox, when the actor declares one
         self.timers: Any = None  # the bound Timers, when the actor declares them
 
@@ -163,7 +165,7 @@ class StorageContext:
 
     def attach(self, bound: Attached) -> None:
         """Tell ``bound`` of this activation's start (``load``) and commits (``seal``)."""
-        self.attached.append(bound)
+        self.attached = (*self.attached, bound)
 
     async def load(self) -> None:
         """Before the first message: every attached view loads its state."""
