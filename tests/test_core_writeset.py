@@ -115,6 +115,25 @@ def test_begin_forgets_undo_log(m: ModuleType) -> None:
     assert ws.take() == [("kv", "a", b"1")]
 
 
+def test_write_sets_never_share_an_undo_log(m: ModuleType) -> None:
+    # idle write sets keep no undo log of their own; the first logged write makes one
+    sets = [m.WriteSet() for _ in range(3)]
+    for i, ws in enumerate(sets):
+        ws.write("kv", "k", b"before")
+        ws.take()
+        ws.begin()
+        ws.write("kv", "k", f"in {i}".encode())
+    sets[1].rollback()
+    assert [ws.get("kv", "k") for ws in sets] == [b"in 0", b"before", b"in 2"]
+    sets[0].rollback()
+    sets[1].rollback()
+    assert [ws.get("kv", "k") for ws in sets] == [b"before", b"before", b"in 2"]
+    fresh = m.WriteSet()  # made after the others logged writes: it undoes nothing of theirs
+    fresh.begin()
+    fresh.rollback()
+    assert sets[2].get("kv", "k") == b"in 2"
+
+
 def test_rollback_after_take_leaves_committing_alone(m: ModuleType) -> None:
     ws = m.WriteSet()
     ws.begin()

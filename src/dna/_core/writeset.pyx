@@ -24,6 +24,10 @@ cdef class _Missing:
 
 MISSING = _Missing()
 cdef object _MISSING = MISSING  # C-level alias for the hot paths
+# the undo log of every write set with nothing to undo; never written to. An idle
+# activation then keeps no list of its own: one object less for the cyclic
+# collector to trace per activation (a burst of activations is bounded by that)
+cdef list _NO_UNDO = []
 
 
 cdef class WriteSet:
@@ -35,7 +39,7 @@ cdef class WriteSet:
         self._ncom = 0
         self._last_mod = None
         self._last_map = None
-        self._undo = []
+        self._undo = _NO_UNDO
         self._logging = False
 
     cdef dict _map_for(self, object module):
@@ -64,6 +68,8 @@ cdef class WriteSet:
         if self._logging:
             old = PyDict_GetItem(d, key)
             undo = self._undo
+            if undo is _NO_UNDO:
+                undo = self._undo = []
             undo.append(d)
             undo.append(key)
             undo.append(_MISSING if old is NULL else <object>old)
@@ -83,7 +89,7 @@ cdef class WriteSet:
     def begin(self):
         """A handler starts: ``rollback()`` will undo what follows."""
         if PyList_GET_SIZE(self._undo):
-            self._undo = []
+            self._undo = _NO_UNDO
         self._logging = True
 
     def rollback(self):
@@ -102,7 +108,7 @@ cdef class WriteSet:
             else:
                 PyDict_SetItem(d, key, old)
         if PyList_GET_SIZE(undo):
-            self._undo = []
+            self._undo = _NO_UNDO
 
     def get(self, module, key):
         """The pending value: bytes, None (pending delete) or ``MISSING``."""
@@ -148,7 +154,7 @@ cdef class WriteSet:
         self._last_mod = None
         self._last_map = None
         if PyList_GET_SIZE(self._undo):
-            self._undo = []
+            self._undo = _NO_UNDO
         self._logging = False
 
     def __len__(self):
