@@ -123,6 +123,7 @@ async def many_round(
             await node.cluster.refresh_peers()
             first: list[float] = []
             answered: list[float] = []  # when each actor answered again
+            failed: dict[str, list[float]] = {}  # failed tries by error, when (from the kill)
 
             async def again(i: int) -> None:
                 while True:
@@ -132,7 +133,9 @@ async def many_round(
                             first.append(time.perf_counter())
                         answered.append(time.perf_counter())
                         return
-                    except dna.errors.DNAError:
+                    except dna.errors.DNAError as exc:
+                        failed.setdefault(type(exc).__name__, []).append(
+                            time.perf_counter() - t0)
                         await asyncio.sleep(0.05)
 
             t0 = time.perf_counter()
@@ -142,7 +145,10 @@ async def many_round(
             q = statistics.quantiles([a - t0 for a in answered], n=10)
             return {"setup_s": setup, "first_answer_s": first[0] - t0,
                     "tenth_answered_s": q[0], "half_answered_s": q[4],
-                    "nine_tenths_answered_s": q[8], "all_answered_s": last}
+                    "nine_tenths_answered_s": q[8], "all_answered_s": last,
+                    # failed tries per error: how many, and how many after the first answer
+                    "failed_tries": {k: [len(v), sum(t > first[0] - t0 for t in v)]
+                                     for k, v in failed.items()}}
     finally:
         for p in (victim, survivor):
             if p is not None:
@@ -199,7 +205,8 @@ def main() -> None:
             got = asyncio.run(many_round(url, ns.actors, ns.actor, ns.window, secret_file,
                                          ns.try_timeout))
             out[path] = got
-            print(f"{path}: " + ", ".join(f"{k} {v:.1f}" for k, v in got.items()), flush=True)
+            print(f"{path}: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                                          for k, v in got.items()), flush=True)
         print(json.dumps(out))
         os.system(f"rm -rf {work}")
         return

@@ -381,6 +381,9 @@ class Node:
     def local_activations(self) -> list[Activation]:
         return [a for a in self._routes.values() if isinstance(a, Activation)]
 
+    def remote_routes(self) -> list[RemoteRoute]:
+        return [r for r in self._routes.values() if isinstance(r, RemoteRoute)]
+
     @property
     def activations(self) -> int:
         """Number of live activations on this node."""
