@@ -499,12 +499,19 @@ class Node:
     async def _sweep(self) -> None:
         """Passivate activations idle for ``passivate_after`` seconds; cluster upkeep."""
         fence = self.cluster.fence_after or 5.0
-        period = max(0.01, min(self.passivate_after / 4, 5.0, fence / 4))
+        # the scan for idle activations walks every one of them: at its own pace, not
+        # the lease's (100k activations, a 5 s lease: 8% of an idle node's CPU)
+        scan_every = max(0.01, min(self.passivate_after / 4, 5.0))
+        period = min(scan_every, max(0.01, fence / 4))
+        next_scan = self.loop.time() + scan_every
         while True:
             await asyncio.sleep(period)
             await self.cluster.tick()
             self.lease_ok()
             now = self.loop.time()
+            if now < next_scan - period / 2:  # (a timer may fire a hair early)
+                continue
+            next_scan = now + scan_every
             after = self.passivate_after
             for act in self.local_activations():
                 if act.idle(now, after) and act.state < CLOSING:
