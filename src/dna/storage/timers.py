@@ -443,6 +443,14 @@ class TimerScanner:
         except Exception as exc:  # the entries stay: spurious wake-ups, cleaned later
             log.info("dropping stale timer index entries failed: %r", exc)
 
+    async def settled(self) -> None:
+        """Wait for the firings in flight now to end, the index clean-up that follows
+        each hook included (on CQL, a fired timer's entry goes after its firing's
+        reply: a hook having run does not mean its entry is gone yet)."""
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def stop(self) -> None:
         """Cancel every firing in flight (their timers stay; they fire again later)."""
         tasks = list(self._tasks)
