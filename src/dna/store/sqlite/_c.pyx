@@ -456,7 +456,7 @@ cdef class Connection:
         if segs is NULL:
             raise MemoryError()
         cdef _Row* buf = NULL
-        cdef bint ok = True, any_delete = False
+        cdef bint any_delete = False
         try:
             for k in range(nrec):
                 actor, body = keep[k]
