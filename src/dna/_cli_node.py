@@ -19,6 +19,7 @@ import sys
 import traceback
 from typing import Any
 
+from ._gc import DEFAULT_THRESHOLD
 from ._log import LEVELS
 from .cli import (
     EXIT_ADDRESS,
@@ -68,9 +69,10 @@ def add_node_command(p: argparse.ArgumentParser) -> None:
                    help="when this node holds more than its share of the cluster's actors, "
                         "hand the surplus to peers below theirs at most this fast "
                         "(0: never; default: 100)")
-    p.add_argument("--gc-threshold", type=int, default=50_000, metavar="N",
+    p.add_argument("--gc-threshold", type=int, default=DEFAULT_THRESHOLD, metavar="N",
                    help="the cyclic collector's young-generation threshold while the node "
-                        "runs, if the process kept CPython's 700 (0: leave it; default: 50000)")
+                        "runs, if the process kept CPython's 700 (0: leave it; default: "
+                        "%(default)s, as Node)")
     p.add_argument("--trace-file", metavar="FILE",
                    help="trace calls with OpenTelemetry, each finished span appended to FILE "
                         "as one JSON a line (needs pip install 'dna-actors[otel]'; "
