@@ -87,3 +87,39 @@ async def test_garbage_cycles_are_still_collected_while_a_node_runs(tmp_path: An
 def test_a_bad_threshold_is_refused_at_construction(tmp_path: Any, bad: Any) -> None:
     with pytest.raises(ValueError, match="gc_threshold"):
         node(tmp_path, "a", gc_threshold=bad)
+
+
+def _cyclic_garbage(kinds: tuple[type, ...]) -> list[str]:
+    """Names of the objects of ``kinds`` that only the cyclic collector could free."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        return sorted({type(o).__qualname__ for o in gc.garbage if isinstance(o, kinds)})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+async def test_a_dropped_ref_is_freed_by_reference_counting(tmp_path: Any) -> None:
+    """A ref caches its senders (``ref.ping``): a sender that kept the ref made every
+    ref a garbage cycle, left for the collector (a burst of first calls through
+    fresh refs made three such objects per call)."""
+    from dna.examples import KVActor
+    from dna.senders import CallSender, CastSender
+
+    async with node(tmp_path, "a") as n:
+        await n.ref(KVActor, "warm").get("k")
+        gc.collect()
+        gc.disable()
+        try:
+            for i in range(20):
+                ref = n.ref(KVActor, f"k{i}")
+                await ref.put("k", i)
+                await ref.put_cast("k", i)
+                ref.put_cast.nowait("k", i)
+                assert await ref.get.with_timeout(5)("k") == i
+                del ref
+            garbage = _cyclic_garbage((dna.ActorRef, CallSender, CastSender, dict))
+        finally:
+            gc.enable()
+    assert garbage == []

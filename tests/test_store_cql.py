@@ -337,3 +337,45 @@ async def test_the_first_releases_timer_index_is_carried_over_then_dropped(uniqu
         session.execute(f"DROP KEYSPACE {ks}")
     finally:
         cluster.shutdown()
+
+
+async def test_a_finished_request_is_freed_at_once_and_never_a_garbage_cycle(
+        unique: str) -> None:
+    """The driver keeps a cancelled request timer in its heap until the request's
+    deadline, and that timer held the whole request (its ResponseFuture, message,
+    statement, event, lock): every commit and read stayed alive for the request
+    timeout, traced by each collection meanwhile, and then was a garbage cycle (the
+    bridge's callback arguments held the future). Both are cut once a request ends,
+    so a finished request is freed by reference counting."""
+    import gc
+
+    from cassandra.cluster import ResponseFuture
+
+    def finished() -> list[Any]:
+        return [o for o in gc.get_objects()
+                if isinstance(o, ResponseFuture) and o._event.is_set()]
+
+    async with opened(store(request_timeout=120.0), f"a-{unique}") as s:
+        bridge = s._bridge
+        gc.collect()
+        gc.disable()
+        try:
+            rows = await asyncio.gather(*(bridge.run("SELECT release_version FROM system.local")
+                                          for _ in range(200)))
+            assert all(len(r) == 1 for r in rows)
+            await asyncio.gather(*(s.claim(aid(unique, f"k{i}")) for i in range(50)))
+            # the driver's thread returns from its callback just after our loop sees
+            # the rows, and tells nobody: poll for that (a bound, not a pause)
+            deadline = time.monotonic() + 10
+            while finished() and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            left = len(finished())
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            cycles = sum(isinstance(o, ResponseFuture) for o in gc.garbage)
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert left == 0
+    assert cycles == 0

@@ -94,7 +94,7 @@ async def _traced_call(self: CallSender, args: tuple[Any, ...], kwargs: Any,
     """``CallSender._call`` in a CLIENT span whose traceparent the call carries."""
     msg = TURN.msg  # inside a handler: the call it serves is the parent
     outer = getattr(msg[3], "trace", None) if msg is not None and msg[3] is not None else None
-    aid = self.ref.actor_id
+    aid = self.aid
     with _state["tracer"].start_as_current_span(
         f"call {aid.type_name}.{self.name}", context=_context_of(outer),
         kind=_state["kinds"][0],

@@ -341,8 +341,8 @@ class Node:
     def _sender(self, ref: ActorRef, index: int) -> Any:
         spec = ref.actor_type._dna_table[index]
         if spec.kind == KIND_CALL:
-            return CallSender(self, ref, index, self.call_timeout)
-        return CastSender(self, ref, index, 0.0)
+            return CallSender(self, ref.actor_id, ref.actor_type, index, self.call_timeout)
+        return CastSender(self, ref.actor_id, ref.actor_type, index, 0.0)
 
     # ------------------------------------------------------------ routes
 

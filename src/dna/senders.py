@@ -58,7 +58,7 @@ def _expire(fut: CallFuture, timeout: float, sender: CallSender) -> None:
         fut.pending()  # forwarded: the transport forgets it, the route to the peer closes
     if not fut.done():
         fut.set_exception(
-            Timeout(f"{sender.ref.actor_id}.{sender.name}: no reply within {timeout} s")
+            Timeout(f"{sender.aid}.{sender.name}: no reply within {timeout} s")
         )
 
 
@@ -76,11 +76,11 @@ class CastSender(CastSenderBase):
         inbox = self.route()
         if not inbox.offer(msg):
             raise Overloaded(
-                f"mailbox of {self.ref.actor_id} is full ({inbox.capacity}) or senders wait"
+                f"mailbox of {self.aid} is full ({inbox.capacity}) or senders wait"
             )
 
     def __repr__(self) -> str:
-        return f"<cast {self.ref.actor_id}.{self.name}>"
+        return f"<cast {self.aid}.{self.name}>"
 
 
 class CallSender(SenderBase):
@@ -93,20 +93,20 @@ class CallSender(SenderBase):
         if size > self.limit:
             raise self.too_large(size)
         chain = current_chain()
-        aid = self.ref.actor_id
+        aid = self.aid
         if chain and aid in chain:
             path = " -> ".join(str(a) for a in (*chain, aid))
             raise CallCycle(f"call cycle: {path} (an actor handles one message at a time)")
         return self._call(copy_args(args), copy_packable(kwargs) if kwargs else None, chain)
 
     def __repr__(self) -> str:
-        return f"<call {self.ref.actor_id}.{self.name}>"
+        return f"<call {self.aid}.{self.name}>"
 
     def with_timeout(self, timeout: float) -> Callable[..., Awaitable[Any]]:
         """The same handler with another deadline: ``await ref.h.with_timeout(2)(x)``."""
         if not timeout > 0:
             raise ValueError("timeout must be positive")
-        other = CallSender(self.node, self.ref, self.index, timeout)
+        other = CallSender(self.node, self.aid, self.atype, self.index, timeout)
         other.inbox = self.inbox
         return other
 

@@ -223,33 +223,36 @@ cpdef Py_ssize_t args_size(tuple args, object kwargs) except -1:
 
 cdef class SenderBase:
     cdef public object node  # routes and activates
-    cdef public object ref  # whose handler this is
+    cdef public object aid  # whose handler this is (an ActorId)
+    cdef public object atype  # the actor's class
     cdef public Py_ssize_t index  # handler index in the class table
     cdef public object name  # handler name
     cdef public double timeout  # call deadline in seconds (unused by casts)
     cdef public Inbox inbox  # cached route's inbox; resolved again once closed
     cdef public Py_ssize_t limit  # most bytes of bytes/str arguments a message may carry
 
-    def __init__(self, node, ref, Py_ssize_t index, double timeout):
+    def __init__(self, node, aid, atype, Py_ssize_t index, double timeout):
+        # not the ref itself: the ref caches its senders, and a sender keeping the ref
+        # made every ref a garbage cycle, freed only by the cyclic collector
         self.node = node
-        self.ref = ref
+        self.aid = aid
+        self.atype = atype
         self.index = index
-        self.name = ref.actor_type._dna_table[index].name
+        self.name = atype._dna_table[index].name
         self.timeout = timeout
         self.inbox = None
         self.limit = node.max_message_bytes
 
     def too_large(self, Py_ssize_t size):
         return TooLarge(
-            f"{self.ref.actor_id}.{self.name}: a message of {size} bytes is over the "
+            f"{self.aid}.{self.name}: a message of {size} bytes is over the "
             f"{self.limit}-byte limit (max_frame_size): nothing was sent")
 
     def route(self):
         """The inbox of the actor's current route, resolved again when the cached one closed."""
         inbox = self.inbox
         if inbox is None or inbox.closed:
-            ref = self.ref
-            inbox = self.inbox = self.node.resolve(ref.actor_id, ref.actor_type)
+            inbox = self.inbox = self.node.resolve(self.aid, self.atype)
         return inbox
 
 

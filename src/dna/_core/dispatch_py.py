@@ -213,28 +213,30 @@ def _nested_size(v: Any, depth: int) -> int:
 class SenderBase:
     """State of a ``ref.<handler>`` callable; subclasses add the calling surface."""
 
-    __slots__ = ("inbox", "index", "limit", "name", "node", "ref", "timeout")
+    __slots__ = ("aid", "atype", "inbox", "index", "limit", "name", "node", "timeout")
 
-    def __init__(self, node: Any, ref: Any, index: int, timeout: float) -> None:
+    def __init__(self, node: Any, aid: Any, atype: Any, index: int, timeout: float) -> None:
+        # not the ref itself: the ref caches its senders, and a sender keeping the ref
+        # made every ref a garbage cycle, freed only by the cyclic collector
         self.node = node  # routes and activates
-        self.ref = ref  # whose handler this is
+        self.aid = aid  # whose handler this is (an ActorId)
+        self.atype = atype  # the actor's class
         self.index = index  # handler index in the class table
-        self.name = ref.actor_type._dna_table[index].name
+        self.name = atype._dna_table[index].name
         self.timeout = timeout  # call deadline in seconds (unused by casts)
         self.inbox: Any = None  # cached route's inbox; resolved again once closed
         self.limit: int = node.max_message_bytes  # most bytes of bytes/str arguments
 
     def too_large(self, size: int) -> TooLarge:
         return TooLarge(
-            f"{self.ref.actor_id}.{self.name}: a message of {size} bytes is over the "
+            f"{self.aid}.{self.name}: a message of {size} bytes is over the "
             f"{self.limit}-byte limit (max_frame_size): nothing was sent")
 
     def route(self) -> Any:
         """The inbox of the actor's current route, resolved again when the cached one closed."""
         inbox = self.inbox
         if inbox is None or inbox.closed:
-            ref = self.ref
-            inbox = self.inbox = self.node.resolve(ref.actor_id, ref.actor_type)
+            inbox = self.inbox = self.node.resolve(self.aid, self.atype)
         return inbox
 
 

@@ -185,7 +185,7 @@ class BoundOutbox:
         if not isinstance(handler, SenderBase):
             raise TypeError(f"self.send takes a handler of a ref (ref.handler), not "
                             f"{type(handler).__name__}")
-        aid = handler.ref.actor_id
+        aid = handler.aid
         try:
             packed = pack([aid.namespace, aid.type_name, aid.key, handler.name, args,
                            kwargs or None])
