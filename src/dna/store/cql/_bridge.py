@@ -306,7 +306,7 @@ def _on_rows(
     me: weakref.ref[Any],
     pages: list[Any],
 ) -> None:
-    rf = me()  # alive: it is calling us
+    rf: Any = me()  # alive: it is calling us
     if rf.has_more_pages:  # the driver pages results (5,000 rows): the future gets them all
         pages.extend(rows)
         rf.start_fetching_next_page()  # calls back here again with the next page
