@@ -17,6 +17,7 @@ from tests.conftest import CQL_HOSTS, CQL_KEYSPACE, NO_CQL_REASON, opened
 
 from dna.errors import CommitUnknown, NotOwner, StaleEpoch, StoreError
 from dna.store import ActorId
+from dna.store.base import ALIVE
 from dna.store.cql import ScyllaStore
 from dna.store.cql._slots import slot_of
 
@@ -97,6 +98,15 @@ def record(s: ScyllaStore) -> Recorder:
     return r
 
 
+async def judged_alive(b: ScyllaStore, node_id: str) -> None:
+    """Until ``b``'s listings of nodes saw ``node_id``'s heartbeat counter move."""
+    deadline = time.monotonic() + 10 * LEASE
+    while b.peer_state(node_id) != ALIVE:
+        assert time.monotonic() < deadline, f"{node_id} never judged alive"
+        await b.nodes()
+        await asyncio.sleep(0.05)
+
+
 async def until_taken(b: ScyllaStore, actor: ActorId, timeout: float) -> Any:
     """``b``'s claim of ``actor`` once the holder's lease ran out on ``b``'s clock."""
     deadline = time.monotonic() + timeout
@@ -127,6 +137,55 @@ async def test_activations_in_a_held_slot_send_nothing(unique: str) -> None:
         assert await s.read(claims[1], "kv", "k") == b"w"
         assert await s.read(claims[0], "kv", "k") == b"v2"
         assert rec.queries == ["BatchStatement"] * 2 + ["read"] * 2  # no fence: a clean slot
+
+
+async def test_claims_in_a_slot_a_live_peer_holds_read_its_row_once(unique: str) -> None:
+    """While a peer holds a slot, every claim of its actors here is refused. The
+    first refusal reads the slot's row; the others must answer from what it read
+    (during a failover each try that reached the survivor before the lease ran
+    out read the row again: tens of thousands of reads, on the survivor's one
+    core). Once the holder is dead, the LWT checks the guess as always."""
+    async with opened(store(lease=LEASE, heartbeat_interval=0.2), f"a-{unique}") as a, \
+            opened(store(lease=LEASE, heartbeat_interval=0.2), f"b-{unique}") as b:
+        actors = same_slot(a, unique, 30)
+        await a.claim(actors[0])
+        await judged_alive(b, f"a-{unique}")
+        rec = record(b)
+        for actor in actors[1:]:
+            with pytest.raises(NotOwner) as info:
+                await b.claim(actor)
+            assert info.value.owner == f"a-{unique}"
+        assert rec.queries == ["slot_get"]
+        assert b._st is not None and not any(q is b._st.node_get for q in rec.sent)
+        # a's heartbeats stop: after the lease b takes the slot on its stale guess
+        a._beat_task.cancel()  # type: ignore[union-attr]
+        taken = await until_taken(b, actors[1], timeout=30)
+        assert taken.node_id == f"b-{unique}"
+        assert "slot_take" in rec.queries
+
+
+async def test_a_refusal_from_memory_lasts_only_its_ttl(unique: str) -> None:
+    """A live peer can give its slots up (a drain, a close) and only the slot's row
+    says so: a remembered refusal is repeated for ``refusal_ttl`` at most, then the
+    row is read again and the free slot taken."""
+    async with opened(store(lease=LEASE, heartbeat_interval=0.2), f"a-{unique}") as a, \
+            opened(store(lease=LEASE, heartbeat_interval=0.2), f"b-{unique}") as b:
+        x, y = same_slot(a, unique, 2)
+        await a.claim(x)
+        await judged_alive(b, f"a-{unique}")
+        assert b._slots is not None and a._slots is not None
+        b._slots.refusal_ttl = 3600.0
+        with pytest.raises(NotOwner):
+            await b.claim(x)
+        await a._slots.release_all(f"a-{unique}")  # a lives on, its slot is free
+        rec = record(b)
+        with pytest.raises(NotOwner):  # from memory: no request
+            await b.claim(y)
+        assert rec.queries == []
+        b._slots.refusal_ttl = 0.0  # the refusal is out of date
+        taken = await b.claim(y)
+        assert taken.node_id == f"b-{unique}"
+        assert rec.queries[:2] == ["slot_get", "slot_take"]
 
 
 async def test_a_clean_release_passes_the_slot_on_without_fences(unique: str) -> None:

@@ -61,6 +61,13 @@ log = logging.getLogger("dna.store.cql")
 
 DEFAULT_SLOTS = 1024  # slots of a keyspace's name space unless its first node said otherwise
 _ROUNDS = 6  # LWT attempts of one acquisition (or fence) before giving up under contention
+# How long a slot found held by a peer judged alive is refused from memory, without
+# reading its row again. During a failover every try that reaches a survivor before
+# the lease runs out is refused: one read each was tens of thousands of reads, queued
+# in the bridge ahead of the takeover. A peer gives its slots up only as it closes,
+# and our next listing of nodes then no longer judges it alive; the bound covers
+# the listing's delay.
+REFUSAL_TTL = 1.0
 
 PK = tuple[str, str, str]
 
@@ -127,6 +134,8 @@ class Slots:
         self.seen: dict[int, tuple[str | None, int | None, bool | None]] = {}  # others' rows
         self.taking: dict[int, asyncio.Future[Hold]] = {}  # acquisitions under way
         self.fencing: dict[PK, asyncio.Future[None]] = {}  # per-actor fences under way
+        self.refused: dict[int, tuple[float, str]] = {}  # slot -> (loop time, live holder)
+        self.refusal_ttl = REFUSAL_TTL  # seconds a refusal is repeated without a read
 
     # ------------------------------------------------------------ claims
 
@@ -197,13 +206,19 @@ class Slots:
 
     async def _acquire(self, slot: int, me: str) -> Hold:
         store = self.store
-        st = store._open()[1]
+        bridge, st, _ = store._open()
+        refused = self.refused.get(slot)
+        if refused is not None:
+            at, live = refused
+            if (bridge.loop.time() - at < self.refusal_ttl
+                    and store.peer_state(live) in (ALIVE, SUSPECT)):
+                raise NotOwner(f"slot {slot} is held by live node {live}", owner=live)
+            del self.refused[slot]
         expect = self.seen.get(slot)
         old = self.held.pop(slot, None)
         if old is not None:  # ours in an older term: it may have passed on meanwhile
             expect = (me, old.epoch, False)
         if expect is None:  # a plain read guesses the row; the LWT checks the guess
-            bridge = store._open()[0]
             rows = await store._do(bridge.run(st.slot_get, (slot,)), f"reading slot {slot}")
             expect = tuple(rows[0][:3]) if rows else (None, None, None)
         for _ in range(_ROUNDS):
@@ -212,6 +227,8 @@ class Slots:
                 store.peer_state(holder) in (ALIVE, SUSPECT)  # seen alive: ask nothing
                 or not await store._reclaimable(holder)
             ):
+                if store.peer_state(holder) in (ALIVE, SUSPECT):  # not a closed one's
+                    self.refused[slot] = (bridge.loop.time(), holder)
                 raise NotOwner(f"slot {slot} is held by live node {holder}", owner=holder)
             new = (epoch or 0) + 1
             term = store.lease_term
