@@ -188,6 +188,30 @@ async def test_a_refusal_from_memory_lasts_only_its_ttl(unique: str) -> None:
         assert rec.queries[:2] == ["slot_get", "slot_take"]
 
 
+async def test_a_closed_peers_slot_is_taken_after_one_listing(unique: str) -> None:
+    """A refusal from memory holds only while the listing of nodes judges the holder
+    alive: once a peer closes (its slots given back, its row deleted), the next
+    listing forgets it, whatever the refusal's age."""
+    a = store(lease=LEASE, heartbeat_interval=0.2)
+    await a.open(f"a-{unique}")
+    try:
+        async with opened(store(lease=LEASE, heartbeat_interval=None), f"b-{unique}") as b:
+            x, y = same_slot(a, unique, 2)
+            await a.claim(x)
+            await judged_alive(b, f"a-{unique}")
+            assert b._slots is not None
+            b._slots.refusal_ttl = 3600.0
+            with pytest.raises(NotOwner):
+                await b.claim(x)
+            await a.close()
+            await b.nodes()  # a's row is gone from this listing
+            assert b.peer_state(f"a-{unique}") is None
+            taken = await b.claim(y)
+            assert taken.node_id == f"b-{unique}"
+    finally:
+        await a.close()
+
+
 async def test_a_clean_release_passes_the_slot_on_without_fences(unique: str) -> None:
     a = store()
     await a.open(f"a-{unique}")

@@ -61,13 +61,6 @@ log = logging.getLogger("dna.store.cql")
 
 DEFAULT_SLOTS = 1024  # slots of a keyspace's name space unless its first node said otherwise
 _ROUNDS = 6  # LWT attempts of one acquisition (or fence) before giving up under contention
-# How long a slot found held by a peer judged alive is refused from memory, without
-# reading its row again. During a failover every try that reaches a survivor before
-# the lease runs out is refused: one read each was tens of thousands of reads, queued
-# in the bridge ahead of the takeover. A peer gives its slots up only as it closes,
-# and our next listing of nodes then no longer judges it alive; the bound covers
-# the listing's delay.
-REFUSAL_TTL = 1.0
 
 PK = tuple[str, str, str]
 
@@ -135,7 +128,13 @@ class Slots:
         self.taking: dict[int, asyncio.Future[Hold]] = {}  # acquisitions under way
         self.fencing: dict[PK, asyncio.Future[None]] = {}  # per-actor fences under way
         self.refused: dict[int, tuple[float, str]] = {}  # slot -> (loop time, live holder)
-        self.refusal_ttl = REFUSAL_TTL  # seconds a refusal is repeated without a read
+        # A slot found held by a peer judged alive is refused from memory while the
+        # listing of nodes still judges it so, for a lease at most, without reading
+        # its row again. During a failover every try that reaches a survivor before
+        # the lease runs out is refused: a read each (once a second each, still
+        # thousands) queued in the bridge ahead of the takeover. A peer gives its
+        # slots up only as it closes, and then its row leaves the listing.
+        self.refusal_ttl = store.lease
 
     # ------------------------------------------------------------ claims
 

@@ -648,6 +648,7 @@ class ScyllaStore(Store):
         now = bridge.loop.time()
         out = []
         collect = []
+        states: dict[str, tuple[str, bool]] = {}  # a node whose row is gone is not judged
         for node_id, address, heartbeat, draining, load in sorted(rows, key=lambda r: r[0]):
             if node_id == me:
                 last = self._last_beat
@@ -657,13 +658,14 @@ class ScyllaStore(Store):
                 if state == DEAD and age is not None and age >= self.lease + self.dead_node_grace:
                     collect.append((node_id, heartbeat))
             alive = None if state == UNKNOWN else state != DEAD
-            self._states[node_id] = (state, bool(draining))
+            states[node_id] = (state, bool(draining))
             out.append(
                 NodeRecord(
                     node_id, address or "", heartbeat or 0, bool(draining), load or 0, alive,
                     state, age,
                 )
             )
+        self._states = states
         for node_id, heartbeat in collect:
             await self._collect(node_id, heartbeat)
         return out
