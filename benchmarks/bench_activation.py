@@ -55,7 +55,21 @@ class MemoryActivations:
         _activate(self.loop, self.node, 5_000, 1_000)
 
 
-class TrackedObjects:
+class _WarmMemoryNode:
+    """A node on the in-process store whose own objects (made once) exist already."""
+
+    def setup(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.node = dna.Node(store=MemoryStore())
+        self.loop.run_until_complete(self.node.start())
+        _activate(self.loop, self.node, 10, 10)
+
+    def teardown(self) -> None:
+        self.loop.run_until_complete(self.node.stop())
+        self.loop.close()
+
+
+class TrackedObjects(_WarmMemoryNode):
     """Objects the cyclic collector traces per live activation (memory store, 2,000
     activations settled): each is traced by a young, a middle and then full
     collections, which bounds a burst of activations. 18.0 before the shared empty
@@ -63,15 +77,6 @@ class TrackedObjects:
 
     unit = "objects"
 
-    def setup(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.node = dna.Node(store=MemoryStore())
-        self.loop.run_until_complete(self.node.start())
-        _activate(self.loop, self.node, 10, 10)  # the node's own objects made once
-
-    def teardown(self) -> None:
-        self.loop.run_until_complete(self.node.stop())
-        self.loop.close()
 
     def track_tracked_objects_per_activation(self) -> float:
         import gc
@@ -87,7 +92,7 @@ class TrackedObjects:
     track_tracked_objects_per_activation.unit = "objects"  # type: ignore[attr-defined]
 
 
-class CyclicGarbage:
+class CyclicGarbage(_WarmMemoryNode):
     """Objects left as garbage cycles per first call through a fresh ref (memory
     store, 2,000 activations): only the cyclic collector frees them, after young
     collections traced them. 3.0 before 2026-12-03's senders that keep the actor's
@@ -95,15 +100,6 @@ class CyclicGarbage:
 
     unit = "objects"
 
-    def setup(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.node = dna.Node(store=MemoryStore())
-        self.loop.run_until_complete(self.node.start())
-        _activate(self.loop, self.node, 10, 10)
-
-    def teardown(self) -> None:
-        self.loop.run_until_complete(self.node.stop())
-        self.loop.close()
 
     def track_cyclic_garbage_per_activation(self) -> float:
         import gc
