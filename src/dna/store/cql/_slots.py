@@ -222,13 +222,12 @@ class Slots:
             expect = tuple(rows[0][:3]) if rows else (None, None, None)
         for _ in range(_ROUNDS):
             holder, epoch, clean = expect
-            if holder is not None and holder != me and (
-                store.peer_state(holder) in (ALIVE, SUSPECT)  # seen alive: ask nothing
-                or not await store._reclaimable(holder)
-            ):
-                if store.peer_state(holder) in (ALIVE, SUSPECT):  # not a closed one's
-                    self.refused[slot] = (bridge.loop.time(), holder)
-                raise NotOwner(f"slot {slot} is held by live node {holder}", owner=holder)
+            if holder is not None and holder != me:
+                alive = store.peer_state(holder) in (ALIVE, SUSPECT)  # seen alive: ask nothing
+                if alive or not await store._reclaimable(holder):
+                    if alive:  # not a closed one's: the next claims are refused from memory
+                        self.refused[slot] = (bridge.loop.time(), holder)
+                    raise NotOwner(f"slot {slot} is held by live node {holder}", owner=holder)
             new = (epoch or 0) + 1
             term = store.lease_term
             marker = _marker()
