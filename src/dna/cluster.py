@@ -477,8 +477,16 @@ class Cluster:
 
     async def redirect(self, inbox: Inbox, aid: ActorId, atype: type[Actor], owner: str) -> bool:
         """The claim found a live owner: forward ``inbox``'s queue there. False if unreachable."""
-        if self.transport is None or not self._alive(owner):
+        if self.transport is None:
             return False
+        if not self._alive(owner):
+            # The store found ``owner`` holding the name and live just now, where our
+            # last listing judged it dead or draining: that listing can be older (read
+            # before this process was paused, judged after it woke). One more read,
+            # shared by every redirect waiting meanwhile, before the caller is refused.
+            await self.refreshed()
+            if not self._alive(owner):
+                return False
         address = await self.address_of(owner)
         if not address or address == self.transport.address:
             return False
@@ -532,6 +540,13 @@ class Cluster:
             self._refresh_again = True
             return
         self.refreshing = self.node.spawn(self._refresh_quietly())
+
+    async def refreshed(self) -> None:
+        """Wait for a read of the peer list that started after this call (refresh_soon's,
+        so a burst of callers shares one or two reads)."""
+        self.refresh_soon()
+        if self.refreshing is not None:
+            await asyncio.shield(self.refreshing)
 
     async def _refresh_quietly(self) -> None:
         try:

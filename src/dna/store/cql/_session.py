@@ -45,9 +45,18 @@ class Peers:
         # node id -> (counter, when it last moved or was first seen, seen moving)
         self.seen: dict[str, tuple[Any, float, bool]] = {}
 
-    def judge(self, node_id: str, heartbeat: Any, now: float) -> tuple[str, float | None]:
-        """Record an observation; ``(state, heartbeat age)``: ALIVE, SUSPECT, DEAD or
-        UNKNOWN, and seconds since the counter last moved (None while unknown)."""
+    def judge(
+        self, node_id: str, heartbeat: Any, now: float, sent: float
+    ) -> tuple[str, float | None]:
+        """Record an observation, read by a request sent at ``sent`` and answered at
+        ``now``; ``(state, heartbeat age)``: ALIVE, SUSPECT, DEAD or UNKNOWN, and
+        seconds since the counter last moved (None while unknown).
+
+        A counter that moved is taken to have moved at ``now`` (it may have moved as
+        late as that); a still counter is known still only up to the read, so its age
+        runs to ``sent``. An answer that comes late (this process paused between
+        request and answer) then never makes a peer dead on its own: both ends lean
+        towards alive, and refusing a live peer's slot is always safe."""
         prev = self.seen.get(node_id)
         if prev is None:
             self.seen[node_id] = (heartbeat, now, False)
@@ -55,7 +64,7 @@ class Peers:
         if prev[0] != heartbeat:
             self.seen[node_id] = (heartbeat, now, True)
             return ALIVE, 0.0
-        age = now - prev[1]
+        age = max(0.0, sent - prev[1])
         if age >= self.lease:
             return DEAD, age if prev[2] else None
         if not prev[2]:

@@ -458,13 +458,14 @@ class ScyllaStore(Store):
     async def _reclaimable(self, node_id: str) -> bool:
         """Whether ``node_id`` is dead (lease out, or no row) or draining."""
         bridge, st, _ = self._open()
+        sent = bridge.loop.time()
         rows = await self._do(bridge.run(st.node_get, (node_id,)), f"reading node {node_id}")
         if not rows:
             return True
         heartbeat, draining = rows[0]
         if draining:
             return True
-        return self._peers.judge(node_id, heartbeat, bridge.loop.time())[0] == DEAD
+        return self._peers.judge(node_id, heartbeat, bridge.loop.time(), sent)[0] == DEAD
 
     async def release(self, claim: Claim) -> None:
         """Give up ``claim`` (the epoch stays); ``StaleEpoch`` if it is no longer current."""
@@ -644,6 +645,7 @@ class ScyllaStore(Store):
         counter's movement (``NodeRecord.state``); rows of nodes dead for
         ``dead_node_grace`` seconds past the lease are deleted here."""
         bridge, st, me = self._open()
+        sent = bridge.loop.time()
         rows = await self._do(bridge.run(st.node_all, urgent=True), "listing nodes")
         now = bridge.loop.time()
         out = []
@@ -654,7 +656,7 @@ class ScyllaStore(Store):
                 last = self._last_beat
                 state, age = ALIVE, (None if last is None else now - last)
             else:
-                state, age = self._peers.judge(node_id, heartbeat, now)
+                state, age = self._peers.judge(node_id, heartbeat, now, sent)
                 if state == DEAD and age is not None and age >= self.lease + self.dead_node_grace:
                     collect.append((node_id, heartbeat))
             alive = None if state == UNKNOWN else state != DEAD
