@@ -17,7 +17,7 @@ from tests.conftest import CQL_HOSTS, CQL_KEYSPACE, NO_CQL_REASON, opened
 
 from dna.errors import CommitUnknown, NotOwner, StaleEpoch, StoreError
 from dna.store import ActorId
-from dna.store.base import ALIVE
+from dna.store.base import ALIVE, DEAD
 from dna.store.cql import ScyllaStore
 from dna.store.cql._slots import slot_of
 
@@ -226,6 +226,43 @@ async def test_a_clean_release_passes_the_slot_on_without_fences(unique: str) ->
         assert await b.read(cb, "kv", "k") == b"1"
         assert rec.queries == ["slot_get", "slot_take", "read"]  # no per-actor fence
         assert await b.owner_of(y) == (f"b-{unique}", cb.epoch >> 20 << 20)
+
+
+async def test_a_dead_holders_slots_are_taken_on_a_few_shared_reads_of_its_row(
+    unique: str,
+) -> None:
+    """A failover takes every slot of the dead node at once. Each take must read the
+    holder's node row after the slot's row (a woken holder may have taken the slot
+    again), but a read sent after several of them answers them all: a read per
+    slot was 1,024 reads of one row, half a second of the survivor's loop."""
+    a_id, b_id = f"a-{unique}", f"b-{unique}"
+    async with opened(store(lease=LEASE, heartbeat_interval=0.2), a_id) as a, \
+            opened(store(lease=LEASE, heartbeat_interval=0.2), b_id) as b:
+        assert a._slots is not None
+        actors: dict[int, ActorId] = {}  # one actor in each of 30 slots
+        i = 0
+        while len(actors) < 30:
+            actor = ActorId(f"ns-{unique}", "Thing", f"k{i}")
+            actors.setdefault(slot_of(actor, a._slots.count), actor)
+            i += 1
+        for actor in actors.values():
+            await a.claim(actor)
+        await judged_alive(b, a_id)
+        a._beat_task.cancel()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10 * LEASE
+        while b.peer_state(a_id) != DEAD:
+            assert time.monotonic() < deadline, "a never judged dead"
+            await b.nodes()
+            await asyncio.sleep(0.1)
+        rec = record(b)
+        claims = await asyncio.gather(*(b.claim(actor) for actor in actors.values()))
+        assert {c.node_id for c in claims} == {b_id}
+        assert b._st is not None
+        reads = sum(1 for q in rec.sent if q is b._st.node_get)
+        # the slot rows' answers come over a spell: the reads they wait for follow
+        # one another, each shared by every take that asked while one ran
+        assert 1 <= reads <= 10, reads
+        assert rec.queries.count("slot_take") == 30
 
 
 async def test_an_unclean_takeover_fences_each_actor_before_its_first_read(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ...errors import StoreError, StoreUnavailable
@@ -20,7 +21,7 @@ from ._schema import Statements, create_schema
 if TYPE_CHECKING:
     from ._store import ScyllaStore
 
-__all__ = ["Peers", "connect", "shutdown"]
+__all__ = ["Peers", "Reread", "connect", "shutdown"]
 
 log = logging.getLogger("dna.store.cql")
 
@@ -73,6 +74,68 @@ class Peers:
 
     def forget(self, node_id: str) -> None:
         self.seen.pop(node_id, None)
+
+
+class Reread:
+    """Calls of one coroutine function, shared by callers that each need an answer
+    read after they asked: one call at a time, and every ask made while one runs
+    shares the next. A take of a dead holder's slot reads the holder's node row
+    after the slot's row; a failover takes all of its 1,024 slots at once, and one
+    read per slot was half a second of the survivor's loop. Written by hand: the
+    "started after the ask" rule is the whole point, and no cache offers it."""
+
+    __slots__ = ("begun", "fn", "running", "waiting")
+
+    def __init__(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        self.fn = fn
+        self.running: asyncio.Future[Any] | None = None  # the call under way
+        self.begun = False  # whether that call has started (sent its request)
+        self.waiting: asyncio.Future[Any] | None = None  # the next call's answer
+
+    @property
+    def idle(self) -> bool:
+        return self.running is None
+
+    async def ask(self) -> Any:
+        if self.running is None:
+            fut = self._start()
+        elif not self.begun:  # scheduled, not started: it sends after this ask
+            fut = self.running
+        else:  # it may have been sent before we asked: wait for the next one
+            if self.waiting is None:
+                self.waiting = asyncio.get_running_loop().create_future()
+            fut = self.waiting
+        return await asyncio.shield(fut)
+
+    def _start(self) -> asyncio.Future[Any]:
+        self.begun = False
+        fut = self.running = asyncio.ensure_future(self._call())
+        fut.add_done_callback(self._done)
+        return fut
+
+    async def _call(self) -> Any:
+        self.begun = True  # from here on its request may have gone out
+        return await self.fn()
+
+    def _done(self, fut: asyncio.Future[Any]) -> None:
+        self.running = None
+        if not fut.cancelled():
+            fut.exception()  # its askers may all have left: never "never retrieved"
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            self._start().add_done_callback(lambda f: _settle(waiting, f))
+
+
+def _settle(dst: asyncio.Future[Any], src: asyncio.Future[Any]) -> None:
+    if dst.done():
+        return
+    if src.cancelled():
+        dst.cancel()
+    elif src.exception() is not None:
+        dst.set_exception(src.exception())  # type: ignore[arg-type]
+        dst.exception()
+    else:
+        dst.set_result(src.result())
 
 
 async def connect(store: ScyllaStore, loop: asyncio.AbstractEventLoop) -> tuple[Any, Any, Any]:

@@ -61,7 +61,7 @@ from ._bridge import (
     unknown_outcome,
 )
 from ._schema import Statements, check_keyspace, replication_map
-from ._session import Peers, connect, shutdown
+from ._session import Peers, Reread, connect, shutdown
 from ._slots import DEFAULT_SLOTS, Slots, parse_setting
 from ._timers import TimerIndex
 
@@ -215,6 +215,7 @@ class ScyllaStore(Store):
         self._term = 0  # grows when our lease lapsed and a heartbeat took it up again
         self.address = ""  # ours, as registered (heartbeats rewrite it)
         self._states: dict[str, tuple[str, bool]] = {}  # peer -> (state, draining), last listing
+        self._node_reads: dict[str, Reread] = {}  # peer -> its node row's reads under way
 
     @property
     def per_actor_claims(self) -> bool:  # type: ignore[override]
@@ -242,6 +243,7 @@ class ScyllaStore(Store):
         self._switch.lower(self.switch_interval)
         self._bridge = bridge = Bridge(loop, session, self.request_timeout)
         self._peers = self._new_peers()
+        self._node_reads = {}
         self._beat = 0
         self.address = address
         sent = loop.time()
@@ -456,7 +458,19 @@ class ScyllaStore(Store):
         return DEAD if seen[1] else seen[0]
 
     async def _reclaimable(self, node_id: str) -> bool:
-        """Whether ``node_id`` is dead (lease out, or no row) or draining."""
+        """Whether ``node_id`` is dead (lease out, or no row) or draining, from a read
+        of its row sent after this call; concurrent callers share reads (``Reread``)."""
+        self._open()
+        reads = self._node_reads.get(node_id)
+        if reads is None:
+            reads = self._node_reads[node_id] = Reread(lambda: self._read_reclaimable(node_id))
+        try:
+            return bool(await reads.ask())
+        finally:
+            if reads.idle and self._node_reads.get(node_id) is reads:
+                del self._node_reads[node_id]
+
+    async def _read_reclaimable(self, node_id: str) -> bool:
         bridge, st, _ = self._open()
         sent = bridge.loop.time()
         rows = await self._do(bridge.run(st.node_get, (node_id,)), f"reading node {node_id}")
