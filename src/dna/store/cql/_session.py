@@ -119,8 +119,6 @@ class Reread:
 
     def _done(self, fut: asyncio.Future[Any]) -> None:
         self.running = None
-        if not fut.cancelled():
-            fut.exception()  # its askers may all have left: never "never retrieved"
         waiting, self.waiting = self.waiting, None
         if waiting is not None:
             self._start().add_done_callback(lambda f: _settle(waiting, f))
@@ -133,7 +131,6 @@ def _settle(dst: asyncio.Future[Any], src: asyncio.Future[Any]) -> None:
         dst.cancel()
     elif src.exception() is not None:
         dst.set_exception(src.exception())  # type: ignore[arg-type]
-        dst.exception()
     else:
         dst.set_result(src.result())
 
