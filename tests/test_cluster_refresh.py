@@ -82,4 +82,4 @@ async def test_a_live_owner_that_a_stale_list_calls_dead_still_gets_the_call(
                                    return_exceptions=True)
         assert got == keys
         assert (a.activations, b.activations) == (200, 0)
-        assert 1 <= reads <= 2
+        assert 1 <= reads <= 3  # one or two, and the node's own tick may add one

@@ -545,8 +545,8 @@ class Cluster:
         """Wait for a read of the peer list that started after this call (refresh_soon's,
         so a burst of callers shares one or two reads)."""
         self.refresh_soon()
-        if self.refreshing is not None:
-            await asyncio.shield(self.refreshing)
+        if self.refreshing is not None:  # (a stop that cancels it does not raise here)
+            await asyncio.wait((self.refreshing,))
 
     async def _refresh_quietly(self) -> None:
         try:
