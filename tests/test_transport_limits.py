@@ -131,6 +131,47 @@ async def test_half_open_flood_is_capped_and_peers_are_served() -> None:
     assert len(logged.records) <= 20, [r.getMessage() for r in logged.records[:30]]
 
 
+async def test_a_full_table_evicts_from_the_host_holding_most_not_the_oldest() -> None:
+    """With every unauthenticated slot taken, a new connection evicts one of the
+    host that holds the most slots. Evicting the oldest let a flood from a few
+    addresses, recycling its connections, evict each legitimate handshake that took
+    longer than its turnover (the flood test failed so on a slow machine: a good
+    peer's connection reset before it authenticated)."""
+    b = make("b", handshake_timeout=30.0, max_handshaking=4, max_handshaking_per_host=4)
+    async with started(b):
+        port = port_of(b)
+        opened: list[asyncio.StreamWriter] = []
+
+        async def closed(r: asyncio.StreamReader) -> bool:
+            """Whether the server closed it (EOF, or a reset) within a moment."""
+            try:
+                await asyncio.wait_for(r.read(), 0.3)  # to EOF (b may greet first)
+            except asyncio.TimeoutError:
+                return False
+            except OSError:
+                pass
+            return True
+
+        async def silent(host: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(host, 0))
+            opened.append(w)
+            return r, w
+
+        try:
+            first = await silent("127.0.0.1")  # a peer slow to authenticate: the oldest
+            await eventually(lambda: handshaking(b) == 1)
+            flood = [await silent("127.0.0.2") for _ in range(3)]
+            await eventually(lambda: handshaking(b) == 4)
+            more = [await silent("127.0.0.2") for _ in range(4)]  # the table is full
+            await eventually(lambda: b.refused == 4)
+            assert handshaking(b) == 4
+            assert not await closed(first[0])  # the lone peer's connection is open
+            assert sum([await closed(r) for r, _ in flood + more]) == 4
+        finally:
+            for w in opened:
+                w.close()
+
+
 @pytest.fixture
 def few_fds() -> Iterator[int]:
     """Lowers this process's descriptor limit to what is open now plus 40."""

@@ -75,7 +75,8 @@ What callers may rely on:
   want no such failure wait for ``writable()`` while ``congested()``.
 - **Limits on strangers.** At most ``max_handshaking`` (default 256)
   accepted connections may be unauthenticated (in TLS or in our handshake)
-  at once; a new one beyond that closes the oldest. At most
+  at once; a new one beyond that closes the oldest of the address holding
+  the most. At most
   ``max_handshaking_per_host`` (default 32) of them may come from one IP
   address; more are closed at once, before any TLS work. Each has
   ``handshake_timeout`` seconds (TLS and our handshake each) to
@@ -123,7 +124,11 @@ OnCall = Callable[[str, Any, Any], None]  # (peer node id, msg, Reply): answers 
 _CLOSE_GRACE = 2.0  # seconds close() waits for sockets to finish closing
 _ACCEPT_RETRY = 0.25  # seconds accepting pauses when the process is out of file descriptors
 _MAX_FRAME_LIMIT = 0xFFFFFFFF - 4  # a record (frame + its header) must fit a 4-byte length
-_BACKLOG = 128  # listen() backlog; also the most connections accepted per loop iteration
+# listen() backlog: the kernel caps it (net.core.somaxconn). A flood of connections
+# that a busy loop accepts late overflowed 128, and the kernel then dropped a peer's
+# SYN: its connect waited for a retransmission (1 s, then 3 s).
+_BACKLOG = socket.SOMAXCONN
+_ACCEPTS = 128  # the most connections accepted per loop iteration
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -325,7 +330,7 @@ class Transport:
     def _accept(self, sock: socket.socket) -> None:
         # our own accept loop: asyncio's reports EMFILE through the loop's exception
         # handler (a traceback a second) and knows nothing of unauthenticated peers
-        for _ in range(_BACKLOG):
+        for _ in range(_ACCEPTS):
             try:
                 conn, addr = sock.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -355,9 +360,7 @@ class Transport:
                 "(max_handshaking_per_host)", host, held)
             return
         if len(self._handshaking) >= self._max_handshaking:
-            # evict the oldest: a legitimate handshake takes milliseconds, a slot
-            # held for long is most likely an attacker's
-            self._evict(next(iter(self._handshaking)))
+            self._evict(self._eviction_victim())
         adm = Admission(host, sock)
         self._handshaking[adm] = None
         self._handshaking_by_host[host] = held + 1
@@ -375,6 +378,19 @@ class Transport:
             adm.sock.close()  # a no-op if asyncio closed it already
             if not task.cancelled():
                 log.debug("TLS handshake with %s failed: %s", adm.host, task.exception())
+
+    def _eviction_victim(self) -> Admission:
+        """The oldest unauthenticated connection of the address that holds the most.
+        Not the oldest of all: a flood from a few addresses, recycling its connections
+        faster than a slow machine completes a handshake, evicted every legitimate
+        peer's (tests/test_transport_limits.py). A scan of the addresses: it runs only
+        while the table is full, that is under attack."""
+        by_host = self._handshaking_by_host
+        heaviest = max(by_host, key=by_host.__getitem__)
+        for adm in self._handshaking:  # oldest first
+            if adm.host == heaviest:
+                return adm
+        raise AssertionError("the per-host counts disagree with the table")
 
     def _evict(self, adm: Admission) -> None:
         self.refused += 1
