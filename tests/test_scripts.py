@@ -118,6 +118,21 @@ time.sleep(120)' "$@"
 """
 
 
+def test_cassandra_start_waits_while_the_launched_process_execs_again(tmp_path: Path) -> None:
+    """Busy CI on a775083: `start` saw the launched process name Cassandra once, then,
+    while it exec'd again (its command line changing), called it "not running". A
+    launched process that is still alive is waited for, up to the timeout."""
+    java = FAKE_JAVA.replace(
+        "exec python3",
+        'printf \'%s\\0\' "$@" >"$FAKE_DIR/args2"; sleep 1.2; exec bash "$FAKE_DIR/again"\n'
+        "exec python3", 1,
+    )
+    again = "sleep 1.5\nmapfile -d '' args <\"$FAKE_DIR/args2\"\nexec python3 -c " \
+        "'import time; print(\"Starting listening for CQL clients\", flush=True); " \
+        "time.sleep(120)' \"${args[@]}\"\n"
+    _start_with_fakes(tmp_path, java, {"again": again})
+
+
 def _free_port() -> int:
     import socket
 
@@ -129,6 +144,11 @@ def _free_port() -> int:
 def test_cassandra_start_waits_for_the_fork_to_become_java(tmp_path: Path) -> None:
     """The pid `start` records is a shell until it has exec'd java: `start` must not
     call that "not running" (it did on loaded machines, with an empty log)."""
+    _start_with_fakes(tmp_path, FAKE_JAVA, {})
+
+
+def _start_with_fakes(tmp_path: Path, java: str, extra: dict[str, str]) -> None:
+    """`cassandra.sh start` then `status` with fake nohup and java; stopped after."""
     path = _bare_path(tmp_path)
     for tool in ("bash", "python3"):
         found = shutil.which(tool)
@@ -136,10 +156,12 @@ def test_cassandra_start_waits_for_the_fork_to_become_java(tmp_path: Path) -> No
         (Path(path) / tool).symlink_to(found)
     fake = tmp_path / "fake"
     fake.mkdir()
-    for name, text in (("nohup", FAKE_NOHUP), ("java", FAKE_JAVA)):
+    for name, text in (("nohup", FAKE_NOHUP), ("java", java)):
         (Path(path) / name).write_text(text)
         (Path(path) / name).chmod(0o755)
     (fake / "delayed").write_text(FAKE_DELAYED)
+    for name, text in extra.items():
+        (fake / name).write_text(text)
     lib = tmp_path / "lib"
     lib.mkdir()
     (lib / "cassandra-all-5.0.6.jar").write_bytes(b"")

@@ -174,6 +174,10 @@ cmd_wait() {
   wait_exec 30 # a node being launched right now is not "not running"
   while :; do
     pid=$(running_pid)
+    if [ -z "$pid" ] && [ -n "$(launched_pid)" ] && [ "$SECONDS" -lt "$deadline" ]; then
+      sleep 0.1 # alive, but exec'ing again: its command line does not name Cassandra now
+      continue
+    fi
     [ -n "$pid" ] || {
       tail -n 40 "$log" 2>/dev/null >&2 || true
       die "Cassandra is not running (log: $log)"
