@@ -94,17 +94,6 @@ launched_pid() {
   fi
 }
 
-# Wait (up to $1 seconds) until the launched process has exec'd Cassandra, or died.
-wait_exec() {
-  local pid i
-  for i in $(seq 1 $(($1 * 10))); do
-    pid=$(launched_pid)
-    [ -n "$pid" ] || return 0
-    grep -q CassandraDaemon "/proc/$pid/cmdline" 2>/dev/null && return 0
-    sleep 0.1
-  done
-}
-
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
@@ -171,11 +160,10 @@ EOF
 cmd_wait() {
   local pid deadline
   deadline=$((SECONDS + timeout))
-  wait_exec 30 # a node being launched right now is not "not running"
   while :; do
     pid=$(running_pid)
     if [ -z "$pid" ] && [ -n "$(launched_pid)" ] && [ "$SECONDS" -lt "$deadline" ]; then
-      sleep 0.1 # alive, but exec'ing again: its command line does not name Cassandra now
+      sleep 0.1 # launched and alive, between fork and exec (or two execs): not "not running"
       continue
     fi
     [ -n "$pid" ] || {
