@@ -265,6 +265,81 @@ async def test_a_dead_holders_slots_are_taken_on_a_few_shared_reads_of_its_row(
         assert rec.queries.count("slot_take") == 30
 
 
+GUESS_KEYSPACE = f"{CQL_KEYSPACE}_sguess"[:48]  # these tests' own: no other test's holders
+
+
+def one_per_slot(s: ScyllaStore, unique: str, n: int) -> list[ActorId]:
+    """``n`` actors, each in a slot of its own."""
+    assert s._slots is not None
+    actors: dict[int, ActorId] = {}
+    i = 0
+    while len(actors) < n:
+        actor = ActorId(f"ns-{unique}", "Thing", f"k{i}")
+        actors.setdefault(slot_of(actor, s._slots.count), actor)
+        i += 1
+    return list(actors.values())
+
+
+async def test_a_burst_of_takes_guesses_from_one_listing_of_the_slots(unique: str) -> None:
+    """A fresh node takes every slot it is asked for, a survivor all of a dead peer's,
+    at once: a read of each slot's row before its LWT was half of the requests
+    (1,024 more). Takes that ask together share one listing of every slot's row,
+    and its guesses must be right: a live peer's slots are refused with no LWT,
+    free ones taken on the first LWT."""
+    a_id, b_id = f"a-{unique}", f"b-{unique}"
+    kw: dict[str, Any] = {"lease": LEASE, "heartbeat_interval": 0.2}
+    async with opened(ScyllaStore(CQL_HOSTS.split(","), GUESS_KEYSPACE, activation="slots",
+                                  slots=64, **kw), a_id) as a, \
+            opened(ScyllaStore(CQL_HOSTS.split(","), GUESS_KEYSPACE, activation="slots",
+                               slots=64, **kw), b_id) as b:
+        actors = one_per_slot(a, unique, 40)
+        for actor in actors[:5]:
+            await a.claim(actor)
+        await judged_alive(b, a_id)
+        rec = record(b)
+        got = await asyncio.gather(*(b.claim(actor) for actor in actors), return_exceptions=True)
+        refused = [g for g in got[:5] if isinstance(g, NotOwner)]
+        assert [g.owner for g in refused] == [a_id] * 5, got[:5]
+        assert all(not isinstance(g, BaseException) and g.node_id == b_id for g in got[5:]), got
+        assert rec.queries.count("slot_get") == 0
+        assert 1 <= rec.queries.count("slot_all") <= 3, rec.queries
+        assert rec.queries.count("slot_take") == 35  # every guess right: no second LWT
+        # a lone take later still reads just its own row
+        del rec.sent[:]
+        late = one_per_slot(a, unique, 41)[40]
+        assert (await b.claim(late)).node_id == b_id
+        assert rec.queries == ["slot_get", "slot_take"]
+
+
+async def test_takes_whose_shared_listing_fails_read_their_own_rows(unique: str) -> None:
+    """The listing is only a shortcut: when it fails, each take reads its own row and
+    goes on, so a burst fails no activation that the one-by-one reads would not."""
+    from cassandra import OperationTimedOut
+
+    async with opened(ScyllaStore(CQL_HOSTS.split(","), GUESS_KEYSPACE, activation="slots",
+                                  slots=64), f"c-{unique}") as c:
+        rec = record(c)
+        assert c._st is not None
+        listing = c._st.slot_all
+        inner_run = rec.run
+
+        def run(query: Any, params: Any = None, *args: Any, **kw: Any) -> asyncio.Future[Any]:
+            if query is listing:
+                rec.sent.append(query)
+                fut: asyncio.Future[Any] = rec.loop.create_future()
+                rec.loop.call_soon(fut.set_exception, OperationTimedOut("listing lost (test)"))
+                return fut
+            return inner_run(query, params, *args, **kw)
+
+        rec.run = run  # type: ignore[method-assign]
+        actors = one_per_slot(c, unique, 20)
+        claims = await asyncio.gather(*(c.claim(actor) for actor in actors))
+        assert {cl.node_id for cl in claims} == {f"c-{unique}"}
+        assert rec.queries.count("slot_all") >= 1
+        assert rec.queries.count("slot_get") == 20
+        assert rec.queries.count("slot_take") == 20
+
+
 async def test_an_unclean_takeover_fences_each_actor_before_its_first_read(
     unique: str,
 ) -> None:

@@ -129,6 +129,8 @@ STATEMENTS: dict[str, str] = {
     "slot_free": "UPDATE {ks}.slots SET holder = null, clean = ?, marker = ? WHERE slot = ? "
     "IF holder = ? AND epoch = ?",
     "slot_get": "SELECT holder, epoch, clean, marker FROM {ks}.slots WHERE slot = ?",
+    # every slot's row at once: guesses for a burst of takes (Slots._guess)
+    "slot_all": "SELECT slot, holder, epoch, clean FROM {ks}.slots",
     "slot_fence": "UPDATE {ks}.actor_data SET epoch = ?, owner = ?, claimed_at = ?, marker = ? "
     f"WHERE {_PK} IF epoch <= ?",
     "slot_fence_new": "UPDATE {ks}.actor_data SET epoch = ?, owner = ?, claimed_at = ?, "
@@ -195,6 +197,7 @@ class Statements:
     slot_take: Any
     slot_free: Any
     slot_get: Any
+    slot_all: Any
     slot_fence: Any
     slot_fence_new: Any
     slot_destroy: Any
