@@ -33,6 +33,17 @@ def _activate(loop: asyncio.AbstractEventLoop, node: dna.Node, n: int, window: i
     loop.run_until_complete(go())
 
 
+def _passivate(loop: asyncio.AbstractEventLoop, node: dna.Node) -> None:
+    """Passivate the activations ``_activate`` made, one after another."""
+
+    async def go() -> None:
+        for act in node.local_activations():
+            if act.aid.key.startswith("asv-"):
+                await act.passivate()
+
+    loop.run_until_complete(go())
+
+
 class MemoryActivations:
     """5,000 fresh activations (one call each) on the in-process store: the runtime's
     own cost, which bounds the CQL slot path; under the node's collector threshold
@@ -116,6 +127,41 @@ class CyclicGarbage(_WarmMemoryNode):
             gc.garbage.clear()
 
     track_cyclic_garbage_per_activation.unit = "objects"  # type: ignore[attr-defined]
+
+
+class PassivatedGarbage(_WarmMemoryNode):
+    """Objects left as garbage cycles per passivated activation (memory store, 2,000
+    activated, then passivated): an activation and its instance referred to each
+    other, and its inbox's wake-up was its own method. 11.0 before 2026-12-03's
+    ``Activation._unlink`` (12 with a storage module), 0 after."""
+
+    unit = "objects"
+
+    def track_cyclic_garbage_per_passivation(self) -> float:
+        import gc
+
+        n = 2_000
+        _activate(self.loop, self.node, n, 100)
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            _passivate(self.loop, self.node)
+            gc.collect()
+            return len(gc.garbage) / n
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+
+    track_cyclic_garbage_per_passivation.unit = "objects"  # type: ignore[attr-defined]
+
+
+class PassivationChurn(_WarmMemoryNode):
+    """2,000 activations (one call each), then all passivated, on the memory store:
+    the cost of actors that come and go (IoT devices, sessions)."""
+
+    def time_activate_then_passivate(self) -> None:
+        _activate(self.loop, self.node, 2_000, 100)
+        _passivate(self.loop, self.node)
 
 
 class CQLActivations:

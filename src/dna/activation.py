@@ -163,6 +163,10 @@ async def drive(coro: Any, yielded: Any, instance: Any, msg: Any) -> tuple[bool,
             turn.instance = turn.msg = None
 
 
+def _asleep() -> None:
+    """The wake-up of a closed activation's inbox: nobody is there to wake."""
+
+
 class Activation:
     """A live actor instance and everything in flight for it."""
 
@@ -493,6 +497,7 @@ class Activation:
             self.host.takeover(self)  # a fresh activation (a fresh claim) takes the queue
         else:
             self.inbox.closed = True
+        self._unlink()
 
     # ------------------------------------------------------------ passivation
 
@@ -559,8 +564,21 @@ class Activation:
         self.host.forget(self)
         if len(self.inbox) and (released or not release):
             self.host.takeover(self)  # a fresh route adopts the queue, in order
-            return released
-        self.inbox.closed = True
-        if len(self.inbox):  # still ours in the store: nobody else may run them yet
-            self.fail_queued(StoreUnavailable(f"{self.aid} could not be released: retry"))
+        else:
+            self.inbox.closed = True
+            if len(self.inbox):  # still ours in the store: nobody else may run them yet
+                self.fail_queued(StoreUnavailable(f"{self.aid} could not be released: retry"))
+        self._unlink()
         return released
+
+    def _unlink(self) -> None:
+        """Closed for good (passivated, destroyed; the inbox closed or adopted): cut
+        the references that lead back here, the inbox's wake-up and the instance's
+        own, so the activation and what it kept go by reference counting once the
+        node forgets it. As cycles they were left to the collector: 11 objects per
+        passivated activation (12 with a storage module) for each young collection
+        to trace, under passivation churn."""
+        self.inbox.wake = _asleep
+        inst = self.instance
+        if inst is not None:
+            inst.__dict__.pop("_dna_activation", None)  # destroy() is refused from now on

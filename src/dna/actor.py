@@ -272,10 +272,11 @@ class Actor:
         fresh actor, in order.
         """
         storage = self.__dict__.get("_dna_storage")
-        if storage is None:
+        act = self.__dict__.get("_dna_activation")  # gone once the activation closed
+        if storage is None or act is None:
             raise InterfaceError("destroy() is usable only inside an activation")
         storage.ws.write(DESTROY[0], DESTROY[1], b"")
-        self._dna_activation.defer_rest()
+        act.defer_rest()
 
     @call
     def _dna_destroy(self) -> None:  # what Node.destroy sends: routed like any message
