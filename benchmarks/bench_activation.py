@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from collections.abc import Callable
 from typing import Any
 
 import dna
@@ -42,6 +43,21 @@ def _passivate(loop: asyncio.AbstractEventLoop, node: dna.Node) -> None:
                 await act.passivate()
 
     loop.run_until_complete(go())
+
+
+def _cyclic_garbage(run: Callable[[], None]) -> int:
+    """Objects that only the cyclic collector could free, left behind by ``run()``."""
+    import gc
+
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        run()
+        gc.collect()
+        return len(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
 
 
 class MemoryActivations:
@@ -113,18 +129,8 @@ class CyclicGarbage(_WarmMemoryNode):
 
 
     def track_cyclic_garbage_per_activation(self) -> float:
-        import gc
-
         n = 2_000
-        gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
-            _activate(self.loop, self.node, n, 100)
-            gc.collect()
-            return len(gc.garbage) / n
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
+        return _cyclic_garbage(lambda: _activate(self.loop, self.node, n, 100)) / n
 
     track_cyclic_garbage_per_activation.unit = "objects"  # type: ignore[attr-defined]
 
@@ -138,19 +144,9 @@ class PassivatedGarbage(_WarmMemoryNode):
     unit = "objects"
 
     def track_cyclic_garbage_per_passivation(self) -> float:
-        import gc
-
         n = 2_000
         _activate(self.loop, self.node, n, 100)
-        gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
-            _passivate(self.loop, self.node)
-            gc.collect()
-            return len(gc.garbage) / n
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
+        return _cyclic_garbage(lambda: _passivate(self.loop, self.node)) / n
 
     track_cyclic_garbage_per_passivation.unit = "objects"  # type: ignore[attr-defined]
 
