@@ -27,10 +27,10 @@ KEYSPACE = f"{CQL_KEYSPACE}_slots"[:48]  # shared with test_cql_activation_contr
 LEASE = 2.0
 
 
-def store(**kw: Any) -> ScyllaStore:
+def store(keyspace: str = KEYSPACE, **kw: Any) -> ScyllaStore:
     kw.setdefault("activation", "slots")
     kw.setdefault("slots", 64)
-    return ScyllaStore(CQL_HOSTS.split(","), KEYSPACE, **kw)
+    return ScyllaStore(CQL_HOSTS.split(","), keyspace, **kw)
 
 
 def same_slot(s: ScyllaStore, unique: str, n: int) -> list[ActorId]:
@@ -47,6 +47,18 @@ def same_slot(s: ScyllaStore, unique: str, n: int) -> list[ActorId]:
             out.append(a)
         i += 1
     return out
+
+
+def one_per_slot(s: ScyllaStore, unique: str, n: int) -> list[ActorId]:
+    """``n`` actors, each in a slot of its own."""
+    assert s._slots is not None
+    actors: dict[int, ActorId] = {}
+    i = 0
+    while len(actors) < n:
+        actor = ActorId(f"ns-{unique}", "Thing", f"k{i}")
+        actors.setdefault(slot_of(actor, s._slots.count), actor)
+        i += 1
+    return list(actors.values())
 
 
 class Recorder:
@@ -238,14 +250,8 @@ async def test_a_dead_holders_slots_are_taken_on_a_few_shared_reads_of_its_row(
     a_id, b_id = f"a-{unique}", f"b-{unique}"
     async with opened(store(lease=LEASE, heartbeat_interval=0.2), a_id) as a, \
             opened(store(lease=LEASE, heartbeat_interval=0.2), b_id) as b:
-        assert a._slots is not None
-        actors: dict[int, ActorId] = {}  # one actor in each of 30 slots
-        i = 0
-        while len(actors) < 30:
-            actor = ActorId(f"ns-{unique}", "Thing", f"k{i}")
-            actors.setdefault(slot_of(actor, a._slots.count), actor)
-            i += 1
-        for actor in actors.values():
+        actors = one_per_slot(a, unique, 30)
+        for actor in actors:
             await a.claim(actor)
         await judged_alive(b, a_id)
         a._beat_task.cancel()  # type: ignore[union-attr]
@@ -255,7 +261,7 @@ async def test_a_dead_holders_slots_are_taken_on_a_few_shared_reads_of_its_row(
             await b.nodes()
             await asyncio.sleep(0.1)
         rec = record(b)
-        claims = await asyncio.gather(*(b.claim(actor) for actor in actors.values()))
+        claims = await asyncio.gather(*(b.claim(actor) for actor in actors))
         assert {c.node_id for c in claims} == {b_id}
         assert b._st is not None
         reads = sum(1 for q in rec.sent if q is b._st.node_get)
@@ -268,18 +274,6 @@ async def test_a_dead_holders_slots_are_taken_on_a_few_shared_reads_of_its_row(
 GUESS_KEYSPACE = f"{CQL_KEYSPACE}_sguess"[:48]  # these tests' own: no other test's holders
 
 
-def one_per_slot(s: ScyllaStore, unique: str, n: int) -> list[ActorId]:
-    """``n`` actors, each in a slot of its own."""
-    assert s._slots is not None
-    actors: dict[int, ActorId] = {}
-    i = 0
-    while len(actors) < n:
-        actor = ActorId(f"ns-{unique}", "Thing", f"k{i}")
-        actors.setdefault(slot_of(actor, s._slots.count), actor)
-        i += 1
-    return list(actors.values())
-
-
 async def test_a_burst_of_takes_guesses_from_one_listing_of_the_slots(unique: str) -> None:
     """A fresh node takes every slot it is asked for, a survivor all of a dead peer's,
     at once: a read of each slot's row before its LWT was half of the requests
@@ -287,11 +281,8 @@ async def test_a_burst_of_takes_guesses_from_one_listing_of_the_slots(unique: st
     and its guesses must be right: a live peer's slots are refused with no LWT,
     free ones taken on the first LWT."""
     a_id, b_id = f"a-{unique}", f"b-{unique}"
-    kw: dict[str, Any] = {"lease": LEASE, "heartbeat_interval": 0.2}
-    async with opened(ScyllaStore(CQL_HOSTS.split(","), GUESS_KEYSPACE, activation="slots",
-                                  slots=64, **kw), a_id) as a, \
-            opened(ScyllaStore(CQL_HOSTS.split(","), GUESS_KEYSPACE, activation="slots",
-                               slots=64, **kw), b_id) as b:
+    async with opened(store(GUESS_KEYSPACE, lease=LEASE, heartbeat_interval=0.2), a_id) as a, \
+            opened(store(GUESS_KEYSPACE, lease=LEASE, heartbeat_interval=0.2), b_id) as b:
         actors = one_per_slot(a, unique, 40)
         for actor in actors[:5]:
             await a.claim(actor)
@@ -316,8 +307,7 @@ async def test_takes_whose_shared_listing_fails_read_their_own_rows(unique: str)
     goes on, so a burst fails no activation that the one-by-one reads would not."""
     from cassandra import OperationTimedOut
 
-    async with opened(ScyllaStore(CQL_HOSTS.split(","), GUESS_KEYSPACE, activation="slots",
-                                  slots=64), f"c-{unique}") as c:
+    async with opened(store(GUESS_KEYSPACE), f"c-{unique}") as c:
         rec = record(c)
         assert c._st is not None
         listing = c._st.slot_all

@@ -12,7 +12,7 @@ import pytest
 import dna
 from dna import _gc
 from dna.errors import StoreError
-from dna.storage import KV
+from dna.examples import KVActor
 
 DEFAULT = (700, 10, 10)
 
@@ -105,7 +105,6 @@ async def test_a_dropped_ref_is_freed_by_reference_counting(tmp_path: Any) -> No
     """A ref caches its senders (``ref.ping``): a sender that kept the ref made every
     ref a garbage cycle, left for the collector (a burst of first calls through
     fresh refs made three such objects per call)."""
-    from dna.examples import KVActor
     from dna.senders import CallSender, CastSender
 
     async with node(tmp_path, "a") as n:
@@ -126,20 +125,12 @@ async def test_a_dropped_ref_is_freed_by_reference_counting(tmp_path: Any) -> No
     assert garbage == []
 
 
-class Keeper(dna.Actor):
-    """Stores ints; hands out its own instance (a user keeping it past the activation)
-    and destroys itself on demand."""
+class Keeper(KVActor):
+    """The example KV actor that also hands out its own instance (a user keeping it
+    past the activation) and destroys itself on demand."""
 
-    kv = KV()
+    type_name = "tests.Keeper"
     kept: list[Any] = []
-
-    @dna.call
-    def put(self, v: int) -> None:
-        self.kv.write("v", v)
-
-    @dna.call
-    async def get(self) -> Any:
-        return await self.kv.read("v")
 
     @dna.call
     def keep(self) -> None:
@@ -160,14 +151,14 @@ async def test_a_closed_activation_is_freed_by_reference_counting(tmp_path: Any)
 
     async with node(tmp_path, "a") as n:
         await n.ref(Noop, "warm").ping()
-        await n.ref(Keeper, "warm").put(0)
+        await n.ref(Keeper, "warm").put("v", 0)
         gc.collect()
         gc.disable()
         try:
             for i in range(20):
                 await n.ref(Noop, f"n{i}").ping()
-                await n.ref(Keeper, f"k{i}").put(i)
-                await n.ref(Keeper, f"d{i}").put(i)
+                await n.ref(Keeper, f"k{i}").put("v", i)
+                await n.ref(Keeper, f"d{i}").put("v", i)
                 await n.ref(Keeper, f"d{i}").bye()  # destroyed: closed by the destroy path
             acts = [a for a in n.local_activations() if a.aid.key != "warm"]
             assert len(acts) == 40
@@ -178,8 +169,8 @@ async def test_a_closed_activation_is_freed_by_reference_counting(tmp_path: Any)
         finally:
             gc.enable()
         assert garbage == []
-        assert await n.ref(Keeper, "k3").get() == 3  # a new activation, the state kept
-        assert await n.ref(Keeper, "d3").get() is None  # destroyed for good
+        assert await n.ref(Keeper, "k3").get("v") == 3  # a new activation, the state kept
+        assert await n.ref(Keeper, "d3").get("v") is None  # destroyed for good
 
 
 async def test_an_instance_kept_past_its_activation_refuses_destroy(tmp_path: Any) -> None:
@@ -190,11 +181,11 @@ async def test_an_instance_kept_past_its_activation_refuses_destroy(tmp_path: An
     Keeper.kept.clear()
     async with node(tmp_path, "a") as n:
         ref = n.ref(Keeper, "x")
-        await ref.put(7)
+        await ref.put("v", 7)
         await ref.keep()
         (act,) = n.local_activations()
         assert await act.passivate()
         with pytest.raises(InterfaceError, match="only inside an activation"):
             Keeper.kept[0].destroy()
-        assert await ref.get() == 7  # the actor lives on, untouched
+        assert await ref.get("v") == 7  # the actor lives on, untouched
     Keeper.kept.clear()
